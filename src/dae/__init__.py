@@ -1,0 +1,3 @@
+"""dae: Decoupled Autoencoders for latent generative models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,54 @@
+"""`dae` command line: one module per subcommand, each with `register(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dae.config import ConfigError
+from dae.train.checkpoint import CheckpointError
+from dae.train.trainer import NonFiniteLossError
+
+# Subcommand modules, in the order `dae --help` lists them (the architecture's order).
+COMMANDS = ["dae.cli.train", "dae.cli.reproduce", "dae.cli.config"]
+
+# Errors a user can fix: a one-line message and a non-zero exit, not a traceback.
+USER_ERRORS = (
+    ConfigError, CheckpointError, FileNotFoundError, FileExistsError, NonFiniteLossError, KeyError,
+    NotADirectoryError, IsADirectoryError, PermissionError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dae", description="Decoupled Autoencoders: train, reproduce, evaluate."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"dae {args.command}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError | KeyError) else 1
+    except KeyboardInterrupt:
+        print(f"dae {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=200 (repeatable)",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

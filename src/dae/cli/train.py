@@ -1,0 +1,59 @@
+"""`dae train CONFIG [--set k=v] [--out RUN] [--resume | --overwrite]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from dae.cli import add_overrides
+from dae.config import ConfigError, to_dict
+from dae.experiments import load_experiment_config
+from dae.schedule import DAESchedule
+from dae.train.checkpoint import atomic_write
+from dae.train.export import save_weights
+from dae.train.trainer import Trainer, prepare_run_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train an autoencoder (baseline or DAE) from a preset")
+    parser.add_argument("config", help="YAML preset, e.g. configs/toy_vae.yaml")
+    add_overrides(parser)
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<preset name>)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out")
+    group.add_argument("--overwrite", action="store_true", help="delete a run already in --out")
+    parser.set_defaults(func=run)
+
+
+def _first_difference(a: object, b: object, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            diff = _first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+            if diff:
+                return diff
+        return None
+    return None if a == b else f"{prefix}: {b!r} in the run, {a!r} now"
+
+
+def run(args: argparse.Namespace) -> int:
+    kind, cfg = load_experiment_config(args.config, args.overrides)
+    out = args.out or Path("runs") / Path(args.config).stem
+    config = to_dict(cfg)
+    prepare_run_dir(out, resume=args.resume, overwrite=args.overwrite)
+    saved = out / "config.yaml"
+    if args.resume and saved.is_file():
+        diff = _first_difference(config, yaml.safe_load(saved.read_text()))
+        if diff:
+            raise ConfigError(diff.split(":")[0], f"differs from the run being resumed ({diff})")
+    atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
+    task = kind.build_task(cfg)
+    trainer = Trainer(
+        task, DAESchedule(cfg.schedule, cfg.train.steps), cfg.train, cfg.optim,
+        run_dir=out, config=config, resume=args.resume,
+    )
+    trainer.fit()
+    save_weights(out / "model.safetensors", task.model, config)
+    print(f"trained {cfg.train.steps} steps; run folder: {out}")
+    return 0

@@ -1,0 +1,198 @@
+"""Typed dataclass configs: YAML presets, `--set a.b=v` overrides, errors that name the key.
+
+Every config in dae is a (nested) dataclass. `from_dict` builds one from plain data and rejects
+unknown keys, wrong types and out-of-range values with a `ConfigError` whose message starts with the
+dotted key, so `train.stpes: 10` fails with "train.stpes: unknown key (did you mean 'steps'?)".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, mistyped or out of range; the message starts with the key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.detail = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+def check(condition: bool, key: str, message: str) -> None:
+    """Raise `ConfigError(key, message)` unless `condition`; used in `__post_init__` validators."""
+    if not condition:
+        raise ConfigError(key, message)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting where it is lossless (int -> float)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(err.detail)
+        raise ConfigError(key, "; ".join(errors))
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(key, f"must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(key, f"expected {len(args)} items, got {len(value)}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(key, f"expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types by name."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix, f"expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {sorted(fields)})"
+            raise ConfigError(_join(prefix, str(key)), f"unknown key{hint}")
+    kwargs = {k: _coerce(v, hints[k], _join(prefix, k)) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        if prefix and not err.key.startswith(prefix):
+            raise ConfigError(_join(prefix, err.key), err.detail) from None
+        raise
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data form of a config (dataclasses -> dicts, tuples -> lists), YAML/JSON friendly."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"train.steps=200"` -> (["train", "steps"], 200); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(text, "override must look like key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(key, "override key must be a dotted path like train.steps")
+    return key.split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides to nested plain data (unknown keys are caught later)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(".".join(path[: i + 1]), "is not a section, cannot set a subkey")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from `path`, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError("", f"{path}: invalid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{path}: top level must be a mapping")
+    return data
+
+
+def replace(cfg: T, overrides: Sequence[str]) -> T:
+    """A copy of `cfg` with `key.path=value` overrides applied and re-validated."""
+    return from_dict(type(cfg), apply_overrides(to_dict(cfg), overrides))
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> help text, from `field(metadata={"help": ...})`, for CLI help."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "check",
+    "field_docs",
+    "from_dict",
+    "parse_override",
+    "read_yaml",
+    "replace",
+    "to_dict",
+]

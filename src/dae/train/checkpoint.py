@@ -1,0 +1,81 @@
+"""Self-describing checkpoints, written atomically and loaded without executing pickled code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, unsafe or from another model; the message names it."""
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call `write(tmp_path)`, fsync, then rename over `path`: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomically write `payload` (tensors, numbers, strings, lists, dicts) to `path`."""
+    atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`: a pickled code payload is refused, never run."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain data "
+            f"(possibly pickled code), which dae never unpickles ({str(err).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({err})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not a dae checkpoint (top level is {type(payload).__name__})")
+    return payload
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """`load_state_dict(strict=True)` with an error that says which part of which run mismatched."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).split("\n\t")[:3]
+        raise CheckpointError(
+            f"checkpoint does not fit this model ({what}): " + " ".join(first)
+        ) from None
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under DistributedDataParallel and/or `torch.compile` wrappers."""
+    while True:
+        if hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        elif isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            module = module.module
+        else:
+            return module

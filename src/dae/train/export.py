@@ -1,0 +1,29 @@
+"""Final weights as safetensors with the config in the header (loads without pickle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file, safe_open
+from torch import nn
+
+from dae.train.checkpoint import atomic_write, unwrap
+
+
+def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> None:
+    """Atomically write `model`'s state dict and its config to a `.safetensors` file."""
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    metadata = {"config": json.dumps(config), "format": "dae"}
+    atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=metadata))
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state dict, config) from a file written by `save_weights`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    return load_file(str(path)), json.loads(metadata.get("config", "{}"))

@@ -1,0 +1,58 @@
+"""Metrics to a JSON-lines file and TensorBoard; a resumed run rewinds both to its step."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    """Appends `{"step": t, ...}` rows to `metrics.jsonl` and scalars to TensorBoard.
+
+    On resume from step t, rows with step >= t are dropped first, so the log of a killed and
+    resumed run has each step once, like an uninterrupted run's.
+    """
+
+    def __init__(self, run_dir: Path | None, resume_step: int = 0, tensorboard: bool = True):
+        self.path = run_dir / "metrics.jsonl" if run_dir else None
+        self.rows: list[dict[str, Any]] = []
+        self._tb = None
+        if self.path is None:
+            return
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) < resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step or None)
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        row = {"step": step, **values}
+        self.rows.append(row)
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf  # a torn last line from a kill: drop it
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All rows of a run's `metrics.jsonl`."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
