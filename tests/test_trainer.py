@@ -169,6 +169,6 @@ def test_resume_rejects_checkpoint_of_another_model(tmp_path):
 def test_metrics_jsonl_rows(tmp_path):
     cfg = tiny_cfg("train.steps=6", "schedule.mode=dae")
     run(cfg, tmp_path)
-    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in rows] == ["stage1"] * 3 + ["stage2"] * 3
     assert all({"loss", "recon", "kl"} <= r.keys() for r in rows)
