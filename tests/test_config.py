@@ -34,6 +34,7 @@ def test_round_trip_and_int_to_float():
     assert cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float)
     assert cfg.pair == (3, 4)
     assert from_dict(Outer, to_dict(cfg)) == cfg
+    assert from_dict(Inner, {"rate": "1e-1"}).rate == 0.1  # YAML 1.1 reads 1e-1 as a string
 
 
 @pytest.mark.parametrize(
