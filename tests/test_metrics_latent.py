@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from dae.metrics.codebook import (
     code_usage,
@@ -99,10 +98,16 @@ def test_tf1_resize_matches_definition():
 def test_tiny_classifier_features(tmp_path, monkeypatch):
     from dae.metrics.classifier import ClassifierConfig, classifier_path
     from dae.metrics.features import build_features, reference_features
-    from tests.test_data_images import make_mnist
-
     monkeypatch.setenv("DAE_CACHE", str(tmp_path / "cache"))
-    make_mnist(tmp_path / "data", n=64)
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for prefix in ("train", "t10k"):  # 64 random 28x28 "digits" in the idx format
+        images = torch.randint(0, 256, (64, 28, 28), generator=gen, dtype=torch.uint8)
+        labels = torch.randint(0, 10, (64,), generator=gen, dtype=torch.uint8)
+        for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+            header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+            (folder / f"{prefix}-{kind}-ubyte").write_bytes(header + arr.numpy().tobytes())
     cfg = ClassifierConfig(dataset="mnist", width=4, epochs=1, batch_size=32)
     ext = build_features("classifier:mnist", root=tmp_path / "data", cfg=cfg)
     assert classifier_path(cfg).is_file() and 0.0 <= ext.info["test_accuracy"] <= 1.0
@@ -117,7 +122,3 @@ def test_tiny_classifier_features(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="no trained classifier"):
         build_features("classifier:mnist", cfg=ClassifierConfig(dataset="mnist", seed=5), train_if_missing=False)
 
-
-class _Linear(nn.Module):
-    def features(self, x):
-        return {"pool": x.flatten(1)}

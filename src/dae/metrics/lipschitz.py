@@ -115,3 +115,10 @@ class LipschitzHook:
         logs.update(encoder_decoder_lipschitz(model, self.batch.to(device), self.pairing, self.eps, 0, self.phi))
         for m, flag in was_training.items():
             m.train(flag)
+
+
+def hook_for_task(task, every: int, n: int = 256, **kwargs) -> LipschitzHook:
+    """A `LipschitzHook` on the first `n` examples of the task's batch of step 0 (fixed)."""
+    batch = task.batch(0)
+    batch = batch[0] if isinstance(batch, tuple | list) else batch
+    return LipschitzHook(batch[:n].detach().clone(), every, **kwargs)
