@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import torch
+import yaml
+from PIL import Image
 from torch import nn
 
+from dae.autoencoder.base import DecoupledAutoencoder
 from dae.cli import main
+from dae.config import to_dict
+from dae.data.images import ImageDataConfig, load_from_config
+from dae.experiments import EXPERIMENTS, ExperimentKind
 from dae.metrics.codebook import codebook_report
 from dae.metrics.reconstruction import is_vq, latent_of, reconstruct
 from dae.metrics.report import write_report
+from dae.schedule import ScheduleConfig
+from dae.train.export import save_weights
 from dae.train.logger import read_metrics
+from dae.train.trainer import TrainConfig
 
 TINY = ["--set", "train.steps=40", "--set", "train.log_every=10", "--set", "train.progress=false",
         "--set", "train.tensorboard=false", "--set", "data.n_train=512", "--set", "data.n_test=256"]
@@ -96,3 +107,54 @@ def test_vq_protocol_and_codebook_plot(tmp_path):
                                                "codebook": book}))
     md = write_report([run], tmp_path / "out").read_text()
     assert "codebook.png" in md and (tmp_path / "out" / "codebook.png").stat().st_size > 10_000
+
+
+class VQAE(TinyVQ, DecoupledAutoencoder):
+    def __init__(self):
+        DecoupledAutoencoder.__init__(self)
+        TinyVQ.__init__(self)
+
+
+@dataclass
+class ImageVQConfig:
+    kind: str = "test_image_vq"
+    data: ImageDataConfig = field(default_factory=ImageDataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ImageVQTask:
+    def __init__(self, cfg: ImageVQConfig):
+        torch.manual_seed(0)
+        self.model, self.data = VQAE(), load_from_config(cfg.data)
+
+
+def test_evaluate_image_vq_run(tmp_path, monkeypatch):
+    """A hand-made run of a registered tiny image VQ kind: image metrics, codebook, grid, report."""
+    monkeypatch.setenv("DAE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (tmp_path / "imgs" / split / c).mkdir(parents=True)
+            for i in range(6):
+                level = 40 if c == "a" else 200  # two well separated classes
+                arr = np.clip(level + rng.normal(0, 20, (8, 8)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(tmp_path / "imgs" / split / c / f"{i}.png")
+
+    if "test_image_vq" not in EXPERIMENTS:
+        EXPERIMENTS.register("test_image_vq")(ExperimentKind(ImageVQConfig, ImageVQTask))
+    cfg = ImageVQConfig(data=ImageDataConfig(name="folder", root=str(tmp_path / "imgs")))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
+    save_weights(run / "model.safetensors", ImageVQTask(cfg).model, to_dict(cfg))
+
+    assert main(["evaluate", str(run), "--knn-train", "12"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    m = result["metrics"]
+    assert result["skipped"] == {} and result["n"] == 12
+    assert m["knn_data_acc"] == 1.0 and 0 < m["ssim"] <= 1 and m["psnr"] > 0
+    assert "lipschitz/decoder" in m and m["codebook_dead"] + 1 <= 4
+    assert (run / "eval_recon.png").is_file()
+    md = write_report([run], tmp_path / "out").read_text()
+    assert "codebook.png" in md and "Reconstructions" in md

@@ -125,9 +125,11 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         else:
             skipped["psnr/ssim"] = "not image data"
 
+    ext = None
     if "fd" in opts.metrics:
         t0 = time.time()
-        result.update(_fd_metrics(data, recon, opts, metrics, log))
+        ext = _fd_metrics(data, recon, opts, metrics, log)
+        result.update({"features": ext.spec, "feature_info": ext.info})
         seconds["fd"] = round(time.time() - t0, 2)
 
     if "knn" in opts.metrics:
@@ -141,7 +143,9 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         seconds["knn"] = round(time.time() - t0, 2)
 
     if "lipschitz" in opts.metrics:
-        metrics.update(encoder_decoder_lipschitz(model, x_test[: opts.lipschitz_n]))
+        # Perceptual variant for images: distances between the feature network's pool vectors.
+        phi = (lambda v: ext(v)["pool"]) if ext is not None and data.kind == "image" else None
+        metrics.update(encoder_decoder_lipschitz(model, x_test[: opts.lipschitz_n], phi=phi))
 
     if "codebook" in opts.metrics:
         if is_vq(model):
@@ -157,7 +161,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     return result
 
 
-def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics: dict, log) -> dict:
+def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics: dict, log):
     """Reconstruction-FD family: features of reconstructions vs the (cached) real test features."""
     from dae.data.transforms import to_uint8
     from dae.metrics.features import build_features, reference_features
@@ -170,7 +174,7 @@ def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics:
     for key, value in distribution_metrics(real, fake, ext.names, kid_subsets=20).items():
         metrics[f"recon_{key}"] = value
     log(f"features {ext.spec}: {ext.info}")
-    return {"features": ext.spec, "feature_info": ext.info}
+    return ext
 
 
 def _save_grid(path: Path, real: torch.Tensor, recon: torch.Tensor) -> None:
