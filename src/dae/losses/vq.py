@@ -1,0 +1,22 @@
+"""The vector-quantisation loss: codebook term + beta * commitment term (van den Oord et al.)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class VQLosses(NamedTuple):
+    total: torch.Tensor
+    codebook: torch.Tensor  # ||sg[z] - e||^2: moves the codebook towards the encoder outputs
+    commitment: torch.Tensor  # ||z - sg[e]||^2: keeps the encoder close to its code
+
+
+def vq_losses(z: torch.Tensor, z_q: torch.Tensor, beta: float, legacy: bool = False) -> VQLosses:
+    """`codebook + beta * commitment`; `legacy=True` is taming's swapped form (beta on codebook)."""
+    codebook = F.mse_loss(z_q, z.detach())
+    commitment = F.mse_loss(z, z_q.detach())
+    total = beta * codebook + commitment if legacy else codebook + beta * commitment
+    return VQLosses(total, codebook, commitment)
