@@ -99,6 +99,7 @@ class ImageAutoencoder(DecoupledAutoencoder):
     """Base of VQGAN / KL-AE: `post_quant_conv` + `decoder`, the aux decoder, decoder dropout."""
 
     dropout_cls = nn.Dropout2d
+    diffusers_cls: type[nn.Module]  # the diffusers class with the same modules and names
     post_quant_conv: nn.Conv2d
     decoder: Decoder
 
@@ -132,6 +133,19 @@ class ImageAutoencoder(DecoupledAutoencoder):
         """Weight of the active decoder's output conv (the adaptive GAN weight is measured here)."""
         decoder = self.aux_decoder.decoder if self.use_aux_decoder else self.decoder
         return decoder.conv_out.weight
+
+    def diffusers_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_diffusers(self) -> nn.Module:
+        """The same network as a diffusers model (`VQModel` / `AutoencoderKL`), weights copied.
+
+        The keys are identical by construction; only the DAE-only aux decoder is left out.
+        """
+        target = self.diffusers_cls(**self.diffusers_config())
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("aux_decoder.")}
+        target.load_state_dict(state, strict=True)
+        return target.eval()
 
     def set_decoder_dropout(self, p: float) -> None:
         """Channel dropout `p` in every ResNet block of the full decoder; p=0 restores the

@@ -6,9 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
+from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-from dae.autoencoder.image import ImageArchConfig, ImageAutoencoder, build_encoder, build_image_decoder, diffusers_trunk
+from dae.autoencoder.image import (
+    ImageArchConfig,
+    ImageAutoencoder,
+    build_encoder,
+    build_image_decoder,
+    diffusers_trunk,
+)
 from dae.config import check
 
 
@@ -18,6 +25,9 @@ class KLAutoencoderConfig(ImageArchConfig):
     scaling_factor: float | None = field(
         default=None,
         metadata={"help": "1 / std of encoded training latents; measured after training, not set"},
+    )
+    scaling_images: int = field(
+        default=1024, metadata={"help": "training images encoded to measure scaling_factor"}
     )
 
     def __post_init__(self) -> None:
@@ -38,6 +48,8 @@ class KLOutput(NamedTuple):
 
 class KLAutoencoder(ImageAutoencoder):
     """`x (B, C, H, W) -> q(z|x) = N(mean, exp(logvar)) (B, z, H/f, W/f) -> x_hat`."""
+
+    diffusers_cls = AutoencoderKL
 
     def __init__(self, cfg: KLAutoencoderConfig):
         super().__init__(cfg)

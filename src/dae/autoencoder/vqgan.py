@@ -6,9 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
+from diffusers import VQModel
 from diffusers.models.autoencoders.vae import VectorQuantizer
 
-from dae.autoencoder.image import ImageArchConfig, ImageAutoencoder, build_encoder, build_image_decoder, diffusers_trunk
+from dae.autoencoder.image import (
+    ImageArchConfig,
+    ImageAutoencoder,
+    build_encoder,
+    build_image_decoder,
+    diffusers_trunk,
+)
 from dae.config import check
 from dae.losses.vq import VQLosses, vq_losses
 
@@ -31,7 +38,9 @@ class VQGANConfig(ImageArchConfig):
 
 
 class Quantized(NamedTuple):
-    z_q: torch.Tensor  # (B, D, h, w), straight-through: forward = codebook rows, backward = identity
+    z_q: (
+        torch.Tensor
+    )  # (B, D, h, w), straight-through: forward = codebook rows, backward = identity
     indices: torch.Tensor  # (B, h, w) long
     losses: VQLosses
 
@@ -68,7 +77,9 @@ class Quantizer(VectorQuantizer):
         # contiguous like diffusers' output: the next conv's kernel (and its rounding) depends on it
         return Quantized((z + (z_q - z).detach()).contiguous(), indices, losses)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[Any, Any, torch.Tensor]]:
+    def forward(
+        self, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[Any, Any, torch.Tensor]]:
         """diffusers' return convention: (z_q, loss, (perplexity, encodings, indices))."""
         q = self.quantize(z)
         return q.z_q, q.losses.total, (None, None, q.indices)
@@ -82,6 +93,8 @@ class VQGANOutput(NamedTuple):
 
 class VQGAN(ImageAutoencoder):
     """`x (B, C, H, W) -> z (B, z, H/f, W/f) -> codes (B, H/f, W/f) -> x_hat (B, C, H, W)`."""
+
+    diffusers_cls = VQModel
 
     def __init__(self, cfg: VQGANConfig):
         super().__init__(cfg)

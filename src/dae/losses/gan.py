@@ -10,7 +10,9 @@ import torch.nn.functional as F
 GanLoss = Literal["hinge", "vanilla"]
 
 
-def discriminator_loss(kind: GanLoss, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(
+    kind: GanLoss, logits_real: torch.Tensor, logits_fake: torch.Tensor
+) -> torch.Tensor:
     """Discriminator objective, averaged over patches (real -> +, fake -> -)."""
     if kind == "hinge":
         return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())

@@ -60,7 +60,9 @@ class LPIPS(nn.Module):
         """Load the VGG backbone and the linear heads; key mismatches name the file."""
         model = cls()
         vgg = {k.removeprefix("features."): v for k, v in _read_state(vgg_path).items()}
-        vgg = {k: v for k, v in vgg.items() if k.split(".")[0].isdigit() and int(k.split(".")[0]) < 30}
+        vgg = {
+            k: v for k, v in vgg.items() if k.split(".")[0].isdigit() and int(k.split(".")[0]) < 30
+        }
         lins = {
             f"{k[3]}.weight": v for k, v in _read_state(lin_path).items() if k.startswith("lin")
         }
@@ -68,7 +70,9 @@ class LPIPS(nn.Module):
             try:
                 module.load_state_dict(state, strict=True)
             except RuntimeError as err:
-                raise ValueError(f"{path}: not usable LPIPS weights ({str(err).splitlines()[0]})") from None
+                raise ValueError(
+                    f"{path}: not usable LPIPS weights ({str(err).splitlines()[0]})"
+                ) from None
         return model
 
     def train(self, mode: bool = True) -> LPIPS:

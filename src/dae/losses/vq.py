@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from dae.config import check
+from dae.losses.reconstruction import ReconstructionConfig
+
+
+@dataclass
+class VQLossConfig(ReconstructionConfig):
+    codebook_weight: float = field(default=1.0, metadata={"help": "weight of the VQ loss"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.codebook_weight >= 0, "codebook_weight", "must be >= 0")
 
 
 class VQLosses(NamedTuple):
