@@ -219,6 +219,8 @@ class Trainer:
             raise ValueError(f"schedule has {schedule.total_steps} steps, train.steps={cfg.steps}")
         self.task, self.schedule, self.cfg, self.optim_cfg = task, schedule, cfg, optim
         self.run_dir = Path(run_dir) if run_dir else None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config = config or {}
         self.hooks = (hooks or []) + task.hooks()
         self.dist = dist_info()
