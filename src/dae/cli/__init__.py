@@ -7,16 +7,17 @@ import importlib
 import sys
 
 from dae.config import ConfigError
+from dae.data.formats import DataFormatError
 from dae.train.checkpoint import CheckpointError
 from dae.train.trainer import NonFiniteLossError
 
 # Subcommand modules, in the order `dae --help` lists them (the architecture's order).
-COMMANDS = ["dae.cli.train", "dae.cli.reproduce", "dae.cli.config"]
+COMMANDS = ["dae.cli.data", "dae.cli.train", "dae.cli.reproduce", "dae.cli.config"]
 
 # Errors a user can fix: a one-line message and a non-zero exit, not a traceback.
 USER_ERRORS = (
     ConfigError, CheckpointError, FileNotFoundError, FileExistsError, NonFiniteLossError, KeyError,
-    NotADirectoryError, IsADirectoryError, PermissionError,
+    NotADirectoryError, IsADirectoryError, PermissionError, DataFormatError,
 )
 
 
