@@ -167,6 +167,7 @@ class DiT(nn.Module):
         self.t_embedder = TimestepEmbedder(hidden)
         self.y_embedder = LabelEmbedder(n_classes, hidden, cfg.class_dropout)
         pos = torch.from_numpy(sincos_pos_embed(hidden, self.grid)).float()[None]
+        pos = pos.to(self.x_embedder.weight.device)  # (1, N, hidden), on "meta" when built there
         self.register_buffer("pos_embed", pos, persistent=False)  # fixed, rebuilt on load
         self.blocks = nn.ModuleList(
             DiTBlock(hidden, size.num_heads, cfg.mlp_ratio) for _ in range(size.depth)

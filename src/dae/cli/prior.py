@@ -1,0 +1,84 @@
+"""`dae train-prior RUN_AE CONFIG` and `dae sample RUN --n N --out DIR`: generation on a latent."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from dae.cli import add_overrides
+from dae.config import ConfigError, to_dict
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train-prior", help="train a GPT (VQ) or DiT (KL) prior on an autoencoder run")
+    train.add_argument("ae_run", type=Path, help="autoencoder run folder (from `dae train`)")
+    train.add_argument("config", help="prior preset, e.g. configs/prior_gpt_cifar10.yaml")
+    add_overrides(train)
+    train.add_argument("--out", type=Path, help="run folder (default: runs/<ae run>-<preset>)")
+    group = train.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out")
+    group.add_argument("--overwrite", action="store_true", help="delete a run already in --out")
+    train.set_defaults(func=run_train)
+
+    sample = sub.add_parser("sample", help="sample images from a trained prior run")
+    sample.add_argument("run", type=Path, help="prior run folder (from `dae train-prior`)")
+    sample.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    sample.add_argument("--out", type=Path, help="output folder (default: RUN/samples)")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed")
+    sample.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
+    sample.add_argument("--ae-weights", choices=["auto", "final", "checkpoint"], default="auto",
+                        help="decoder weights: final if present (auto), or the last checkpoint")
+    add_overrides(sample)
+    sample.set_defaults(func=run_sample)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from dae.priors.cache import LatentCache, build_cache
+    from dae.priors.models import load_prior_config
+    from dae.priors.task import PriorTrainer
+    from dae.train.checkpoint import atomic_write
+    from dae.train.trainer import prepare_run_dir
+
+    kind, cfg = load_prior_config(args.config, args.overrides)
+    if not (args.ae_run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.ae_run} is not a dae run: no config.yaml")
+    cfg.ae_run = str(args.ae_run)
+    out = args.out or Path("runs") / f"{args.ae_run.name}-{Path(args.config).stem}"
+    prepare_run_dir(out, resume=args.resume, overwrite=args.overwrite)
+    config = to_dict(cfg)
+    saved = out / "config.yaml"
+    if args.resume and saved.is_file() and yaml.safe_load(saved.read_text()) != config:
+        raise ConfigError("config", f"differs from the run being resumed ({saved})")
+    atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
+    cache_path = out / "latents.safetensors"
+    if cache_path.is_file():
+        cache = LatentCache.load(cache_path)
+    else:
+        cache = build_cache(args.ae_run, cfg.data, cfg.cache, cfg.train.device)
+        cache.save(cache_path)
+    print(f"latents: {len(cache)} x {cache.meta['latent_shape']} ({cache.kind}) from "
+          f"{cache.meta['ae_source']}")
+    import torch
+
+    torch.manual_seed(cfg.train.seed)
+    prior = kind.build(cfg, cache.meta)
+    trainer = PriorTrainer(prior, cache, cfg.train, cfg.optim, out, config, args.resume,
+                           sample_posterior=cfg.cache.sample_posterior)
+    trainer.fit()
+    trainer.export()
+    print(f"trained {cfg.train.steps} steps; prior run folder: {out}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from dae.priors.generate import sample_run
+
+    if args.n < 1:
+        raise ConfigError("--n", f"must be >= 1, got {args.n}")
+    out = args.out or args.run / "samples"
+    info = sample_run(args.run, args.n, out, args.seed, args.device, args.overrides, args.ae_weights)
+    print(f"wrote {info['n']} samples to {out}/samples.npz and {out}/grid.png "
+          f"(prior {info['prior_weights']}, decoder {info['ae_weights']})")
+    return 0
