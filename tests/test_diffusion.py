@@ -20,7 +20,10 @@ def test_linear_schedule_matches_diffusers():
 
 
 def test_q_sample_closed_form():
-    x0, noise = torch.randn(3, 2, 4, 4, dtype=torch.float64), torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    x0, noise = (
+        torch.randn(3, 2, 4, 4, dtype=torch.float64),
+        torch.randn(3, 2, 4, 4, dtype=torch.float64),
+    )
     t = torch.tensor([0, 250, 999])
     expect = []
     for i, ti in enumerate(t.tolist()):
@@ -37,14 +40,17 @@ def test_q_posterior_is_the_bayes_product_of_two_gaussians():
         beta, abar_prev = D.betas[ti].item(), D.alphas_cumprod[ti - 1].item()
         # q(x_t | x_{t-1}) = N(sqrt(1-beta) x_{t-1}, beta), q(x_{t-1} | x0) = N(sqrt(abar') x0, 1-abar')
         precision = (1 - beta) / beta + 1 / (1 - abar_prev)
-        m = (math.sqrt(1 - beta) * xt[i] / beta + math.sqrt(abar_prev) * x0[i] / (1 - abar_prev))
+        m = math.sqrt(1 - beta) * xt[i] / beta + math.sqrt(abar_prev) * x0[i] / (1 - abar_prev)
         torch.testing.assert_close(mean[i], m / precision)
         assert math.isclose(var[i].item(), 1 / precision, rel_tol=1e-9)
         assert math.isclose(logvar[i].item(), math.log(1 / precision), rel_tol=1e-9)
 
 
 def test_learned_range_ends_and_true_noise_gives_zero_kl():
-    x0, noise = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    x0, noise = (
+        torch.randn(2, 3, 4, 4, dtype=torch.float64),
+        torch.randn(2, 3, 4, 4, dtype=torch.float64),
+    )
     t = torch.tensor([5, 700])
     xt = D.q_sample(x0, t, noise)
     lo = D.p_mean_variance(torch.cat([noise, -torch.ones_like(noise)], 1), xt, t)
@@ -78,14 +84,20 @@ def test_respacing_keeps_abar_and_maps_steps():
 def test_respaced_learned_range_ddpm_step_matches_diffusers():
     keep = list(range(0, 1000, 37))  # 0, 37, ..., 999
     r = D.respace(keep)
-    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", variance_type="learned_range",
-                        clip_sample=False)
+    ref = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        variance_type="learned_range",
+        clip_sample=False,
+    )
     ref.set_timesteps(timesteps=keep[::-1])
     x, out = torch.randn(2, 3, 4, 4), torch.randn(2, 6, 4, 4).clamp(-1, 1)
     i = 10
     t = torch.full((2,), i)
     p = r.p_mean_variance(out, x, t)
-    mine = p["mean"] + torch.exp(0.5 * p["logvar"]) * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    mine = p["mean"] + torch.exp(0.5 * p["logvar"]) * torch.randn(
+        x.shape, generator=torch.Generator().manual_seed(0)
+    )
     theirs = ref.step(out, keep[i], x, generator=torch.Generator().manual_seed(0)).prev_sample
     torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
 
@@ -93,8 +105,9 @@ def test_respaced_learned_range_ddpm_step_matches_diffusers():
 def test_ddim_step_matches_diffusers():
     keep = list(range(0, 1000, 20))
     r = D.respace(keep)
-    ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
-                        set_alpha_to_one=True)
+    ref = DDIMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", clip_sample=False, set_alpha_to_one=True
+    )
     ref.set_timesteps(50)
     assert ref.timesteps.tolist() == keep[::-1]
     x, eps = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
@@ -117,7 +130,9 @@ def test_guidance_scale_one_equals_the_conditional_model():
     torch.testing.assert_close(g1(x, t), model(x, t, y), rtol=1e-6, atol=1e-6)
     g4 = classifier_free_guidance(model, y, null_label=10, scale=4.0, latent_channels=4)
     uncond = model(x, t, torch.full_like(y, 10))
-    torch.testing.assert_close(g4(x, t)[:, :4], uncond[:, :4] + 4 * (model(x, t, y) - uncond)[:, :4])
+    torch.testing.assert_close(
+        g4(x, t)[:, :4], uncond[:, :4] + 4 * (model(x, t, y) - uncond)[:, :4]
+    )
     torch.testing.assert_close(g4(x, t)[:, 4:], model(x, t, y)[:, 4:])  # variance: conditional
     quirk = classifier_free_guidance(model, y, 10, 4.0, latent_channels=4, guided_channels=3)
     torch.testing.assert_close(quirk(x, t)[:, 3:], model(x, t, y)[:, 3:])

@@ -27,7 +27,9 @@ def test_causal_masking_later_tokens_do_not_change_earlier_outputs():
 
 def test_kv_cache_logits_equal_full_forward():
     model = tiny(NC)
-    idx = torch.cat([model.cond_tokens(torch.tensor([0, 2]), 2, "cpu"), torch.randint(V, (2, L - 1))], 1)
+    idx = torch.cat(
+        [model.cond_tokens(torch.tensor([0, 2]), 2, "cpu"), torch.randint(V, (2, L - 1))], 1
+    )
     full, _ = model(idx)
     past, steps = None, []
     for i in range(L):

@@ -56,8 +56,11 @@ class FakeExperimentConfig:
 
 def _decoder(cfg: FakeAEConfig, width: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cfg.z_channels, width, 3, padding=1), nn.SiLU(), nn.Dropout2d(0.0),
-        nn.Upsample(scale_factor=2), nn.Conv2d(width, 3, 3, padding=1),
+        nn.Conv2d(cfg.z_channels, width, 3, padding=1),
+        nn.SiLU(),
+        nn.Dropout2d(0.0),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(width, 3, 3, padding=1),
     )
 
 
@@ -68,7 +71,9 @@ class FakeImageAE(DecoupledAutoencoder):
         super().__init__()
         self.cfg = cfg
         out = cfg.z_channels * (2 if cfg.latent == "kl" else 1)
-        self.encoder = nn.Sequential(nn.Conv2d(3, cfg.width, 4, 2, 1), nn.SiLU(), nn.Conv2d(cfg.width, out, 1))
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, cfg.width, 4, 2, 1), nn.SiLU(), nn.Conv2d(cfg.width, out, 1)
+        )
         self.codebook = nn.Embedding(cfg.n_embed, cfg.z_channels)
         self.decoder = _decoder(cfg, cfg.width)
 
@@ -107,7 +112,11 @@ class FakeImageAE(DecoupledAutoencoder):
 
     def nearest(self, h):
         flat = h.permute(0, 2, 3, 1)  # (B, z, h, w) -> (B, h, w, z)
-        return torch.cdist(flat.reshape(-1, flat.shape[-1]), self.codebook.weight).argmin(1).view(flat.shape[:3])
+        return (
+            torch.cdist(flat.reshape(-1, flat.shape[-1]), self.codebook.weight)
+            .argmin(1)
+            .view(flat.shape[:3])
+        )
 
 
 class FakeVQ(FakeImageAE):
@@ -163,7 +172,13 @@ def write_ae_config(path: Path, images: Path, latent: str, mode: str) -> Path:
         "data": {"name": "folder", "root": str(images), "cache": False},
         "schedule": {"mode": mode},
         "optim": {"lr": 0.01},
-        "train": {"steps": 6, "batch_size": 8, "ckpt_every": 3, "progress": False, "tensorboard": False},
+        "train": {
+            "steps": 6,
+            "batch_size": 8,
+            "ckpt_every": 3,
+            "progress": False,
+            "tensorboard": False,
+        },
     }
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -171,22 +186,46 @@ def write_ae_config(path: Path, images: Path, latent: str, mode: str) -> Path:
 
 TINY = {
     "prior_gpt": ["model.n_layer=1", "model.n_head=2", "model.n_embd=16"],
-    "prior_dit": ["model.depth=1", "model.hidden_size=16", "model.num_heads=2", "sample.steps=3",
-                  "diffusion.num_timesteps=50"],
+    "prior_dit": [
+        "model.depth=1",
+        "model.hidden_size=16",
+        "model.num_heads=2",
+        "sample.steps=3",
+        "diffusion.num_timesteps=50",
+    ],
 }
-FAST = ["train.steps=4", "train.batch_size=8", "train.log_every=2", "train.ckpt_every=2",
-        "train.progress=false", "train.tensorboard=false", "train.ema_decay=0.9",
-        "sample.batch_size=4"]
+FAST = [
+    "train.steps=4",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "train.ckpt_every=2",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.ema_decay=0.9",
+    "sample.batch_size=4",
+]
 
 
-@pytest.mark.parametrize("latent,preset", [("vq", "prior_gpt_cifar10"), ("kl", "prior_dit_cifar10")])
+@pytest.mark.parametrize(
+    "latent,preset", [("vq", "prior_gpt_cifar10"), ("kl", "prior_dit_cifar10")]
+)
 def test_train_prior_sample_end_to_end(tmp_path, image_folder, latent, preset):
     ae_cfg = write_ae_config(tmp_path / "ae.yaml", image_folder, latent, "dae")
     assert main(["train", str(ae_cfg), "--out", str(tmp_path / "ae")]) == 0
     kind = "prior_gpt" if latent == "vq" else "prior_dit"
-    data = [f"data.root={image_folder}", "data.name=folder", "data.cache=false", "data.image_size=null"]
-    args = ["train-prior", str(tmp_path / "ae"), str(REPO / "configs" / f"{preset}.yaml"),
-            "--out", str(tmp_path / "prior")]
+    data = [
+        f"data.root={image_folder}",
+        "data.name=folder",
+        "data.cache=false",
+        "data.image_size=null",
+    ]
+    args = [
+        "train-prior",
+        str(tmp_path / "ae"),
+        str(REPO / "configs" / f"{preset}.yaml"),
+        "--out",
+        str(tmp_path / "prior"),
+    ]
     for item in TINY[kind] + FAST + data:
         args += ["--set", item]
     assert main(args) == 0
@@ -225,9 +264,17 @@ def test_dae_prior_can_cache_from_the_stage2_checkpoint(tmp_path, image_folder):
 def test_prior_training_resumes_exactly(tmp_path):
     gen = torch.Generator().manual_seed(0)
     meta = {"kind": "kl", "latent_shape": [2, 4, 4], "classes": ["a", "b"], "scaling_factor": 0.5}
-    cache = LatentCache({"mean": torch.randn(8, 2, 4, 4, generator=gen),
-                         "logvar": torch.full((8, 2, 4, 4), -2.0), "labels": torch.arange(8) % 2}, meta)
-    kind, cfg = load_prior_config(REPO / "configs" / "prior_dit_cifar10.yaml", TINY["prior_dit"] + FAST)
+    cache = LatentCache(
+        {
+            "mean": torch.randn(8, 2, 4, 4, generator=gen),
+            "logvar": torch.full((8, 2, 4, 4), -2.0),
+            "labels": torch.arange(8) % 2,
+        },
+        meta,
+    )
+    kind, cfg = load_prior_config(
+        REPO / "configs" / "prior_dit_cifar10.yaml", TINY["prior_dit"] + FAST
+    )
 
     def run(out: Path, steps: int, resume: bool) -> dict:
         torch.manual_seed(0)
@@ -250,12 +297,20 @@ def test_every_prior_preset_builds_and_steps(preset):
     assert kind is PRIORS.get(cfg.kind)
     paper_scale = "cifar10" not in preset
     if cfg.kind == "prior_gpt":
-        meta = {"kind": "vq", "latent_shape": [16, 16] if paper_scale else [8, 8],
-                "classes": [], "codebook_size": 1024 if paper_scale else 512}
+        meta = {
+            "kind": "vq",
+            "latent_shape": [16, 16] if paper_scale else [8, 8],
+            "classes": [],
+            "codebook_size": 1024 if paper_scale else 512,
+        }
         batch = torch.randint(meta["codebook_size"], (2, *meta["latent_shape"]))
     else:
-        meta = {"kind": "kl", "latent_shape": [4, 32, 32] if paper_scale else [4, 8, 8],
-                "classes": [str(i) for i in range(1000 if paper_scale else 10)], "scaling_factor": 1.0}
+        meta = {
+            "kind": "kl",
+            "latent_shape": [4, 32, 32] if paper_scale else [4, 8, 8],
+            "classes": [str(i) for i in range(1000 if paper_scale else 10)],
+            "scaling_factor": 1.0,
+        }
         batch = torch.randn(2, *meta["latent_shape"])
     labels = torch.tensor([0, 1])
     gen = torch.Generator().manual_seed(0)
@@ -270,8 +325,11 @@ def test_every_prior_preset_builds_and_steps(preset):
             logits.sum().backward()
             assert logits.shape == (2, 256, 1024)
         else:
-            out = prior.dit(torch.zeros(2, 4, 32, 32, device="meta"), torch.zeros(2, dtype=torch.long, device="meta"),
-                            torch.zeros(2, dtype=torch.long, device="meta"))
+            out = prior.dit(
+                torch.zeros(2, 4, 32, 32, device="meta"),
+                torch.zeros(2, dtype=torch.long, device="meta"),
+                torch.zeros(2, dtype=torch.long, device="meta"),
+            )
             out.sum().backward()
             assert out.shape == (2, 8, 32, 32)
         return

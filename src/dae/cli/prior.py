@@ -12,7 +12,9 @@ from dae.config import ConfigError, to_dict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train-prior", help="train a GPT (VQ) or DiT (KL) prior on an autoencoder run")
+    train = sub.add_parser(
+        "train-prior", help="train a GPT (VQ) or DiT (KL) prior on an autoencoder run"
+    )
     train.add_argument("ae_run", type=Path, help="autoencoder run folder (from `dae train`)")
     train.add_argument("config", help="prior preset, e.g. configs/prior_gpt_cifar10.yaml")
     add_overrides(train)
@@ -28,8 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--out", type=Path, help="output folder (default: RUN/samples)")
     sample.add_argument("--seed", type=int, default=0, help="sampling seed")
     sample.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
-    sample.add_argument("--ae-weights", choices=["auto", "final", "checkpoint"], default="auto",
-                        help="decoder weights: final if present (auto), or the last checkpoint")
+    sample.add_argument(
+        "--ae-weights",
+        choices=["auto", "final", "checkpoint"],
+        default="auto",
+        help="decoder weights: final if present (auto), or the last checkpoint",
+    )
     add_overrides(sample)
     sample.set_defaults(func=run_sample)
 
@@ -58,14 +64,24 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         cache = build_cache(args.ae_run, cfg.data, cfg.cache, cfg.train.device)
         cache.save(cache_path)
-    print(f"latents: {len(cache)} x {cache.meta['latent_shape']} ({cache.kind}) from "
-          f"{cache.meta['ae_source']}")
+    print(
+        f"latents: {len(cache)} x {cache.meta['latent_shape']} ({cache.kind}) from "
+        f"{cache.meta['ae_source']}"
+    )
     import torch
 
     torch.manual_seed(cfg.train.seed)
     prior = kind.build(cfg, cache.meta)
-    trainer = PriorTrainer(prior, cache, cfg.train, cfg.optim, out, config, args.resume,
-                           sample_posterior=cfg.cache.sample_posterior)
+    trainer = PriorTrainer(
+        prior,
+        cache,
+        cfg.train,
+        cfg.optim,
+        out,
+        config,
+        args.resume,
+        sample_posterior=cfg.cache.sample_posterior,
+    )
     trainer.fit()
     trainer.export()
     print(f"trained {cfg.train.steps} steps; prior run folder: {out}")
@@ -78,7 +94,11 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError("--n", f"must be >= 1, got {args.n}")
     out = args.out or args.run / "samples"
-    info = sample_run(args.run, args.n, out, args.seed, args.device, args.overrides, args.ae_weights)
-    print(f"wrote {info['n']} samples to {out}/samples.npz and {out}/grid.png "
-          f"(prior {info['prior_weights']}, decoder {info['ae_weights']})")
+    info = sample_run(
+        args.run, args.n, out, args.seed, args.device, args.overrides, args.ae_weights
+    )
+    print(
+        f"wrote {info['n']} samples to {out}/samples.npz and {out}/grid.png "
+        f"(prior {info['prior_weights']}, decoder {info['ae_weights']})"
+    )
     return 0

@@ -34,8 +34,10 @@ AEWeights = Literal["auto", "final", "checkpoint"]
 class CacheConfig:
     ae_weights: AEWeights = field(
         default="auto",
-        metadata={"help": "final (model.safetensors), checkpoint (last.pt, DAE stage 2 only) or "
-                          "auto (final if present, else the stage-2 checkpoint)"},
+        metadata={
+            "help": "final (model.safetensors), checkpoint (last.pt, DAE stage 2 only) or "
+            "auto (final if present, else the stage-2 checkpoint)"
+        },
     )
     hflip: bool = field(default=False, metadata={"help": "also cache horizontally flipped images"})
     max_images: int = field(default=0, metadata={"help": "encode only the first N images; 0: all"})
@@ -173,8 +175,12 @@ def read_cache_meta(path: str | Path) -> dict[str, Any]:
 
 @torch.no_grad()
 def encode_dataset(
-    ae: LoadedAutoencoder, images: torch.Tensor, labels: torch.Tensor, classes: list[str],
-    cfg: CacheConfig, device: torch.device | str = "cpu",
+    ae: LoadedAutoencoder,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    cfg: CacheConfig,
+    device: torch.device | str = "cpu",
 ) -> LatentCache:
     """Encode uint8 images `(N, C, H, W)` with the frozen encoder into a `LatentCache`."""
     model = ae.model.to(device)

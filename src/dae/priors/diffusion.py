@@ -35,7 +35,9 @@ def space_timesteps(num_timesteps: int, count: int) -> list[int]:
     return sorted({round(i * stride) for i in range(count)})
 
 
-def normal_kl(m1: torch.Tensor, lv1: torch.Tensor, m2: torch.Tensor, lv2: torch.Tensor) -> torch.Tensor:
+def normal_kl(
+    m1: torch.Tensor, lv1: torch.Tensor, m2: torch.Tensor, lv2: torch.Tensor
+) -> torch.Tensor:
     """KL(N(m1, e^lv1) || N(m2, e^lv2)), elementwise."""
     return 0.5 * (-1.0 + lv2 - lv1 + torch.exp(lv1 - lv2) + (m1 - m2) ** 2 * torch.exp(-lv2))
 
@@ -44,6 +46,7 @@ def discretized_gaussian_log_likelihood(
     x: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor
 ) -> torch.Tensor:
     """log p(x) of a Gaussian integrated over 8-bit bins of [-1, 1] (DDPM's decoder at t = 0)."""
+
     def cdf(v: torch.Tensor) -> torch.Tensor:  # the tanh approximation DDPM uses
         return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
 
@@ -71,7 +74,9 @@ class GaussianDiffusion:
     def __init__(self, betas: torch.Tensor, timestep_map: torch.Tensor | None = None):
         self.betas = betas.double()
         self.num_timesteps = len(betas)
-        self.timestep_map = torch.arange(self.num_timesteps) if timestep_map is None else timestep_map
+        self.timestep_map = (
+            torch.arange(self.num_timesteps) if timestep_map is None else timestep_map
+        )
         alphas = 1.0 - self.betas
         self.alphas_cumprod = ac = torch.cumprod(alphas, dim=0)
         self.alphas_cumprod_prev = ac_prev = torch.cat([torch.ones(1, dtype=ac.dtype), ac[:-1]])
@@ -97,11 +102,14 @@ class GaussianDiffusion:
         self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
-        mean = self._at(self.posterior_mean_coef1, t, xt) * x0 + self._at(
-            self.posterior_mean_coef2, t, xt
-        ) * xt
-        return mean, self._at(self.posterior_variance, t, xt), self._at(
-            self.posterior_log_variance_clipped, t, xt
+        mean = (
+            self._at(self.posterior_mean_coef1, t, xt) * x0
+            + self._at(self.posterior_mean_coef2, t, xt) * xt
+        )
+        return (
+            mean,
+            self._at(self.posterior_variance, t, xt),
+            self._at(self.posterior_log_variance_clipped, t, xt),
         )
 
     def p_mean_variance(
@@ -119,7 +127,9 @@ class GaussianDiffusion:
         else:  # DDPM's "fixed large" variance, DiT's choice without learn_sigma
             large = torch.cat([self.posterior_variance[1:2], self.betas[1:]])
             logvar = self._at(torch.log(large), t, xt).expand_as(xt)
-        pred_x0 = self._at(self.sqrt_recip_ac, t, xt) * xt - self._at(self.sqrt_recipm1_ac, t, xt) * eps
+        pred_x0 = (
+            self._at(self.sqrt_recip_ac, t, xt) * xt - self._at(self.sqrt_recipm1_ac, t, xt) * eps
+        )
         mean, _, _ = self.q_posterior(pred_x0, xt, t)
         return {"mean": mean, "logvar": logvar, "pred_x0": pred_x0, "eps": eps}
 
@@ -136,7 +146,11 @@ class GaussianDiffusion:
         return torch.where(t == 0, nll, kl)
 
     def training_losses(
-        self, model: ModelFn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+        self,
+        model: ModelFn,
+        x0: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor,
         lambda_vlb: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """Per-example hybrid loss `mse(eps) + lambda * vb`; the vb term trains only the variance."""
@@ -155,7 +169,9 @@ class GaussianDiffusion:
 
     def respace(self, steps: int | list[int]) -> GaussianDiffusion:
         """A schedule over `steps` (a count, evenly strided, or the steps) with the same abar there."""
-        keep = space_timesteps(self.num_timesteps, steps) if isinstance(steps, int) else sorted(steps)
+        keep = (
+            space_timesteps(self.num_timesteps, steps) if isinstance(steps, int) else sorted(steps)
+        )
         kept = self.alphas_cumprod[keep]
         prev = torch.cat([torch.ones(1, dtype=kept.dtype), kept[:-1]])
         return GaussianDiffusion(1 - kept / prev, self.timestep_map[keep])
@@ -166,7 +182,10 @@ class GaussianDiffusion:
 
     @torch.no_grad()
     def p_sample_loop(
-        self, model: ModelFn, shape: tuple[int, ...], generator: torch.Generator | None = None,
+        self,
+        model: ModelFn,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
         """Ancestral (DDPM) sampling from pure noise through every step of this schedule."""
@@ -181,8 +200,12 @@ class GaussianDiffusion:
 
     @torch.no_grad()
     def ddim_sample_loop(
-        self, model: ModelFn, shape: tuple[int, ...], eta: float = 0.0,
-        generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+        self,
+        model: ModelFn,
+        shape: tuple[int, ...],
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
     ) -> torch.Tensor:
         """DDIM sampling (eta = 0: deterministic) through every step of this schedule."""
         x = self._noise(shape, generator, device)
@@ -193,12 +216,18 @@ class GaussianDiffusion:
         return x
 
     def ddim_step(
-        self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, eta: float = 0.0,
+        self,
+        out: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        eta: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """x_{t-1} from x_t and the predicted noise (Song et al. 2021, eq. 12)."""
         eps = out[:, : x.shape[1]]
-        pred_x0 = self._at(self.sqrt_recip_ac, t, x) * x - self._at(self.sqrt_recipm1_ac, t, x) * eps
+        pred_x0 = (
+            self._at(self.sqrt_recip_ac, t, x) * x - self._at(self.sqrt_recipm1_ac, t, x) * eps
+        )
         ab, ab_prev = self._at(self.alphas_cumprod, t, x), self._at(self.alphas_cumprod_prev, t, x)
         sigma = eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
         x_prev = pred_x0 * ab_prev.sqrt() + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
@@ -210,7 +239,10 @@ class GaussianDiffusion:
 
 def classifier_free_guidance(
     model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-    labels: torch.Tensor, null_label: int, scale: float, latent_channels: int,
+    labels: torch.Tensor,
+    null_label: int,
+    scale: float,
+    latent_channels: int,
     guided_channels: int | None = None,
 ) -> ModelFn:
     """A ModelFn giving `uncond + scale * (cond - uncond)` on the predicted noise.

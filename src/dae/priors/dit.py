@@ -47,17 +47,29 @@ class DiTConfig:
     learn_sigma: bool = field(default=True, metadata={"help": "also predict the variance"})
 
     def __post_init__(self) -> None:
-        check(self.arch in DIT_MODELS, "arch", f"unknown DiT {self.arch!r}; one of {sorted(DIT_MODELS)}")
-        check(0 <= self.class_dropout < 1, "class_dropout", f"must be in [0, 1), got {self.class_dropout}")
+        check(
+            self.arch in DIT_MODELS,
+            "arch",
+            f"unknown DiT {self.arch!r}; one of {sorted(DIT_MODELS)}",
+        )
+        check(
+            0 <= self.class_dropout < 1,
+            "class_dropout",
+            f"must be in [0, 1), got {self.class_dropout}",
+        )
         size = self.size()
-        check(size.hidden_size % size.num_heads == 0, "hidden_size", "must be divisible by num_heads")
+        check(
+            size.hidden_size % size.num_heads == 0, "hidden_size", "must be divisible by num_heads"
+        )
 
     def size(self) -> DiTSize:
         """The registry entry with this config's overrides applied."""
         base = DIT_MODELS[self.arch]
         return DiTSize(
-            self.depth or base.depth, self.hidden_size or base.hidden_size,
-            self.num_heads or base.num_heads, base.patch_size,
+            self.depth or base.depth,
+            self.hidden_size or base.hidden_size,
+            self.num_heads or base.num_heads,
+            base.patch_size,
         )
 
 
@@ -142,6 +154,7 @@ class FinalLayer(nn.Module):
 
 def sincos_pos_embed(dim: int, grid: int) -> np.ndarray:
     """Fixed 2-D sine-cosine position embedding `(grid*grid, dim)` (MAE / DiT)."""
+
     def one_d(d: int, pos: np.ndarray) -> np.ndarray:
         omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
         out = np.einsum("m,d->md", pos.reshape(-1), omega)
@@ -157,8 +170,11 @@ class DiT(nn.Module):
     def __init__(self, cfg: DiTConfig, input_size: int, in_channels: int, n_classes: int):
         super().__init__()
         size = cfg.size()
-        check(input_size % size.patch_size == 0, "model.arch",
-              f"latent size {input_size} is not divisible by patch {size.patch_size}")
+        check(
+            input_size % size.patch_size == 0,
+            "model.arch",
+            f"latent size {input_size} is not divisible by patch {size.patch_size}",
+        )
         self.cfg, self.in_channels, self.n_classes = cfg, in_channels, n_classes
         self.out_channels = 2 * in_channels if cfg.learn_sigma else in_channels
         self.patch, self.grid = size.patch_size, input_size // size.patch_size

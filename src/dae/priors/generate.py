@@ -34,7 +34,9 @@ class PriorRun:
     weights: str
 
 
-def load_prior_run(run_dir: str | Path, overrides: list[str] = (), use_ema: bool | None = None) -> PriorRun:
+def load_prior_run(
+    run_dir: str | Path, overrides: list[str] = (), use_ema: bool | None = None
+) -> PriorRun:
     """Rebuild the prior of a `dae train-prior` run with its final (EMA if kept) weights."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
@@ -54,7 +56,9 @@ def load_prior_run(run_dir: str | Path, overrides: list[str] = (), use_ema: bool
     return PriorRun(prior.eval(), cfg, meta, path.name)
 
 
-def decode_latents(ae: LoadedAutoencoder, latents: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+def decode_latents(
+    ae: LoadedAutoencoder, latents: torch.Tensor, meta: dict[str, Any]
+) -> torch.Tensor:
     """Codes `(B, h, w)` or scaled KL latents `(B, C, h, w)` -> images in [-1, 1] `(B, C, H, W)`."""
     model = ae.model
     if latent_kind(model) != meta["kind"]:
@@ -66,7 +70,11 @@ def decode_latents(ae: LoadedAutoencoder, latents: torch.Tensor, meta: dict[str,
 
 @torch.no_grad()
 def generate_samples(
-    run: PriorRun, ae: LoadedAutoencoder, n: int, seed: int = 0, device: str = "cpu",
+    run: PriorRun,
+    ae: LoadedAutoencoder,
+    n: int,
+    seed: int = 0,
+    device: str = "cpu",
     labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` samples as uint8 `(n, C, H, W)` and their labels (balanced over classes by default)."""
@@ -110,9 +118,15 @@ def write_samples(out: str | Path, images: torch.Tensor, labels: torch.Tensor, i
     atomic_write(out / "samples.npz", npz)
     grid = image_grid(images[:64], nrow=min(8, len(images)))
     grid = grid[..., 0] if grid.shape[-1] == 1 else grid
-    atomic_write(out / "grid.png", lambda tmp: matplotlib.image.imsave(
-        tmp, grid, cmap="gray" if grid.ndim == 2 else None, format="png"))
-    atomic_write(out / "samples.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(info, sort_keys=False)))
+    atomic_write(
+        out / "grid.png",
+        lambda tmp: matplotlib.image.imsave(
+            tmp, grid, cmap="gray" if grid.ndim == 2 else None, format="png"
+        ),
+    )
+    atomic_write(
+        out / "samples.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(info, sort_keys=False))
+    )
 
 
 def read_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +135,9 @@ def read_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"])
 
 
-def score_samples(samples: str | Path, reference: Any, features: str = "classifier:cifar10") -> dict:
+def score_samples(
+    samples: str | Path, reference: Any, features: str = "classifier:cifar10"
+) -> dict:
     """Generation metrics of `samples.npz` against `reference` via `dae.metrics`, if installed.
 
     A thin hook: the metric math (feature extractors, Frechet distance, IS, precision/recall)
@@ -139,8 +155,13 @@ def score_samples(samples: str | Path, reference: Any, features: str = "classifi
 
 
 def sample_run(
-    run_dir: str | Path, n: int, out: str | Path, seed: int = 0, device: str | None = None,
-    overrides: list[str] = (), ae_weights: str = "auto",
+    run_dir: str | Path,
+    n: int,
+    out: str | Path,
+    seed: int = 0,
+    device: str | None = None,
+    overrides: list[str] = (),
+    ae_weights: str = "auto",
 ) -> dict[str, Any]:
     """`dae sample`: load the prior and its autoencoder, sample `n` images, write them to `out`."""
     run = load_prior_run(run_dir, overrides)
@@ -148,10 +169,14 @@ def sample_run(
     ae = load_autoencoder(run.cfg.ae_run, ae_weights)
     images, labels = generate_samples(run, ae, n, seed, device)
     info = {
-        "prior_run": str(run_dir), "prior_weights": run.weights, "ae_run": run.cfg.ae_run,
-        "ae_weights": ae.source, "latents_from": run.meta["ae_source"], "n": n, "seed": seed,
+        "prior_run": str(run_dir),
+        "prior_weights": run.weights,
+        "ae_run": run.cfg.ae_run,
+        "ae_weights": ae.source,
+        "latents_from": run.meta["ae_source"],
+        "n": n,
+        "seed": seed,
         "sample": {k: v for k, v in vars(run.cfg.sample).items()},
     }
     write_samples(out, images, labels, info)
     return info
-

@@ -32,7 +32,9 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for key in ("n_layer", "n_head", "n_embd"):
             check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
-        check(self.n_embd % self.n_head == 0, "n_embd", f"must be divisible by n_head ({self.n_head})")
+        check(
+            self.n_embd % self.n_head == 0, "n_embd", f"must be divisible by n_head ({self.n_head})"
+        )
         check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
@@ -61,7 +63,11 @@ class CausalSelfAttention(nn.Module):
         if n_past:
             mask = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(n_past)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=not n_past,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=not n_past,
             dropout_p=self.dropout if self.training else 0.0,
         )
         y = y.transpose(1, 2).reshape(b, t, c)  # (B, n_head, T, hd) -> (B, T, C)
@@ -94,7 +100,12 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: GPTConfig, vocab_size: int, seq_len: int, n_classes: int = 0):
         super().__init__()
-        self.cfg, self.vocab_size, self.seq_len, self.n_classes = cfg, vocab_size, seq_len, n_classes
+        self.cfg, self.vocab_size, self.seq_len, self.n_classes = (
+            cfg,
+            vocab_size,
+            seq_len,
+            n_classes,
+        )
         # codes, the start token, then one token per class
         self.tok_emb = nn.Embedding(vocab_size + 1 + n_classes, cfg.n_embd)
         self.pos_emb = nn.Embedding(seq_len, cfg.n_embd)
@@ -117,7 +128,9 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def cond_tokens(self, labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+    def cond_tokens(
+        self, labels: torch.Tensor | None, batch: int, device: torch.device
+    ) -> torch.Tensor:
         """The first token of each sequence `(B, 1)`: the start token, or the class token."""
         if self.n_classes == 0 or labels is None:
             if self.n_classes:

@@ -42,11 +42,18 @@ class DiffusionConfig:
 
     def __post_init__(self) -> None:
         check(self.num_timesteps >= 2, "num_timesteps", f"must be >= 2, got {self.num_timesteps}")
-        check(0 < self.beta_start < self.beta_end < 1, "beta_end", "need 0 < beta_start < beta_end < 1")
+        check(
+            0 < self.beta_start < self.beta_end < 1,
+            "beta_end",
+            "need 0 < beta_start < beta_end < 1",
+        )
         check(self.lambda_vlb >= 0, "lambda_vlb", f"must be >= 0, got {self.lambda_vlb}")
         # betas are scaled by 1000 / num_timesteps (improved-diffusion), so short chains get large ones
-        check(self.beta_end * 1000 / self.num_timesteps < 1, "num_timesteps",
-              f"too few steps: the scaled last beta {self.beta_end * 1000 / self.num_timesteps} >= 1")
+        check(
+            self.beta_end * 1000 / self.num_timesteps < 1,
+            "num_timesteps",
+            f"too few steps: the scaled last beta {self.beta_end * 1000 / self.num_timesteps} >= 1",
+        )
 
 
 @dataclass
@@ -56,7 +63,8 @@ class DiTSampleConfig:
     eta: float = field(default=0.0, metadata={"help": "DDIM noise (0: deterministic)"})
     cfg_scale: float = field(default=1.0, metadata={"help": "classifier-free guidance; 1: off"})
     guided_channels: int | None = field(
-        default=None, metadata={"help": "guide only the first N latent channels (DiT used 3); null: all"}
+        default=None,
+        metadata={"help": "guide only the first N latent channels (DiT used 3); null: all"},
     )
     batch_size: int = field(default=64, metadata={"help": "latents sampled at once"})
     use_ema: bool = field(default=True, metadata={"help": "sample with the EMA weights if kept"})
@@ -104,7 +112,9 @@ class GPTPrior(nn.Module):
     def __init__(self, cfg: GPTPriorConfig, meta: dict[str, Any]):
         super().__init__()
         if meta["kind"] != "vq":
-            raise ConfigError("kind", "prior_gpt needs a VQ autoencoder's codes; use prior_dit for KL")
+            raise ConfigError(
+                "kind", "prior_gpt needs a VQ autoencoder's codes; use prior_dit for KL"
+            )
         self.cfg, self.grid = cfg, tuple(meta["latent_shape"])
         n_classes = len(meta["classes"]) if cfg.class_conditional else 0
         seq_len = self.grid[0] * self.grid[1]
@@ -129,7 +139,9 @@ class DiTPrior(nn.Module):
     def __init__(self, cfg: DiTPriorConfig, meta: dict[str, Any]):
         super().__init__()
         if meta["kind"] != "kl":
-            raise ConfigError("kind", "prior_dit needs a KL autoencoder's latents; use prior_gpt for VQ")
+            raise ConfigError(
+                "kind", "prior_dit needs a KL autoencoder's latents; use prior_gpt for VQ"
+            )
         c, h, w = meta["latent_shape"]
         check(h == w, "data.image_size", f"DiT needs square latents, got {h}x{w}")
         self.cfg, self.shape = cfg, (c, h, w)

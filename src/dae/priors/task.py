@@ -48,9 +48,15 @@ class PriorTrainer:
     """Trains `prior` on `cache` for `cfg.steps` steps; checkpoints to `run_dir/checkpoints`."""
 
     def __init__(
-        self, prior: nn.Module, cache: LatentCache, cfg: TrainConfig, optim: OptimConfig,
-        run_dir: str | Path | None = None, config: dict[str, Any] | None = None,
-        resume: bool = False, sample_posterior: bool = True,
+        self,
+        prior: nn.Module,
+        cache: LatentCache,
+        cfg: TrainConfig,
+        optim: OptimConfig,
+        run_dir: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+        resume: bool = False,
+        sample_posterior: bool = True,
     ):
         self.prior, self.cache, self.cfg, self.optim_cfg = prior, cache, cfg, optim
         self.device = torch.device(cfg.device)
@@ -85,7 +91,9 @@ class PriorTrainer:
 
     def _load(self) -> None:
         payload = load_checkpoint(self.ckpt_path)
-        if payload.get("version") != CHECKPOINT_VERSION or "prior" not in payload.get("modules", {}):
+        if payload.get("version") != CHECKPOINT_VERSION or "prior" not in payload.get(
+            "modules", {}
+        ):
             raise CheckpointError(f"{self.ckpt_path}: not a dae prior checkpoint")
         load_state(self.prior, payload["modules"]["prior"], f"prior in {self.ckpt_path}")
         self.optimizer.load_state_dict(payload["optimizers"]["prior"])
@@ -111,8 +119,14 @@ class PriorTrainer:
         """Train to `cfg.steps`; returns the logged rows."""
         cfg = self.cfg
         logger = MetricsLogger(self.run_dir, self.step, tensorboard=cfg.tensorboard)
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="prior",
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not cfg.progress,
+            desc="prior",
+            unit="step",
+            dynamic_ncols=True,
+        )
         try:
             while self.step < cfg.steps:
                 logs = self._train_step()
@@ -146,8 +160,10 @@ class PriorTrainer:
             loss, parts = self.prior.loss(x.to(self.device), y.to(self.device), gen)
             if not torch.isfinite(loss):
                 if cfg.on_nan == "stop":
-                    raise NonFiniteLossError(f"non-finite prior loss at step {step}; stopped, the "
-                                             "last good checkpoint is kept")
+                    raise NonFiniteLossError(
+                        f"non-finite prior loss at step {step}; stopped, the "
+                        "last good checkpoint is kept"
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 return {"skipped_nonfinite": 1.0}
             (loss / cfg.grad_accum).backward()
