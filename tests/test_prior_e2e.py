@@ -338,3 +338,19 @@ def test_every_prior_preset_builds_and_steps(preset):
     loss, logs = prior.loss(batch, labels, gen)
     loss.backward()
     assert torch.isfinite(loss) and "loss" in logs
+
+
+def test_score_samples_hook_uses_the_metrics_harness(tmp_path, image_folder):
+    pytest.importorskip("dae.metrics.fid", reason="the metrics harness is not on this branch")
+    from dae.priors.generate import score_samples, write_samples
+
+    real = load_from_config(ImageDataConfig(name="folder", root=str(image_folder), cache=False))
+    noise = torch.randint(
+        0, 256, real.images.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    write_samples(tmp_path / "same", real.images, real.labels, {})
+    write_samples(tmp_path / "noise", noise, real.labels, {})
+    same = score_samples(tmp_path / "same" / "samples.npz", real.images, "pixels")
+    other = score_samples(tmp_path / "noise" / "samples.npz", real.images, "pixels")
+    fd = next(k for k in same if k.lower().startswith(("fd", "fid")))
+    assert same[fd] < 1e-6 < other[fd]

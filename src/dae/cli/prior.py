@@ -36,6 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="decoder weights: final if present (auto), or the last checkpoint",
     )
+    sample.add_argument(
+        "--score",
+        metavar="FEATURES",
+        default=None,
+        help="also score against the data set, e.g. classifier:cifar10 (needs dae.metrics)",
+    )
+    sample.add_argument(
+        "--reference-split",
+        default="test",
+        choices=["train", "val", "test"],
+        help="split of the prior's data set to score against (default test)",
+    )
     add_overrides(sample)
     sample.set_defaults(func=run_sample)
 
@@ -101,4 +113,22 @@ def run_sample(args: argparse.Namespace) -> int:
         f"wrote {info['n']} samples to {out}/samples.npz and {out}/grid.png "
         f"(prior {info['prior_weights']}, decoder {info['ae_weights']})"
     )
+    if args.score:
+        score(args, out)
     return 0
+
+
+def score(args: argparse.Namespace, out: Path) -> None:
+    """`--score FEATURES`: metrics against the prior's data set, to `out/scores.json`."""
+    import dataclasses
+    import json
+
+    from dae.data.images import load_from_config
+    from dae.priors.generate import load_prior_run, score_samples
+
+    data = load_prior_run(args.run, args.overrides).cfg.data
+    reference = load_from_config(dataclasses.replace(data, split=args.reference_split))
+    tag = f"{data.name}-{args.reference_split}"
+    scores = score_samples(out / "samples.npz", reference.images, args.score, tag)
+    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    print(json.dumps(scores))

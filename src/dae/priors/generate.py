@@ -136,22 +136,27 @@ def read_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def score_samples(
-    samples: str | Path, reference: Any, features: str = "classifier:cifar10"
-) -> dict:
-    """Generation metrics of `samples.npz` against `reference` via `dae.metrics`, if installed.
+    samples: str | Path,
+    reference: torch.Tensor,
+    features: str = "classifier:cifar10",
+    tag: str = "reference",
+) -> dict[str, float]:
+    """Generation metrics (FD, IS, KD, precision/recall) of `samples.npz` against uint8 `reference`.
 
-    A thin hook: the metric math (feature extractors, Frechet distance, IS, precision/recall)
-    lives in `dae.metrics`; this only reads the samples file and hands the images over.
+    A thin hook over the metrics harness (`dae.metrics`): the feature extractors and the metric
+    math live there; this reads the samples file and hands both image sets over.
     """
     try:
-        from dae.metrics.generation import evaluate_generation  # type: ignore[import-not-found]
+        from dae.metrics.features import build_features, reference_features
+        from dae.metrics.fid import distribution_metrics
     except ImportError as err:
         raise ImportError(
-            "generation metrics need dae.metrics.generation (the metrics harness); score the "
-            f"samples with `dae evaluate` instead ({err})"
+            f"generation metrics need the metrics harness (dae.metrics.features, dae.metrics.fid): {err}"
         ) from None
     images, _ = read_samples(samples)
-    return evaluate_generation(images, reference, features=features)
+    extractor = build_features(features)
+    real = reference_features(extractor, reference, tag)
+    return distribution_metrics(real, extractor.extract(images), extractor.names)
 
 
 def sample_run(
