@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from dae.cli import add_overrides
-from dae.config import ConfigError, to_dict
+from dae.config import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,49 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from dae.priors.cache import LatentCache, build_cache
     from dae.priors.models import load_prior_config
-    from dae.priors.task import PriorTrainer
-    from dae.train.checkpoint import atomic_write
-    from dae.train.trainer import prepare_run_dir
+    from dae.priors.task import train_prior
 
     kind, cfg = load_prior_config(args.config, args.overrides)
-    if not (args.ae_run / "config.yaml").is_file():
-        raise FileNotFoundError(f"{args.ae_run} is not a dae run: no config.yaml")
-    cfg.ae_run = str(args.ae_run)
     out = args.out or Path("runs") / f"{args.ae_run.name}-{Path(args.config).stem}"
-    prepare_run_dir(out, resume=args.resume, overwrite=args.overwrite)
-    config = to_dict(cfg)
-    saved = out / "config.yaml"
-    if args.resume and saved.is_file() and yaml.safe_load(saved.read_text()) != config:
-        raise ConfigError("config", f"differs from the run being resumed ({saved})")
-    atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
-    cache_path = out / "latents.safetensors"
-    if cache_path.is_file():
-        cache = LatentCache.load(cache_path)
-    else:
-        cache = build_cache(args.ae_run, cfg.data, cfg.cache, cfg.train.device)
-        cache.save(cache_path)
-    print(
-        f"latents: {len(cache)} x {cache.meta['latent_shape']} ({cache.kind}) from "
-        f"{cache.meta['ae_source']}"
-    )
-    import torch
-
-    torch.manual_seed(cfg.train.seed)
-    prior = kind.build(cfg, cache.meta)
-    trainer = PriorTrainer(
-        prior,
-        cache,
-        cfg.train,
-        cfg.optim,
-        out,
-        config,
-        args.resume,
-        sample_posterior=cfg.cache.sample_posterior,
-    )
-    trainer.fit()
-    trainer.export()
+    train_prior(kind, cfg, args.ae_run, out, resume=args.resume, overwrite=args.overwrite)
     print(f"trained {cfg.train.steps} steps; prior run folder: {out}")
     return 0
 

@@ -19,12 +19,26 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dae.config import ConfigError, to_dict
 from dae.data.sampler import EpochSampler
-from dae.priors.cache import LatentCache
-from dae.train.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
+from dae.priors.cache import LatentCache, build_cache
+from dae.train.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
 from dae.train.export import save_weights
 from dae.train.logger import MetricsLogger
-from dae.train.trainer import EMA, NonFiniteLossError, OptimConfig, TrainConfig, build_optimizer
+from dae.train.trainer import (
+    EMA,
+    NonFiniteLossError,
+    OptimConfig,
+    TrainConfig,
+    build_optimizer,
+    prepare_run_dir,
+)
 
 CHECKPOINT_VERSION = 1
 
@@ -185,3 +199,42 @@ def _with_state(module: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     clone = copy.deepcopy(module)
     clone.load_state_dict(state)
     return clone
+
+
+def train_prior(
+    kind: Any,
+    cfg: Any,
+    ae_run: str | Path,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> PriorTrainer:
+    """`dae train-prior`: cache the run's latents into `out` (once), train, export the weights."""
+    import yaml
+
+    ae_run, out = Path(ae_run), Path(out)
+    if not (ae_run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{ae_run} is not a dae run: no config.yaml")
+    cfg.ae_run = str(ae_run)
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    config = to_dict(cfg)
+    saved = out / "config.yaml"
+    if resume and saved.is_file() and yaml.safe_load(saved.read_text()) != config:
+        raise ConfigError("config", f"differs from the run being resumed ({saved})")
+    atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
+    cache_path = out / "latents.safetensors"
+    if cache_path.is_file():
+        cache = LatentCache.load(cache_path)
+    else:
+        cache = build_cache(ae_run, cfg.data, cfg.cache, cfg.train.device)
+        cache.save(cache_path)
+    shape = cache.meta["latent_shape"]
+    print(f"latents: {len(cache)} x {shape} ({cache.kind}) from {cache.meta['ae_source']}")
+    torch.manual_seed(cfg.train.seed)
+    prior = kind.build(cfg, cache.meta)
+    trainer = PriorTrainer(
+        prior, cache, cfg.train, cfg.optim, out, config, resume, cfg.cache.sample_posterior
+    )
+    trainer.fit()
+    trainer.export()
+    return trainer
