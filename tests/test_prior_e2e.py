@@ -354,3 +354,34 @@ def test_score_samples_hook_uses_the_metrics_harness(tmp_path, image_folder):
     other = score_samples(tmp_path / "noise" / "samples.npz", real.images, "pixels")
     fd = next(k for k in same if k.lower().startswith(("fd", "fid")))
     assert same[fd] < 1e-6 < other[fd]
+
+
+def test_compare_priors_one_command(tmp_path, image_folder):
+    for mode in ("baseline", "dae"):
+        cfg = write_ae_config(tmp_path / f"{mode}.yaml", image_folder, "vq", mode)
+        assert main(["train", str(cfg), "--out", str(tmp_path / mode)]) == 0
+    args = [
+        "compare-priors",
+        str(tmp_path / "baseline"),
+        str(tmp_path / "dae"),
+        str(REPO / "configs" / "prior_gpt_cifar10.yaml"),
+        "--out",
+        str(tmp_path / "cmp"),
+        "--n",
+        "4",
+        "--score",
+        "none",
+    ]
+    data = [f"data.root={image_folder}", "data.name=folder", "data.cache=false"]
+    for item in TINY["prior_gpt"] + FAST + data:
+        args += ["--set", item]
+    assert main(args) == 0
+    rows = yaml.safe_load((tmp_path / "cmp" / "results.json").read_text())
+    assert [r["run"] for r in rows] == ["baseline", "dae"]
+    assert all(r["train_loss"] > 0 for r in rows)
+    assert read_samples(tmp_path / "cmp" / "dae" / "samples" / "samples.npz")[0].shape == (
+        4,
+        3,
+        8,
+        8,
+    )

@@ -49,6 +49,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overrides(sample)
     sample.set_defaults(func=run_sample)
 
+    compare = sub.add_parser(
+        "compare-priors", help="DAE vs baseline: one prior preset on two autoencoder runs, scored"
+    )
+    compare.add_argument("baseline_run", type=Path, help="baseline autoencoder run")
+    compare.add_argument("dae_run", type=Path, help="DAE autoencoder run")
+    compare.add_argument("config", help="prior preset")
+    compare.add_argument("--out", type=Path, required=True, help="folder for both prior runs")
+    compare.add_argument("--n", type=int, default=10000, help="samples per prior (default 10000)")
+    compare.add_argument(
+        "--score",
+        metavar="FEATURES",
+        default="classifier:cifar10",
+        help="feature extractor for the metrics; 'none' to skip scoring",
+    )
+    compare.add_argument("--reference-split", default="test", choices=["train", "val", "test"])
+    compare.add_argument("--seed", type=int, default=0, help="sampling seed")
+    add_overrides(compare)
+    compare.set_defaults(func=run_compare)
+
 
 def run_train(args: argparse.Namespace) -> int:
     from dae.priors.models import load_prior_config
@@ -93,3 +112,22 @@ def score(args: argparse.Namespace, out: Path) -> None:
     scores = score_samples(out / "samples.npz", reference.images, args.score, tag)
     (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from dae.priors.compare import compare_priors, markdown_table
+
+    runs = {"baseline": args.baseline_run, "dae": args.dae_run}
+    features = None if args.score == "none" else args.score
+    rows = compare_priors(
+        runs,
+        args.config,
+        args.out,
+        args.n,
+        features,
+        args.overrides,
+        args.reference_split,
+        args.seed,
+    )
+    print(markdown_table(rows), end="")
+    return 0
