@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from dae.autoencoder.base import DecoupledAutoencoder
-from dae.config import check, to_dict
+from dae.config import check, from_dict, to_dict
 from dae.data.images import ImageDataConfig, load_from_config
 from dae.data.transforms import to_float
 from dae.train.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_state
@@ -61,7 +61,11 @@ class LoadedAutoencoder:
 
 
 def load_autoencoder(run_dir: str | Path, weights: AEWeights = "auto") -> LoadedAutoencoder:
-    """Rebuild an autoencoder run's model from its `config.yaml` and load its weights."""
+    """Rebuild an autoencoder run's model from its config and load its weights (eval mode).
+
+    Final weights carry the config they were trained with, including values measured after
+    training (a KL-AE's `scaling_factor`), so that config wins over the run's `config.yaml`.
+    """
     from dae.experiments import load_experiment_config  # kinds register on import
     from dae.schedule import DAESchedule
 
@@ -70,14 +74,11 @@ def load_autoencoder(run_dir: str | Path, weights: AEWeights = "auto") -> Loaded
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a dae run: no config.yaml")
     kind, cfg = load_experiment_config(config_path)
-    model = kind.build_task(cfg).model
-    schedule = DAESchedule(cfg.schedule, cfg.train.steps)
-    schedule.prepare(model)  # a DAE run's state holds its aux decoder too
     final, ckpt = run_dir / "model.safetensors", run_dir / "checkpoints" / "last.pt"
     if weights == "final" or (weights == "auto" and final.is_file()):
-        state, _ = load_weights(final)
-        load_state(model, state, f"model in {final}")
-        source = "final"
+        state, saved = load_weights(final)
+        cfg = from_dict(kind.config_cls, saved) if saved else cfg
+        source, stage = "final", None
     else:
         payload = load_checkpoint(ckpt)
         stage = payload.get("stage")
@@ -87,11 +88,27 @@ def load_autoencoder(run_dir: str | Path, weights: AEWeights = "auto") -> Loaded
                 f"checkpoint only in DAE stage 2, when the encoder is frozen. Wait for "
                 f"{final.name} or pass ae_weights=final"
             )
-        load_state(model, payload["modules"]["model"], f"model in {ckpt}")
+        state = payload["modules"]["model"]
         source = f"checkpoint@{payload['step']}/{stage}"
+    model = _build_model(kind, cfg)
+    DAESchedule(cfg.schedule, cfg.train.steps).prepare(
+        model
+    )  # a DAE run's state has its aux decoder
+    load_state(model, state, f"model in {final if source == 'final' else ckpt}")
     model.use_aux_decoder = False
     model.set_decoder_dropout(0.0)
     return LoadedAutoencoder(model.eval(), source, to_dict(cfg))
+
+
+def _build_model(kind: Any, cfg: Any) -> DecoupledAutoencoder:
+    """The untrained model of a run: from the image-AE registry when it knows the kind (no data
+    loading), else from the experiment's task."""
+    try:
+        from dae.autoencoder.registry import model_from_config
+
+        return model_from_config(to_dict(cfg))
+    except (ImportError, KeyError):
+        return kind.build_task(cfg).model
 
 
 def latent_kind(model: torch.nn.Module) -> Literal["vq", "kl"]:
