@@ -239,11 +239,29 @@ def test_train_prior_sample_end_to_end(tmp_path, image_folder, latent, preset):
     assert main(["sample", str(tmp_path / "prior"), "--n", "6", "--out", str(tmp_path / "s")]) == 0
     images, labels = read_samples(tmp_path / "s" / "samples.npz")
     assert images.dtype == torch.uint8 and images.shape == (6, 3, 8, 8)
-    assert labels.tolist() == [0, 1, 0, 1, 0, 1]
+    # The GPT preset is unconditional (no labels), the DiT preset class-conditional.
+    assert labels.tolist() == ([-1] * 6 if latent == "vq" else [0, 1, 0, 1, 0, 1])
     assert images.float().std() > 0 and (tmp_path / "s" / "grid.png").stat().st_size > 0
     # Same seed, same samples.
     assert main(["sample", str(tmp_path / "prior"), "--n", "6", "--out", str(tmp_path / "s2")]) == 0
     assert torch.equal(read_samples(tmp_path / "s2" / "samples.npz")[0], images)
+    if latent == "kl":  # guided DDIM sampling through the same command
+        guided = ["--set", "sample.cfg_scale=3.0", "--set", "sample.sampler=ddim"]
+        assert (
+            main(
+                [
+                    "sample",
+                    str(tmp_path / "prior"),
+                    "--n",
+                    "2",
+                    "--out",
+                    str(tmp_path / "g"),
+                    *guided,
+                ]
+            )
+            == 0
+        )
+        assert read_samples(tmp_path / "g" / "samples.npz")[0].shape == (2, 3, 8, 8)
 
 
 def test_dae_prior_can_cache_from_the_stage2_checkpoint(tmp_path, image_folder):

@@ -77,10 +77,11 @@ def generate_samples(
     device: str = "cpu",
     labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` samples as uint8 `(n, C, H, W)` and their labels (balanced over classes by default)."""
-    n_classes = max(1, len(run.meta["classes"]))
+    """`n` samples as uint8 `(n, C, H, W)` and their labels: balanced over the classes for a
+    class-conditional prior, -1 ("no label") for an unconditional one."""
     if labels is None:
-        labels = torch.arange(n) % n_classes
+        n_classes = run.prior.n_classes
+        labels = torch.arange(n) % n_classes if n_classes else torch.full((n,), -1)
     gen = torch.Generator(device=device).manual_seed(seed)
     prior = run.prior.to(device)
     ae.model.to(device)

@@ -120,15 +120,19 @@ class GPTPrior(nn.Module):
         seq_len = self.grid[0] * self.grid[1]
         self.gpt = GPT(cfg.model, meta["codebook_size"], seq_len, n_classes)
 
+    @property
+    def n_classes(self) -> int:
+        return self.gpt.n_classes
+
     def param_groups(self, weight_decay: float) -> list[dict]:
         return self.gpt.param_groups(weight_decay)
 
     def loss(self, codes: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
-        loss = self.gpt.loss(codes.flatten(1), labels if self.gpt.n_classes else None)
+        loss = self.gpt.loss(codes.flatten(1), labels if self.n_classes else None)
         return loss, {"loss": loss.item()}
 
     def sample(self, labels: torch.Tensor, generator: torch.Generator, device) -> torch.Tensor:
-        cond = labels.to(device) if self.gpt.n_classes else None
+        cond = labels.to(device) if self.n_classes else None
         codes = generate(self.gpt, len(labels), self.cfg.sample, cond, generator, device)
         return codes.view(-1, *self.grid)  # (B, L) -> (B, h, w)
 
