@@ -79,6 +79,10 @@ def _adamw() -> OptimConfig:
     return OptimConfig(name="adamw", lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
 
 
+def _check_data(data: ImageDataConfig) -> None:
+    check(not data.hflip, "data.hflip", "a prior flips once, when caching: use cache.hflip")
+
+
 @dataclass
 class GPTPriorConfig:
     kind: Literal["prior_gpt"] = "prior_gpt"
@@ -90,6 +94,9 @@ class GPTPriorConfig:
     optim: OptimConfig = field(default_factory=_adamw)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: GPTSampleConfig = field(default_factory=GPTSampleConfig)
+
+    def __post_init__(self) -> None:
+        _check_data(self.data)
 
 
 @dataclass
@@ -104,6 +111,9 @@ class DiTPriorConfig:
     optim: OptimConfig = field(default_factory=_adamw)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: DiTSampleConfig = field(default_factory=DiTSampleConfig)
+
+    def __post_init__(self) -> None:
+        _check_data(self.data)
 
 
 class GPTPrior(nn.Module):
