@@ -7,8 +7,8 @@ import argparse
 import yaml
 
 from dae.cli import add_overrides
-from dae.config import read_yaml, to_dict
-from dae.experiments import load_experiment_config
+from dae.config import to_dict
+from dae.experiments import load_preset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,11 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dae.priors.models import PRIORS, load_prior_config
-
-    if read_yaml(args.config).get("kind") in PRIORS:  # prior presets (dae train-prior)
-        _, cfg = load_prior_config(args.config, args.overrides)
-    else:
-        _, cfg = load_experiment_config(args.config, args.overrides)
+    cfg = load_preset(args.config, args.overrides)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
     return 0
