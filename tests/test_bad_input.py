@@ -79,3 +79,29 @@ def test_nan_loss_exits_1_with_clear_message(tmp_path, capsys):
     assert main([*TOY, "--out", str(out), "--set", "optim.lr=1e30"]) == 1
     err = capsys.readouterr().err
     assert "non-finite" in err and "last good checkpoint" in err
+
+
+def _gray_folder(root, n=8):
+    from PIL import Image
+
+    (root / "train" / "a").mkdir(parents=True)
+    for i in range(n):
+        Image.new("L", (32, 32)).save(root / "train" / "a" / f"{i}.png")
+
+
+def test_image_mode_mismatch_names_the_key(tmp_path, capsys):
+    _gray_folder(tmp_path / "gray")
+    args = ["train", "configs/cifar10_vqgan.yaml", "--set", "data.name=folder",
+            "--set", f"data.root={tmp_path / 'gray'}", "--set", "train.steps=2",
+            "--set", "train.batch_size=4", "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    assert "model.in_channels: is 3, the images have 1" in capsys.readouterr().err
+
+
+def test_empty_dataset_names_the_folder(tmp_path, capsys):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    args = ["train", "configs/cifar10_vqgan.yaml", "--set", "data.name=folder",
+            "--set", f"data.root={tmp_path / 'empty'}", "--set", "train.steps=2",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 1
+    assert f"{tmp_path / 'empty' / 'train'}: no images" in capsys.readouterr().err
