@@ -121,3 +121,29 @@ def test_mnist_preset_fits_the_real_data(data_root):
     rows = Trainer(task, DAESchedule(cfg.schedule, 2), cfg.train, cfg.optim).fit()
     assert [r["stage"] for r in rows] == ["stage1", "stage2"]
 
+
+
+@pytest.mark.parametrize("kind", ["vqgan", "kl"])
+def test_bf16_autocast_training_steps(kind):
+    from dae.config import ConfigError
+    from dae.train.image_task import KLTask
+    from dae.train.precision import autocast_dtype
+
+    try:
+        autocast_dtype("bf16", torch.device("cpu"))
+    except ConfigError:
+        pytest.skip("this CPU has no fast bf16")
+    cfg = tiny_config(kind, train={"steps": 2, "precision": "bf16"}, disc={"start": 0})
+    task = (VQGANTask if kind == "vqgan" else KLTask)(cfg, synthetic_images(8))
+    rows = Trainer(task, DAESchedule(cfg.schedule, 2), cfg.train, cfg.optim).fit()
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows) and "d_loss" in rows[-1]
+    assert all(p.dtype == torch.float32 for p in task.model.parameters())  # weights stay fp32
+
+
+def test_fp16_is_refused_off_cuda():
+    from dae.config import ConfigError
+    from dae.train.trainer import TrainConfig
+
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16", device="cpu")
+    assert TrainConfig(precision="fp16", device="cuda").precision == "fp16"
