@@ -48,6 +48,10 @@ def test_reproduce_toy_end_to_end(tmp_path, capsys):
         assert math.isclose(row["mean"], sum(row["seeds"]) / 2)
         assert set(row["paper"]) == {"mean", "std"}
     assert results["config"]["train"]["steps"] == 40
+    dae_vs_joint = results["comparisons"][1]
+    diffs = [d - j for d, j in zip(results["rows"][3]["seeds"], results["rows"][2]["seeds"])]
+    assert math.isclose(dae_vs_joint["mean_diff"], sum(diffs) / 2)
+    assert dae_vs_joint["wins"] + dae_vs_joint["ties"] + dae_vs_joint["losses"] == 2
     assert (out / "latents.png").stat().st_size > 10_000
     table = (out / "results.md").read_text()
     assert "recon: DAE 128 / 128" in table and "98.0 (1.3)" in table

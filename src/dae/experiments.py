@@ -36,3 +36,12 @@ def load_experiment_config(path: str | Path, overrides: list[str] = ()) -> tuple
     except KeyError as err:
         raise ConfigError("kind", str(err.args[0])) from None
     return kind, from_dict(kind.config_cls, data)
+
+
+def load_preset(path: str | Path, overrides: list[str] = ()) -> Any:
+    """Any preset of `configs/`, validated by its kind: autoencoder experiments or priors."""
+    from dae.priors.models import PRIORS, load_prior_config
+
+    if read_yaml(path).get("kind") in PRIORS:  # prior presets (dae train-prior)
+        return load_prior_config(path, overrides)[1]
+    return load_experiment_config(path, overrides)[1]

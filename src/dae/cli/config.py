@@ -8,7 +8,7 @@ import yaml
 
 from dae.cli import add_overrides
 from dae.config import to_dict
-from dae.experiments import load_experiment_config
+from dae.experiments import load_preset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, cfg = load_experiment_config(args.config, args.overrides)
+    cfg = load_preset(args.config, args.overrides)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
     return 0

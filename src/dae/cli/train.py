@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="delete a run already in --out")
+    parser.add_argument(
+        "--lipschitz-every", type=int, default=0, metavar="N",
+        help="log encoder/decoder Lipschitz complexity every N steps (a multiple of train.log_every)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -55,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
             atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
         barrier()
         task = kind.build_task(cfg)
+        hooks = []
+        if args.lipschitz_every:
+            from dae.metrics.lipschitz import hook_for_task
+
+            hooks.append(hook_for_task(task, args.lipschitz_every))
         trainer = Trainer(
             task, DAESchedule(cfg.schedule, cfg.train.steps), cfg.train, cfg.optim,
-            run_dir=out, config=config, resume=args.resume,
+            run_dir=out, config=config, resume=args.resume, hooks=hooks,
         )
         trainer.fit()
         task.finish()  # may fill in measured config values (a KL-AE's scaling_factor)

@@ -24,7 +24,13 @@ from tqdm.auto import tqdm
 from dae.autoencoder.base import DecoupledAutoencoder
 from dae.config import check
 from dae.schedule import DAESchedule, Stage, StagePlan
-from dae.train.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
+from dae.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from dae.train.distributed import (
     barrier,
     device_rng_state,
@@ -211,7 +217,8 @@ class Trainer:
         self.task, self.schedule, self.cfg, self.optim_cfg = task, schedule, cfg, optim
         self.run_dir = Path(run_dir) if run_dir else None
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir / "checkpoints")
         self.config = config or {}
         self.hooks = (hooks or []) + task.hooks()
         self.dist = dist_info()

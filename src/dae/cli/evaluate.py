@@ -1,0 +1,45 @@
+"""`dae evaluate RUN [--metrics recon,fd,knn,lipschitz,codebook] [--features SPEC]` -> RUN/eval.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dae.metrics.evaluate import METRIC_GROUPS, EvalOptions, evaluate_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("evaluate", help="measure a trained run; writes RUN/eval.json")
+    parser.add_argument("run", type=Path, help="run folder (config.yaml + model.safetensors)")
+    parser.add_argument(
+        "--metrics", default=",".join(METRIC_GROUPS),
+        help=f"comma-separated groups among {','.join(METRIC_GROUPS)} (default: all that apply)",
+    )
+    parser.add_argument(
+        "--features",
+        help="feature network: inception:PATH (real FID), classifier:mnist|cifar10 (dae's own, "
+        "reported as FD-classifier), or pixels; default classifier:<dataset> or pixels",
+    )
+    parser.add_argument("-n", type=int, default=10000, help="held-out examples to measure")
+    parser.add_argument("--knn-train", type=int, default=10000, help="k-NN reference examples")
+    parser.add_argument(
+        "--no-train-features", action="store_true",
+        help="fail instead of training the classifier feature network when it is not cached",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (args.run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.run} is not a run folder (no config.yaml)")
+    opts = EvalOptions(
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], features=args.features,
+        n=args.n, knn_train=args.knn_train, train_features=not args.no_train_features,
+    )
+    result = evaluate_run(args.run, opts)
+    print(json.dumps(result["metrics"], indent=1))
+    for name, why in result["skipped"].items():
+        print(f"skipped {name}: {why}")
+    print(f"wrote {args.run / 'eval.json'}")
+    return 0

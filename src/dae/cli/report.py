@@ -1,0 +1,23 @@
+"""`dae report RUN [RUN ...] --out DIR`: Markdown comparison table + PNG plots of the runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("report", help="compare runs: Markdown table and plots")
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (evaluated with dae evaluate)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md and PNGs")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dae.metrics.report import write_report
+
+    for run_dir in args.runs:
+        if not run_dir.is_dir():
+            raise NotADirectoryError(f"run folder not found: {run_dir}")
+    print(f"wrote {write_report(args.runs, args.out)}")
+    return 0

@@ -1,0 +1,162 @@
+"""`dae report RUN [RUN ...] --out DIR`: a Markdown table comparing runs, and the paper's plots.
+
+Plots (PNG, matplotlib): loss curves across the DAE stages with the stages shaded (Figure 3),
+encoder/decoder Lipschitz complexity over training (Figure 4), codebook cosine-similarity
+histograms, eigenvalue decay and sorted code usage (Figure 6), and each run's reconstruction grid.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dae.metrics.evaluate import read_eval
+from dae.train.logger import read_metrics
+
+STAGE_COLOURS = {"stage1": "#fde9c9", "stage2": "#d9ecf9", "joint": "#ffffff"}
+# Table columns, in order, when present in any run's eval.json (others follow alphabetically).
+LEAD_COLUMNS = ["mse", "psnr", "ssim", "knn_latent_acc", "knn_recon_acc"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(run: Path) -> str:
+    return run.name or str(run)
+
+
+def _stage_spans(rows: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    """(stage, first step, last step) spans of consecutive logged rows."""
+    spans: list[tuple[str, int, int]] = []
+    for row in rows:
+        stage = row.get("stage", "joint")
+        if spans and spans[-1][0] == stage:
+            spans[-1] = (stage, spans[-1][1], row["step"])
+        else:
+            start = spans[-1][2] if spans else 0
+            spans.append((stage, start, row["step"]))
+    return spans
+
+
+def _numeric_keys(rows: list[dict[str, Any]], prefix: str = "", exclude: str | None = None) -> list[str]:
+    keys = {k for r in rows for k, v in r.items() if isinstance(v, int | float) and k != "step"}
+    keys = {k for k in keys if k.startswith(prefix) and not (exclude and k.startswith(exclude))}
+    return sorted(keys)
+
+
+def plot_curves(runs: list[Path], out: Path, prefix: str, exclude: str | None, title: str, log_y: bool) -> bool:
+    """One panel per metric key, one line per run, stages shaded; False if there is nothing to draw."""
+    histories = {run: read_metrics(run) if (run / "metrics.jsonl").is_file() else [] for run in runs}
+    keys = sorted({k for rows in histories.values() for k in _numeric_keys(rows, prefix, exclude)})
+    if not keys:
+        return False
+    plt = _plt()
+    cols = min(3, len(keys))
+    n_rows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.4 * n_rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for i, (run, rows) in enumerate(histories.items()):
+            pts = [(r["step"], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=_label(run), color=f"C{i}")
+            if i == 0:  # shade the first run's stages (runs compared share a schedule)
+                for stage, a, b in _stage_spans(rows):
+                    ax.axvspan(a, b, color=STAGE_COLOURS.get(stage, "#eeeeee"), zorder=0, lw=0)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        if log_y and all(r.get(key, 1) > 0 for rows in histories.values() for r in rows):
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{title} (shaded: stage 1 orange, stage 2 blue)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
+    """Cosine-similarity histograms, eigenvalue decay and sorted usage of every VQ run."""
+    books = {run: e["codebook"] for run, e in evals.items() if e and "codebook" in e}
+    if not books:
+        return False
+    plt = _plt()
+    fig, (h_ax, e_ax, u_ax) = plt.subplots(1, 3, figsize=(14, 3.8))
+    for i, (run, book) in enumerate(books.items()):
+        hist = book["cosine_histogram"]
+        centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:], strict=True)]
+        total = max(sum(hist["counts"]), 1)
+        h_ax.plot(centres, [c / total for c in hist["counts"]], label=_label(run), color=f"C{i}")
+        eig = [abs(v) for v in book["eigenvalues"]]
+        e_ax.semilogy(range(1, len(eig) + 1), [max(v, 1e-12) for v in eig], color=f"C{i}", label=_label(run))
+        if "usage" in book:
+            counts = book["usage"]["counts_sorted"]
+            u_ax.plot(range(1, len(counts) + 1), counts, color=f"C{i}",
+                      label=f"{_label(run)} (ppl {book['usage']['perplexity']:.0f}, dead {book['usage']['dead_codes']})")
+    h_ax.set(title="pairwise cosine similarity of codes", xlabel="cosine similarity", ylabel="fraction of pairs")
+    e_ax.set(title="eigenvalues of cosine-distance matrix", xlabel="rank", ylabel="|eigenvalue| / max")
+    u_ax.set(title="code usage on the test set (sorted)", xlabel="code rank", ylabel="count")
+    u_ax.set_yscale("symlog")
+    for ax in (h_ax, e_ax, u_ax):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "–" if v is None else str(v)
+
+
+def write_report(runs: list[Path], out: Path) -> Path:
+    """Write `out/report.md` and its PNGs; returns the Markdown path."""
+    out.mkdir(parents=True, exist_ok=True)
+    evals = {run: read_eval(run) for run in runs}
+    lines = ["# dae report", "", "Runs: " + ", ".join(f"`{run}`" for run in runs), ""]
+    measured = {run: e for run, e in evals.items() if e}
+    if measured:
+        keys = {k for e in measured.values() for k in e["metrics"] if not k.endswith("_std")}
+        columns = [k for k in LEAD_COLUMNS if k in keys] + sorted(keys - set(LEAD_COLUMNS))
+        lines += ["## Metrics (`dae evaluate`)", "", "| run | " + " | ".join(columns) + " |",
+                  "|---|" + "---|" * len(columns)]
+        for run, e in measured.items():
+            lines.append(f"| {_label(run)} | " + " | ".join(_fmt(e["metrics"].get(c)) for c in columns) + " |")
+        lines.append("")
+        for run, e in measured.items():
+            feats = f"features `{e['features']}` {e.get('feature_info', {})}" if "features" in e else "no feature metrics"
+            notes = "; ".join(f"{k}: {v}" for k, v in e["skipped"].items()) or "none"
+            lines.append(f"- {_label(run)}: {e['n']} held-out {e['data']} examples; {feats}; skipped: {notes}")
+        lines.append("")
+    missing = [run for run, e in evals.items() if not e]
+    if missing:
+        lines += ["Not evaluated (run `dae evaluate` first): " + ", ".join(f"`{r}`" for r in missing), ""]
+    figures = [
+        ("loss_curves.png", "Training curves across stages (paper Figure 3)",
+         lambda p: plot_curves(runs, p, "", "lipschitz/", "training curves", log_y=False)),
+        ("lipschitz.png", "Lipschitz complexity of encoder and decoder during training (paper Figure 4)",
+         lambda p: plot_curves(runs, p, "lipschitz/", None, "Lipschitz complexity", log_y=True)),
+        ("codebook.png", "Codebook analysis (paper Figure 6)", lambda p: plot_codebooks(evals, p)),
+    ]
+    for name, caption, draw in figures:
+        if draw(out / name):
+            lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    for i, run in enumerate(runs):
+        grid = run / "eval_recon.png"
+        if grid.is_file():
+            name = f"recon_{i}_{_label(run)}.png"
+            shutil.copyfile(grid, out / name)
+            lines += [f"## Reconstructions: {_label(run)} (top real, bottom reconstructed)", "", f"![]({name})", ""]
+    md = out / "report.md"
+    md.write_text("\n".join(lines))
+    return md

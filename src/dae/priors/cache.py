@@ -1,0 +1,252 @@
+"""Latent caching: encode a dataset once with a frozen autoencoder; the prior trains from the file.
+
+VQ autoencoders give code grids `(N, h, w)`; KL autoencoders give the posterior's mean and
+log-variance `(N, C, h, w)`, and a fresh latent is drawn from them every step (as LDM does), then
+multiplied by the autoencoder's `scaling_factor` (measured on the cache, 1/std, if it stores none).
+
+DAE freezes the encoder after stage 1, so a DAE run's codes are final once stage 2 starts: a prior
+can be cached from the stage-2 checkpoint and train while the decoder is still training
+(`ae_weights: auto` does this when the run has no final weights yet).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from dae.autoencoder.base import DecoupledAutoencoder
+from dae.config import check, from_dict, to_dict
+from dae.data.images import ImageDataConfig, load_from_config
+from dae.data.transforms import to_float
+from dae.train.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_state
+from dae.train.export import load_weights
+
+AEWeights = Literal["auto", "final", "checkpoint"]
+
+
+@dataclass
+class CacheConfig:
+    ae_weights: AEWeights = field(
+        default="auto",
+        metadata={
+            "help": "final (model.safetensors), checkpoint (last.pt, DAE stage 2 only) or "
+            "auto (final if present, else the stage-2 checkpoint)"
+        },
+    )
+    hflip: bool = field(default=False, metadata={"help": "also cache horizontally flipped images"})
+    max_images: int = field(default=0, metadata={"help": "encode only the first N images; 0: all"})
+    batch_size: int = field(default=256, metadata={"help": "images per encoder batch"})
+    sample_posterior: bool = field(
+        default=True, metadata={"help": "KL: draw z ~ N(mean, var) each step; false: use the mean"}
+    )
+
+    def __post_init__(self) -> None:
+        check(self.max_images >= 0, "max_images", f"must be >= 0, got {self.max_images}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class LoadedAutoencoder:
+    """An autoencoder run's model in eval mode, which weights it carries, and its config."""
+
+    model: DecoupledAutoencoder
+    source: str  # "final" or "checkpoint@<step>/<stage>"
+    config: dict[str, Any]
+
+
+def load_autoencoder(run_dir: str | Path, weights: AEWeights = "auto") -> LoadedAutoencoder:
+    """Rebuild an autoencoder run's model from its config and load its weights (eval mode).
+
+    Final weights carry the config they were trained with, including values measured after
+    training (a KL-AE's `scaling_factor`), so that config wins over the run's `config.yaml`.
+    """
+    from dae.experiments import load_experiment_config  # kinds register on import
+    from dae.schedule import DAESchedule
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a dae run: no config.yaml")
+    kind, cfg = load_experiment_config(config_path)
+    final, ckpt = run_dir / "model.safetensors", run_dir / "checkpoints" / "last.pt"
+    if weights == "final" or (weights == "auto" and final.is_file()):
+        state, saved = load_weights(final)
+        cfg = from_dict(kind.config_cls, saved) if saved else cfg
+        source, stage = "final", None
+    else:
+        payload = load_checkpoint(ckpt)
+        stage = payload.get("stage")
+        if stage != "stage2":
+            raise CheckpointError(
+                f"{ckpt}: the encoder is still training (stage {stage!r}); a prior can start from a "
+                f"checkpoint only in DAE stage 2, when the encoder is frozen. Wait for "
+                f"{final.name} or pass ae_weights=final"
+            )
+        state = payload["modules"]["model"]
+        source = f"checkpoint@{payload['step']}/{stage}"
+    model = _build_model(kind, cfg)
+    DAESchedule(cfg.schedule, cfg.train.steps).prepare(
+        model
+    )  # a DAE run's state has its aux decoder
+    load_state(model, state, f"model in {final if source == 'final' else ckpt}")
+    model.use_aux_decoder = False
+    model.set_decoder_dropout(0.0)
+    return LoadedAutoencoder(model.eval(), source, to_dict(cfg))
+
+
+def _build_model(kind: Any, cfg: Any) -> DecoupledAutoencoder:
+    """The untrained model of a run: from the image-AE registry when it knows the kind (no data
+    loading), else from the experiment's task."""
+    try:
+        from dae.autoencoder.registry import model_from_config
+
+        return model_from_config(to_dict(cfg))
+    except (ImportError, KeyError):
+        return kind.build_task(cfg).model
+
+
+def latent_kind(model: torch.nn.Module) -> Literal["vq", "kl"]:
+    return "vq" if hasattr(model, "encode_to_indices") else "kl"
+
+
+def _model_cfg_value(model: torch.nn.Module, names: tuple[str, ...]) -> Any:
+    for holder in (model, getattr(model, "cfg", None), getattr(model, "config", None)):
+        for name in names:
+            value = getattr(holder, name, None) if holder is not None else None
+            if value is not None:
+                return value
+    return None
+
+
+def codebook_size(model: torch.nn.Module) -> int:
+    """The VQ autoencoder's number of codes (its config's `n_embed` or a synonym)."""
+    size = _model_cfg_value(model, ("codebook_size", "n_embed", "num_embeddings", "n_codes"))
+    if size is None:
+        raise AttributeError(f"{type(model).__name__}: no codebook size (cfg.n_embed) found")
+    return int(size)
+
+
+def posterior(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, logvar) of a KL autoencoder's posterior, whether `encode` returns a pair or an object."""
+    out = model.encode(x)
+    out = getattr(out, "latent_dist", out)  # diffusers' AutoencoderKLOutput
+    if isinstance(out, tuple | list):
+        return out[0], out[1]
+    return out.mean, out.logvar
+
+
+@dataclass
+class LatentCache:
+    """Cached latents of one dataset under one frozen encoder, plus what a prior needs to know."""
+
+    tensors: dict[str, torch.Tensor]  # vq: codes (N, h, w); kl: mean, logvar (N, C, h, w); labels
+    meta: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    def __len__(self) -> int:
+        return len(self.tensors["labels"])
+
+    def batch(
+        self, index: torch.Tensor, generator: torch.Generator | None, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latents, labels) at `index`: codes `(B, h, w)`, or scaled KL latents `(B, C, h, w)`."""
+        labels = self.tensors["labels"][index]
+        if self.kind == "vq":
+            return self.tensors["codes"][index].long(), labels
+        mean = self.tensors["mean"][index]
+        if sample:
+            std = (0.5 * self.tensors["logvar"][index]).exp()
+            mean = mean + std * torch.randn(mean.shape, generator=generator)
+        return mean * self.meta["scaling_factor"], labels
+
+    def save(self, path: str | Path) -> None:
+        tensors = {k: v.contiguous() for k, v in self.tensors.items()}
+        meta = {"dae_latents": json.dumps(self.meta)}
+        atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatentCache:
+        return cls(load_file(str(path)), read_cache_meta(path))
+
+
+def read_cache_meta(path: str | Path) -> dict[str, Any]:
+    """A latent cache's metadata without loading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"latent cache not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("dae_latents")
+    if raw is None:
+        raise CheckpointError(f"{path}: not a dae latent cache (no dae_latents metadata)")
+    return json.loads(raw)
+
+
+@torch.no_grad()
+def encode_dataset(
+    ae: LoadedAutoencoder,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    cfg: CacheConfig,
+    device: torch.device | str = "cpu",
+) -> LatentCache:
+    """Encode uint8 images `(N, C, H, W)` with the frozen encoder into a `LatentCache`."""
+    model = ae.model.to(device)
+    kind = latent_kind(model)
+    if cfg.max_images:
+        images, labels = images[: cfg.max_images], labels[: cfg.max_images]
+    if cfg.hflip:
+        images, labels = torch.cat([images, images.flip(-1)]), torch.cat([labels, labels])
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(images), cfg.batch_size):
+        x = to_float(images[start : start + cfg.batch_size]).to(device)
+        if kind == "vq":
+            out = {"codes": model.encode_to_indices(x).to(torch.int32)}  # (B, h, w)
+        else:
+            mean, logvar = posterior(model, x)
+            out = {"mean": mean.float(), "logvar": logvar.float()}
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.cpu())
+    tensors = {k: torch.cat(v) for k, v in parts.items()}
+    tensors["labels"] = labels.long()
+    first = tensors["codes" if kind == "vq" else "mean"]
+    meta: dict[str, Any] = {
+        "kind": kind,
+        "latent_shape": list(first.shape[1:]),
+        "image_shape": list(images.shape[1:]),
+        "classes": list(classes),
+        "ae_source": ae.source,
+    }
+    if kind == "vq":
+        meta["codebook_size"] = codebook_size(model)
+    else:
+        scale = _model_cfg_value(model, ("scaling_factor",))
+        meta["scaling_factor_source"] = "autoencoder" if scale else "measured"
+        if not scale:  # LDM's recipe: unit variance of the (sampled) latents over the data
+            gen = torch.Generator().manual_seed(0)
+            z = tensors["mean"] + (0.5 * tensors["logvar"]).exp() * torch.randn(
+                tensors["mean"].shape, generator=gen
+            )
+            scale = 1.0 / z.flatten().std().item()
+        meta["scaling_factor"] = float(scale)
+    return LatentCache(tensors, meta)
+
+
+def build_cache(
+    ae_run: str | Path, data: ImageDataConfig, cfg: CacheConfig, device: str = "cpu"
+) -> LatentCache:
+    """Load the run's frozen autoencoder and the data set, encode, and note where it came from."""
+    ae = load_autoencoder(ae_run, cfg.ae_weights)
+    dataset = load_from_config(data)
+    cache = encode_dataset(ae, dataset.images, dataset.labels, dataset.classes, cfg, device)
+    cache.meta["ae_run"] = str(ae_run)
+    return cache
