@@ -79,7 +79,7 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard scalars"})
     precision: Literal["fp32", "bf16", "fp16"] = field(
         default="fp32",
-        metadata={"help": "autocast dtype: bf16 (CUDA, or CPUs with AVX-512), fp16 (CUDA only)"},
+        metadata={"help": "autocast dtype: bf16 (CUDA; CPUs with AVX512-BF16/AMX), fp16 (CUDA only)"},
     )
 
     def __post_init__(self) -> None:
