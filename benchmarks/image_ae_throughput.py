@@ -49,7 +49,7 @@ def main() -> None:
     def step_seconds(precision: str) -> float:
         """Seconds of the second of two steps (the first builds optimisers, warms kernels)."""
         stamps: list[float] = []
-        train = replace(cfg.train, [f"train.precision={precision}"])
+        train = replace(cfg.train, [f"precision={precision}"])
         Trainer(
             task, DAESchedule(cfg.schedule, 2), train, cfg.optim,
             hooks=[lambda trainer, logs: stamps.append(time.perf_counter())],
