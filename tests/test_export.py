@@ -17,7 +17,6 @@ from dae.train.export import load_weights
 from image_utils import TINY_MODEL, synthetic_images, write_image_folder
 
 
-
 def tiny_preset(tmp_path, kind: str) -> str:
     """A YAML preset of a tiny model on a folder of 16 synthetic PNGs."""
     data = synthetic_images(16)

@@ -13,7 +13,6 @@ from dae.train.trainer import Trainer, prepare_run_dir
 from image_utils import synthetic_images, tiny_config
 
 
-
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 

@@ -16,7 +16,6 @@ from dae.train.trainer import Trainer
 from image_utils import TINY_MODEL, synthetic_images, tiny_config
 
 
-
 def test_posterior_shapes_and_kl():
     torch.manual_seed(0)
     model = KLAutoencoder(KLAutoencoderConfig(**TINY_MODEL))

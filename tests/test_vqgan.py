@@ -18,7 +18,6 @@ from dae.schedule import DAESchedule, ScheduleConfig
 from image_utils import TINY_MODEL
 
 
-
 def tiny_vqgan(**kw) -> VQGAN:
     torch.manual_seed(0)
     return VQGAN(VQGANConfig(**{**TINY_MODEL, "n_embed": 16, "embed_dim": 4, **kw}))
