@@ -16,8 +16,6 @@ from dae.data.images import to_float
 from dae.train.export import load_weights
 from image_utils import TINY_MODEL, synthetic_images, write_image_folder
 
-torch.set_num_threads(1)
-
 
 def tiny_preset(tmp_path, kind: str) -> str:
     """A YAML preset of a tiny model on a folder of 16 synthetic PNGs."""

@@ -12,8 +12,6 @@ from dae.train.image_task import VQGANTask
 from dae.train.trainer import Trainer, prepare_run_dir
 from image_utils import synthetic_images, tiny_config
 
-torch.set_num_threads(1)
-
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -107,3 +105,39 @@ def test_paper_scale_presets_build_and_take_one_step(preset):
     rows = Trainer(task, DAESchedule(cfg.schedule, 1), cfg.train, cfg.optim).fit()
     assert "d_loss" in rows[-1] and torch.isfinite(torch.tensor(rows[-1]["loss"]))
     assert not torch.equal(before, task.model.decoder.conv_out.weight)
+
+
+def test_mnist_preset_fits_the_real_data(data_root):
+    """The preset's model matches MNIST's images; a DAE step per stage runs on them. (CIFAR-10
+    is left out: its first load decodes 60k JPEGs, minutes on these machines.)"""
+    overrides = [
+        f"data.root={data_root}", "train.steps=2", "train.batch_size=2", "train.progress=false",
+        "train.tensorboard=false", "disc.start=0", "log.image_every=0", "schedule.mode=dae",
+        "train.log_every=1",
+    ]
+    kind, cfg = load_experiment_config("configs/mnist_vqgan.yaml", overrides)
+    task = kind.build_task(cfg)
+    rows = Trainer(task, DAESchedule(cfg.schedule, 2), cfg.train, cfg.optim).fit()
+    assert [r["stage"] for r in rows] == ["stage1", "stage2"]
+
+
+
+@pytest.mark.parametrize("kind", ["vqgan", "kl"])
+@pytest.mark.filterwarnings("ignore:train.precision=bf16")
+def test_bf16_autocast_training_steps(kind):
+    from dae.train.image_task import KLTask
+
+    cfg = tiny_config(kind, train={"steps": 2, "precision": "bf16"}, disc={"start": 0})
+    task = (VQGANTask if kind == "vqgan" else KLTask)(cfg, synthetic_images(8))
+    rows = Trainer(task, DAESchedule(cfg.schedule, 2), cfg.train, cfg.optim).fit()
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows) and "d_loss" in rows[-1]
+    assert all(p.dtype == torch.float32 for p in task.model.parameters())  # weights stay fp32
+
+
+def test_fp16_is_refused_off_cuda():
+    from dae.config import ConfigError
+    from dae.train.trainer import TrainConfig
+
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16", device="cpu")
+    assert TrainConfig(precision="fp16", device="cuda").precision == "fp16"

@@ -15,8 +15,6 @@ from dae.train.image_task import KLTask
 from dae.train.trainer import Trainer
 from image_utils import TINY_MODEL, synthetic_images, tiny_config
 
-torch.set_num_threads(1)
-
 
 def test_posterior_shapes_and_kl():
     torch.manual_seed(0)

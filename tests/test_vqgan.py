@@ -17,8 +17,6 @@ from dae.losses.vq import vq_losses
 from dae.schedule import DAESchedule, ScheduleConfig
 from image_utils import TINY_MODEL
 
-torch.set_num_threads(1)
-
 
 def tiny_vqgan(**kw) -> VQGAN:
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from diffusers.models.autoencoders.vae import Decoder, Encoder
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
@@ -123,7 +124,7 @@ class ImageAutoencoder(DecoupledAutoencoder):
             )
         )
 
-    def decode_latent(self, z):
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
         """(B, bottleneck, h, w) -> (B, C, H, W) through the active decoder (aux in DAE stage 1)."""
         if self.use_aux_decoder:
             return self.aux_decoder(z)

@@ -90,3 +90,17 @@ def gather_objects(obj: Any) -> list[Any]:
 def shutdown() -> None:
     if dist_info().enabled:
         dist.destroy_process_group()
+
+
+def device_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's RNG states (CPU, and its GPU's): each rank draws its own dropout masks."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_device_rng_state(device: torch.device, state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dae.autoencoder.base import DecoupledAutoencoder
-from dae.config import ConfigError, check
+from dae.config import check
 from dae.schedule import DAESchedule, Stage, StagePlan
 from dae.train.checkpoint import (
     CheckpointError,
@@ -31,8 +31,16 @@ from dae.train.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from dae.train.distributed import barrier, dist_info, gather_objects, resolve_device
+from dae.train.distributed import (
+    barrier,
+    device_rng_state,
+    dist_info,
+    gather_objects,
+    resolve_device,
+    set_device_rng_state,
+)
 from dae.train.logger import MetricsLogger
+from dae.train.precision import autocast_dtype
 
 CHECKPOINT_VERSION = 1
 
@@ -71,7 +79,7 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard scalars"})
     precision: Literal["fp32", "bf16", "fp16"] = field(
         default="fp32",
-        metadata={"help": "autocast dtype: bf16 (CUDA, or CPUs with AVX-512), fp16 (CUDA only)"},
+        metadata={"help": "autocast dtype: bf16 (CUDA; CPUs with AVX512-BF16/AMX), fp16 (CUDA only)"},
     )
 
     def __post_init__(self) -> None:
@@ -86,23 +94,6 @@ class TrainConfig:
             "precision",
             "fp16 needs a CUDA device (on CPU it runs ~1000x slower than fp32); use bf16",
         )
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device`, or None for fp32; refuses slow set-ups."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16" and device.type == "cpu":
-        # Without AVX-512 (or AMX) oneDNN emulates bf16 and it is slower than fp32.
-        capability = torch.backends.cpu.get_cpu_capability()
-        if "AVX512" not in capability and "AMX" not in capability:
-            raise ConfigError(
-                "train.precision",
-                f"bf16 on this CPU ({capability}) would be slower than fp32; use fp32",
-            )
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("train.precision", "this GPU has no bf16; use fp16 or fp32")
-    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -261,7 +252,7 @@ class Trainer:
             "ema": self.ema.shadow if self.ema else None,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
-            "rng_ranks": gather_objects(_device_rng(self.device)),
+            "rng_ranks": gather_objects(device_rng_state(self.device)),
             "scaler": self.scaler.state_dict(),
             "config": self.config,
         }
@@ -289,7 +280,7 @@ class Trainer:
         random.setstate((3, tuple(payload["rng"]["python"]), None))
         ranks = payload.get("rng_ranks") or []
         if len(ranks) == self.dist.world_size:
-            _set_device_rng(self.device, ranks[self.dist.rank])
+            set_device_rng_state(self.device, ranks[self.dist.rank])
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         return payload
@@ -416,16 +407,3 @@ class Trainer:
             shown = {k: f"{v:.3g}" for k, v in list(logs.items())[:3]}
             bar.set_postfix({**shown, "samples/s": f"{self.samples_per_s:.1f}"})
 
-
-def _device_rng(device: torch.device) -> dict[str, torch.Tensor]:
-    """This process's RNG states (CPU, and its GPU's): each rank draws its own dropout masks."""
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_device_rng(device: torch.device, state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
