@@ -149,12 +149,16 @@ def test_evaluate_image_vq_run(tmp_path, monkeypatch):
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
     save_weights(run / "model.safetensors", ImageVQTask(cfg).model, to_dict(cfg))
 
-    assert main(["evaluate", str(run), "--knn-train", "12"]) == 0
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, images=np.full((12, 1, 8, 8), 40, np.uint8))  # a "generator" stuck on class a
+    assert main(["evaluate", str(run), "--knn-train", "12", "--samples", str(samples)]) == 0
     result = json.loads((run / "eval.json").read_text())
     m = result["metrics"]
     assert result["skipped"] == {} and result["n"] == 12
     assert m["knn_data_acc"] == 1.0 and 0 < m["ssim"] <= 1 and m["psnr"] > 0
     assert "lipschitz/decoder" in m and m["codebook_dead"] + 1 <= 4
     assert (run / "eval_recon.png").is_file()
+    # Mode-collapsed samples: inside the real manifold (precision 1) but covering half of it.
+    assert m["sample_precision"] == 1.0 and m["sample_recall"] <= 0.5 and m["sample_FD-pixels"] > 0
     md = write_report([run], tmp_path / "out").read_text()
     assert "codebook.png" in md and "Reconstructions" in md

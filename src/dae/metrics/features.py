@@ -109,6 +109,11 @@ def pixel_features(arg: str = "", **_) -> FeatureExtractor:
     return FeatureExtractor("pixels", None, "pixels", _names("pixels", False))
 
 
+def default_features(dataset: str) -> str:
+    """dae's classifier for the datasets it has one for, else raw pixels."""
+    return f"classifier:{dataset}" if dataset in ("mnist", "cifar10") else "pixels"
+
+
 def build_features(spec: str, **kwargs) -> FeatureExtractor:
     """`"name:arg"` -> a feature extractor from the registry."""
     name, _, arg = spec.partition(":")
