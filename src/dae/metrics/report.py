@@ -95,14 +95,16 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
         centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:], strict=True)]
         total = max(sum(hist["counts"]), 1)
         h_ax.plot(centres, [c / total for c in hist["counts"]], label=_label(run), color=f"C{i}")
-        eig = [abs(v) for v in book["eigenvalues"]]
-        e_ax.semilogy(range(1, len(eig) + 1), [max(v, 1e-12) for v in eig], color=f"C{i}", label=_label(run))
+        # The matrix has rank <= D + 1: drop the numerically-zero tail, show the first 64 ranks.
+        eig = [abs(v) for v in book["eigenvalues"] if abs(v) > 1e-9][:64]
+        e_ax.semilogy(range(1, len(eig) + 1), eig, marker=".", color=f"C{i}", label=_label(run))
         if "usage" in book:
             counts = book["usage"]["counts_sorted"]
             u_ax.plot(range(1, len(counts) + 1), counts, color=f"C{i}",
                       label=f"{_label(run)} (ppl {book['usage']['perplexity']:.0f}, dead {book['usage']['dead_codes']})")
     h_ax.set(title="pairwise cosine similarity of codes", xlabel="cosine similarity", ylabel="fraction of pairs")
-    e_ax.set(title="eigenvalues of cosine-distance matrix", xlabel="rank", ylabel="|eigenvalue| / max")
+    e_ax.set(title="eigenvalues of cosine-distance matrix (non-zero, first 64)", xlabel="rank",
+             ylabel="|eigenvalue| / max")
     u_ax.set(title="code usage on the test set (sorted)", xlabel="code rank", ylabel="count")
     u_ax.set_yscale("symlog")
     for ax in (h_ax, e_ax, u_ax):
