@@ -78,17 +78,15 @@ class ClassifierNet(nn.Module):
 
     def __init__(self, in_channels: int, n_classes: int, width: int, residual_stages: tuple[bool, ...]):
         super().__init__()
-        w = width
-        self.stem = conv_bn(in_channels, w)
-        stages = []
-        for i, residual in enumerate(residual_stages):
-            c_in, c_out = w * 2 ** max(i - 1, 0) if i else w, w * 2**i
-            layers = [conv_bn(c_in, c_out), nn.MaxPool2d(2)]
-            stages.append(nn.Sequential(*layers, *([Residual(c_out)] if residual else [])))
+        self.stem = conv_bn(in_channels, width)
+        stages, c_in = [], width
+        for i, residual in enumerate(residual_stages):  # widths w, 2w, 4w; each halves H and W
+            c_out = width * 2**i
+            layers = [conv_bn(c_in, c_out), nn.MaxPool2d(2), *([Residual(c_out)] if residual else [])]
+            stages.append(nn.Sequential(*layers))
+            c_in = c_out
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Linear(w * 2 ** (len(residual_stages) - 1), n_classes, bias=False)
-        self.pool_dim = self.head.in_features
-        self.spatial_dim = w * 2 ** max(len(residual_stages) - 2, 0) * 16
+        self.head = nn.Linear(c_in, n_classes, bias=False)
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.stem(x)
@@ -98,6 +96,7 @@ class ClassifierNet(nn.Module):
             maps.append(h)
         spatial = F.adaptive_avg_pool2d(maps[-2] if len(maps) > 1 else maps[-1], 4).flatten(1)
         pool = F.adaptive_max_pool2d(h, 1).flatten(1)  # (B, C, h, w) -> (B, C)
+        # The fixed 1/8 logit scale (as in the fast CIFAR-10 nets) keeps early training stable.
         return {"pool": pool, "spatial": spatial, "logits": self.head(pool) * 0.125}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
