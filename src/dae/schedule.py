@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
 from torch import nn
 
 from dae.autoencoder.base import DecoupledAutoencoder

@@ -19,7 +19,8 @@ class ToyVAEConfig:
     dec_hidden: int = field(default=128, metadata={"help": "decoder hidden width"})
     beta: float = field(default=1.0, metadata={"help": "weight of the KL term"})
     recon_std: float = field(
-        default=0.1, metadata={"help": "std of the Gaussian likelihood p(x|z) (sets recon weight)"}
+        default=1.0,
+        metadata={"help": "std of the Gaussian likelihood p(x|z); 1.0 is the textbook VAE"},
     )
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ class ToyDataConfig:
     dim: int = field(default=10, metadata={"help": "ambient dimension of the orthogonal lift"})
     radius: float = field(default=1.0, metadata={"help": "radius of the circle of centres"})
     std: float = field(
-        default=0.25,
+        default=0.1,
         metadata={"help": "per-coordinate standard deviation of each cluster (see docs/toy.md)"},
     )
     n_train: int = field(default=8000, metadata={"help": "training points"})

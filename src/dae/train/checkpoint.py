@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # Fault-injection point for the robustness suite: widen the window in which a kill lands
+        # mid-write. Unset in normal use.
+        if delay := os.environ.get("DAE_FAULT_SAVE_DELAY"):
+            time.sleep(float(delay))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -35,9 +40,19 @@ def atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporaries a killed writer left behind (never a finished file)."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Atomically write `payload` (tensors, numbers, strings, lists, dicts) to `path`."""
-    atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+    try:
+        atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+        kept = "the previous checkpoint is kept" if Path(path).exists() else "nothing was written"
+        raise CheckpointError(f"could not write checkpoint {path} ({err}); {kept}") from err
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

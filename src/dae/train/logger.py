@@ -11,7 +11,8 @@ from typing import Any
 class MetricsLogger:
     """Appends `{"step": t, ...}` rows to `metrics.jsonl` and scalars to TensorBoard.
 
-    On resume from step t, rows with step >= t are dropped first, so the log of a killed and
+    Row `step` counts completed steps. On resume from a checkpoint after t steps, rows with step > t
+    are dropped first, so the log of a killed and
     resumed run has each step once, like an uninterrupted run's.
     """
 
@@ -22,12 +23,12 @@ class MetricsLogger:
         if self.path is None:
             return
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) < resume_step]
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step or None)
+            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         row = {"step": step, **values}

@@ -8,9 +8,11 @@ function of the step, see `EpochSampler`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,9 +22,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dae.autoencoder.base import DecoupledAutoencoder
-from dae.config import check
+from dae.config import ConfigError, check
 from dae.schedule import DAESchedule, Stage, StagePlan
-from dae.train.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
+from dae.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from dae.train.distributed import barrier, dist_info, gather_objects, resolve_device
 from dae.train.logger import MetricsLogger
 
 CHECKPOINT_VERSION = 1
@@ -60,6 +69,10 @@ class TrainConfig:
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, ..."})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard scalars"})
+    precision: Literal["fp32", "bf16", "fp16"] = field(
+        default="fp32",
+        metadata={"help": "autocast dtype: bf16 (CUDA, or CPUs with AVX-512), fp16 (CUDA only)"},
+    )
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -68,6 +81,28 @@ class TrainConfig:
         check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         check(self.ckpt_every >= 0, "ckpt_every", f"must be >= 0, got {self.ckpt_every}")
         check(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        check(
+            self.precision != "fp16" or self.device.startswith("cuda"),
+            "precision",
+            "fp16 needs a CUDA device (on CPU it runs ~1000x slower than fp32); use bf16",
+        )
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device`, or None for fp32; refuses slow set-ups."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16" and device.type == "cpu":
+        # Without AVX-512 (or AMX) oneDNN emulates bf16 and it is slower than fp32.
+        capability = torch.backends.cpu.get_cpu_capability()
+        if "AVX512" not in capability and "AMX" not in capability:
+            raise ConfigError(
+                "train.precision",
+                f"bf16 on this CPU ({capability}) would be slower than fp32; use fp32",
+            )
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("train.precision", "this GPU has no bf16; use fp16 or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -98,12 +133,23 @@ class Task:
     def start_stage(self, plan: StagePlan) -> None:
         """Hook at a fresh stage start (e.g. re-initialise the discriminator)."""
 
+    def enter_stage(self, plan: StagePlan) -> None:
+        """Hook after every stage application, fresh or resumed (e.g. DDP-wrap what now trains)."""
+
+    def hooks(self) -> list[Any]:
+        """Callbacks `hook(trainer, logs)` run after every step (e.g. reconstruction grids)."""
+        return []
+
+    def finish(self) -> None:
+        """Hook after the last step (e.g. measure a latent scaling factor)."""
+
     def batch(self, step: int) -> Any:
         """The batch of `step` (a pure function of the step, for exact resume)."""
         raise NotImplementedError
 
     def loss(self, name: str, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss for optimiser `name` on `batch`, and scalars to log."""
+        """Loss for optimiser `name` on `batch`, and scalars to log; a None loss skips this
+        optimiser for the step (e.g. a discriminator before its start)."""
         raise NotImplementedError
 
 
@@ -179,8 +225,17 @@ class Trainer:
             raise ValueError(f"schedule has {schedule.total_steps} steps, train.steps={cfg.steps}")
         self.task, self.schedule, self.cfg, self.optim_cfg = task, schedule, cfg, optim
         self.run_dir = Path(run_dir) if run_dir else None
+        if self.run_dir is not None:
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir / "checkpoints")
         self.config = config or {}
-        self.hooks = hooks or []
+        self.hooks = (hooks or []) + task.hooks()
+        self.dist = dist_info()
+        self.device = resolve_device(cfg.device)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        # fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+        self.samples_per_s: float | None = None  # moving average, shown on the progress bar
         self.step = 0
         self.plan: StagePlan | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -206,12 +261,18 @@ class Trainer:
             "ema": self.ema.shadow if self.ema else None,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+            "rng_ranks": gather_objects(_device_rng(self.device)),
+            "scaler": self.scaler.state_dict(),
             "config": self.config,
         }
 
     def save(self) -> None:
+        """Rank 0 writes; all ranks take part in gathering the state and wait for the file."""
         if self.run_dir is not None:
-            save_checkpoint(self.ckpt_path, self.state())
+            state = self.state()
+            if self.dist.is_main:
+                save_checkpoint(self.ckpt_path, state)
+            barrier()
 
     def _load_last(self) -> dict[str, Any]:
         payload = load_checkpoint(self.ckpt_path)
@@ -226,6 +287,11 @@ class Trainer:
         self.step = int(payload["step"])
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate((3, tuple(payload["rng"]["python"]), None))
+        ranks = payload.get("rng_ranks") or []
+        if len(ranks) == self.dist.world_size:
+            _set_device_rng(self.device, ranks[self.dist.rank])
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
         return payload
 
     # -- stages -----------------------------------------------------------------------------------
@@ -237,6 +303,7 @@ class Trainer:
         self.plan = self.schedule.enter(self.task.model, stage, fresh=fresh)
         if fresh:
             self.task.start_stage(self.plan)
+        self.task.enter_stage(self.plan)
         groups = self.task.optimizer_params(self.plan)
         self.optimizers = {name: build_optimizer(self.optim_cfg, ps) for name, ps in groups.items()}
         if same_stage:
@@ -253,10 +320,11 @@ class Trainer:
     def fit(self) -> list[dict[str, Any]]:
         """Train to `cfg.steps`; returns the logged rows."""
         cfg = self.cfg
-        logger = MetricsLogger(self.run_dir, self.step, tensorboard=cfg.tensorboard)
+        main = self.dist.is_main
+        logger = MetricsLogger(self.run_dir if main else None, self.step, tensorboard=cfg.tensorboard)
         bar = tqdm(
-            total=cfg.steps, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
-            desc="train", unit="step",
+            total=cfg.steps, initial=self.step, disable=not (cfg.progress and main),
+            dynamic_ncols=True, desc="train", unit="step",
         )
         try:
             while self.step < cfg.steps:
@@ -285,17 +353,29 @@ class Trainer:
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = self.optim_cfg.lr * self._lr_scale(ctx.stage_step)
+        started = time.perf_counter()
         batch = self.task.batch(step)
         logs: dict[str, float] = {}
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
         for name, opt in self.optimizers.items():
             opt.zero_grad(set_to_none=True)
-            finite = True
+            finite, active = True, True
+            # With grad_accum > 1 DDP all-reduces after every micro-batch; the sum is the same
+            # as with `no_sync()` on all but the last, which would need the task's wrappers here.
             for micro in _split(batch, cfg.grad_accum):
-                loss, parts = self.task.loss(name, micro, ctx)
+                with autocast:
+                    loss, parts = self.task.loss(name, micro, ctx)
+                if loss is None:
+                    active = False
+                    break
                 if not torch.isfinite(loss):
                     finite = False
                     break
-                (loss / cfg.grad_accum).backward()
+                self.scaler.scale(loss / cfg.grad_accum).backward()
                 for key, value in parts.items():
                     logs[key] = logs.get(key, 0.0) + value / cfg.grad_accum
             if not finite:
@@ -308,18 +388,44 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 logs["skipped_nonfinite"] = 1.0
                 continue
+            if not active:
+                opt.zero_grad(set_to_none=True)
+                continue
             if self.optim_cfg.grad_clip > 0:
+                self.scaler.unscale_(opt)
                 params = [p for g in opt.param_groups for p in g["params"]]
                 gn = nn.utils.clip_grad_norm_(params, self.optim_cfg.grad_clip)
                 logs[f"grad_norm/{name}"] = float(gn)
-            opt.step()
+            self.scaler.step(opt)
+        self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.task.model)
         self.step += 1
+        # Throughput goes to the progress bar, not the metrics: timings would make a resumed
+        # run's log differ from an uninterrupted one's.
+        rate = cfg.batch_size * self.dist.world_size / max(time.perf_counter() - started, 1e-9)
+        self.samples_per_s = (
+            rate if self.samples_per_s is None else 0.9 * self.samples_per_s + 0.1 * rate
+        )
         bar.update(1)
         for hook in self.hooks:
             hook(self, logs)
         if self.step % cfg.log_every == 0 or self.step == cfg.steps:
             row = {"stage": plan.stage, **{k: v for k, v in logs.items() if math.isfinite(v)}}
             logger.log(self.step, row)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:3]})
+            shown = {k: f"{v:.3g}" for k, v in list(logs.items())[:3]}
+            bar.set_postfix({**shown, "samples/s": f"{self.samples_per_s:.1f}"})
+
+
+def _device_rng(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's RNG states (CPU, and its GPU's): each rank draws its own dropout masks."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_device_rng(device: torch.device, state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -1,0 +1,157 @@
+"""Shared skeleton of the image autoencoders (VQGAN, KL): diffusers' Encoder/Decoder, DAE hooks.
+
+The modules carry diffusers' names (`encoder`, `quant_conv`, `post_quant_conv`, `decoder`, and
+`quantize` for VQ), so a trained model's state dict *is* a `diffusers.VQModel` /
+`diffusers.AutoencoderKL` state dict (minus the DAE-only `aux_decoder.*`); see `dae.cli.export`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from diffusers.models.autoencoders.vae import Decoder, Encoder
+from diffusers.models.resnet import ResnetBlock2D
+from torch import nn
+
+from dae.autoencoder.base import DecoupledAutoencoder
+from dae.config import check
+
+
+@dataclass
+class ImageArchConfig:
+    """Convolutional trunk shared by encoder and decoder (taming / latent-diffusion naming)."""
+
+    in_channels: int = field(default=3, metadata={"help": "image channels (1 MNIST, 3 RGB)"})
+    resolution: int = field(default=32, metadata={"help": "training image size (sets attention)"})
+    ch: int = field(default=128, metadata={"help": "base channel count"})
+    ch_mult: list[int] = field(
+        default_factory=lambda: [1, 2, 2, 4],
+        metadata={"help": "channel multiplier per level; downsampling factor 2^(levels-1)"},
+    )
+    num_res_blocks: int = field(default=2, metadata={"help": "ResNet blocks per encoder level"})
+    attn_resolutions: list[int] = field(
+        default_factory=lambda: [16], metadata={"help": "feature-map sizes that get self-attention"}
+    )
+    mid_attention: bool = field(default=True, metadata={"help": "attention in the middle block"})
+    norm_groups: int = field(default=32, metadata={"help": "GroupNorm groups"})
+    z_channels: int = field(default=256, metadata={"help": "latent channels"})
+
+    def __post_init__(self) -> None:
+        for key in ("in_channels", "resolution", "ch", "num_res_blocks", "z_channels"):
+            check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        check(len(self.ch_mult) >= 1 and min(self.ch_mult) >= 1, "ch_mult", "must be >= 1 each")
+        bad = [c for c in self.block_out_channels if c % self.norm_groups]
+        check(not bad, "norm_groups", f"{self.norm_groups} must divide every width, not {bad}")
+        check(
+            self.resolution % self.downsample_factor == 0,
+            "resolution",
+            f"{self.resolution} is not divisible by the downsampling factor {self.downsample_factor}",
+        )
+
+    @property
+    def block_out_channels(self) -> list[int]:
+        return [self.ch * m for m in self.ch_mult]
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+
+def diffusers_trunk(cfg: ImageArchConfig, width_factor: float = 1.0) -> dict[str, Any]:
+    """Keyword arguments shared by diffusers' Encoder/Decoder and VQModel/AutoencoderKL."""
+    widths = [max(1, round(c * width_factor)) for c in cfg.block_out_channels]
+    # A narrower (aux) decoder keeps GroupNorm valid by using the largest group count that fits.
+    groups = math.gcd(cfg.norm_groups, *widths)
+    sizes = [cfg.resolution // 2**i for i in range(len(widths))]  # feature size per level
+    attn = [s in cfg.attn_resolutions for s in sizes]
+    return {
+        "down_block_types": tuple(
+            "AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attn
+        ),
+        "up_block_types": tuple(
+            "AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attn)
+        ),
+        "block_out_channels": tuple(widths),
+        "layers_per_block": cfg.num_res_blocks,
+        "norm_num_groups": groups,
+        "mid_block_add_attention": cfg.mid_attention,
+    }
+
+
+def build_encoder(cfg: ImageArchConfig, double_z: bool) -> Encoder:
+    """(B, in, H, W) -> (B, z or 2z, H/f, W/f)."""
+    trunk = diffusers_trunk(cfg)
+    trunk.pop("up_block_types")
+    return Encoder(cfg.in_channels, cfg.z_channels, double_z=double_z, **trunk)
+
+
+def build_image_decoder(cfg: ImageArchConfig, width_factor: float = 1.0) -> Decoder:
+    """(B, z, H/f, W/f) -> (B, in, H, W)."""
+    trunk = diffusers_trunk(cfg, width_factor)
+    trunk.pop("down_block_types")
+    return Decoder(cfg.z_channels, cfg.in_channels, **trunk)
+
+
+class ImageAutoencoder(DecoupledAutoencoder):
+    """Base of VQGAN / KL-AE: `post_quant_conv` + `decoder`, the aux decoder, decoder dropout."""
+
+    dropout_cls = nn.Dropout2d
+    diffusers_cls: type[nn.Module]  # the diffusers class with the same modules and names
+    post_quant_conv: nn.Conv2d
+    decoder: Decoder
+
+    def __init__(self, cfg: ImageArchConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def bottleneck_channels(self) -> int:
+        """Channels of what `post_quant_conv` reads (codebook dim for VQ, z for KL)."""
+        raise NotImplementedError
+
+    def decoder_modules(self) -> list[nn.Module]:
+        return [self.post_quant_conv, self.decoder]
+
+    def build_decoder(self, width_factor: float) -> nn.Module:
+        """A fresh weak decoder: its own 1x1 input conv and a diffusers Decoder `width_factor` wide."""
+        return nn.Sequential(
+            OrderedDict(
+                post_quant_conv=nn.Conv2d(self.bottleneck_channels(), self.cfg.z_channels, 1),
+                decoder=build_image_decoder(self.cfg, width_factor),
+            )
+        )
+
+    def decode_latent(self, z):
+        """(B, bottleneck, h, w) -> (B, C, H, W) through the active decoder (aux in DAE stage 1)."""
+        if self.use_aux_decoder:
+            return self.aux_decoder(z)
+        return self.decoder(self.post_quant_conv(z))
+
+    def last_layer(self) -> nn.Parameter:
+        """Weight of the active decoder's output conv (the adaptive GAN weight is measured here)."""
+        decoder = self.aux_decoder.decoder if self.use_aux_decoder else self.decoder
+        return decoder.conv_out.weight
+
+    def diffusers_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_diffusers(self) -> nn.Module:
+        """The same network as a diffusers model (`VQModel` / `AutoencoderKL`), weights copied.
+
+        The keys are identical by construction; only the DAE-only aux decoder is left out.
+        """
+        target = self.diffusers_cls(**self.diffusers_config())
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("aux_decoder.")}
+        target.load_state_dict(state, strict=True)
+        return target.eval()
+
+    def set_decoder_dropout(self, p: float) -> None:
+        """Channel dropout `p` in every ResNet block of the full decoder; p=0 restores the
+        plain `nn.Dropout(0)` slot. Attention's own dropout (in `to_out`) is not a ResNet block's
+        and stays untouched, unlike the base class's blanket swap."""
+        for decoder in self.decoder_modules():
+            for block in decoder.modules():
+                if isinstance(block, ResnetBlock2D):
+                    block.dropout = self.dropout_cls(p) if p > 0 else nn.Dropout(0.0)

@@ -1,0 +1,5 @@
+import sys
+
+from dae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    # Small nets: one thread is fastest and keeps results independent of the core count.
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """The real datasets (CI: ../shared/data); tests that need them skip when absent."""
+    root = Path(os.environ.get("DAE_DATA", REPO.parent / "shared" / "data"))
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (set DAE_DATA)")
+    return root

@@ -1,0 +1,81 @@
+"""Bad input and faults at the foundation level: each gives a clear error and loses nothing.
+(Data files are covered in the data tests; the full list is docs/robustness.md.)"""
+
+import errno
+
+import pytest
+import torch
+
+from dae.cli import main
+from dae.train import checkpoint
+from dae.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+TOY = ["train", "configs/toy_vae.yaml", "--set", "train.progress=false", "--set", "train.steps=30",
+       "--set", "train.ckpt_every=10", "--set", "train.tensorboard=false"]
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.ones(4)})
+
+    def full_disk(obj, f):
+        with open(f, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match="No space left.*previous checkpoint is kept"):
+        save_checkpoint(path, {"step": 2, "w": torch.zeros(4)})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_full_disk_during_training_exits_cleanly(tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real_save = checkpoint.torch.save
+
+    def fills_up(obj, f):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoint.torch, "save", fills_up)
+    out = tmp_path / "run"
+    assert main([*TOY, "--out", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert load_checkpoint(out / "checkpoints/last.pt")["step"] == 10
+    assert main([*TOY, "--out", str(out), "--resume"]) == 0  # and the run can go on
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.steps=-1", "train.steps"),
+        ("schedule.stage1_fraction=1.2", "schedule.stage1_fraction"),
+        ("schedule.mode=decoupled", "schedule.mode"),
+        ("train.batch_size=abc", "train.batch_size"),
+        ("model.hidden=3", "model.hidden"),
+    ],
+)
+def test_bad_config_values_exit_2_and_name_the_key(tmp_path, capsys, override, key):
+    assert main([*TOY, "--set", override, "--out", str(tmp_path / "r")]) == 2
+    assert f"error: {key}:" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing created for a run that never started
+
+
+def test_corrupt_checkpoint_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TOY, "--out", str(out)]) == 0
+    (out / "checkpoints/last.pt").write_bytes(b"not a checkpoint")
+    assert main([*TOY, "--out", str(out), "--resume"]) == 1
+    assert "last.pt" in capsys.readouterr().err
+
+
+def test_nan_loss_exits_1_with_clear_message(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TOY, "--out", str(out), "--set", "optim.lr=1e30"]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "last good checkpoint" in err

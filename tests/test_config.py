@@ -1,0 +1,96 @@
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from dae.config import ConfigError, apply_overrides, check, from_dict, replace, to_dict
+from dae.experiments import load_experiment_config
+from dae.reproduce.toy import ToyExperimentConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Inner:
+    rate: float = 0.5
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        check(0 <= self.rate <= 1, "rate", f"must be in [0, 1], got {self.rate}")
+
+
+@dataclass
+class Outer:
+    steps: int = 10
+    mode: Literal["a", "b"] = "a"
+    inner: Inner = field(default_factory=Inner)
+    pair: tuple[int, int] = (1, 2)
+    maybe: float | None = None
+
+
+def test_round_trip_and_int_to_float():
+    cfg = from_dict(Outer, {"steps": 3, "inner": {"rate": 1, "names": ["x"]}, "pair": [3, 4]})
+    assert cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float)
+    assert cfg.pair == (3, 4)
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+    assert from_dict(Inner, {"rate": "1e-1"}).rate == 0.1  # YAML 1.1 reads 1e-1 as a string
+
+
+@pytest.mark.parametrize(
+    "data, key, words",
+    [
+        ({"stpes": 3}, "stpes", "did you mean 'steps'"),
+        ({"inner": {"rat": 0.1}}, "inner.rat", "did you mean 'rate'"),
+        ({"steps": "ten"}, "steps", "expected an integer"),
+        ({"steps": 2.5}, "steps", "expected an integer"),
+        ({"steps": True}, "steps", "expected an integer"),
+        ({"mode": "c"}, "mode", "must be one of"),
+        ({"inner": {"rate": 2.0}}, "inner.rate", "must be in [0, 1]"),
+        ({"inner": {"names": "x"}}, "inner.names", "expected a list"),
+        ({"pair": [1]}, "pair", "expected 2 items"),
+        ({"maybe": "x"}, "maybe", "expected a number"),
+    ],
+)
+def test_errors_name_the_key(data, key, words):
+    with pytest.raises(ConfigError) as err:
+        from_dict(Outer, data)
+    assert err.value.key == key
+    assert str(err.value).startswith(f"{key}: ")
+    assert words in str(err.value)
+
+
+def test_overrides_parse_yaml_values_and_revalidate():
+    cfg = replace(Outer(), ["steps=200", "inner.rate=0.25", "inner.names=[a, b]", "maybe=null"])
+    assert (cfg.steps, cfg.inner.rate, cfg.inner.names, cfg.maybe) == (200, 0.25, ["a", "b"], None)
+    with pytest.raises(ConfigError, match="inner.rate"):
+        replace(Outer(), ["inner.rate=-1"])
+    with pytest.raises(ConfigError, match="steps"):
+        apply_overrides({"steps": 1}, ["steps.sub=1"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["steps"])
+
+
+def test_cross_field_check_in_experiment_config():
+    with pytest.raises(ConfigError, match="model.data_dim"):
+        replace(ToyExperimentConfig(), ["data.dim=12"])
+
+
+def test_schedule_and_train_ranges():
+    for override, key in [
+        ("schedule.stage1_fraction=1.0", "schedule.stage1_fraction"),
+        ("schedule.stage1_fraction=0", "schedule.stage1_fraction"),
+        ("train.steps=-5", "train.steps"),
+        ("optim.lr=0", "optim.lr"),
+        ("schedule.stage2.decoder_init=warm", "schedule.stage2.decoder_init"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            replace(ToyExperimentConfig(), [override])
+        assert err.value.key == key
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_preset_loads(preset):
+    kind, cfg = load_experiment_config(preset)
+    assert isinstance(cfg, kind.config_cls)
+    assert from_dict(kind.config_cls, to_dict(cfg)) == cfg

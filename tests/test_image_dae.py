@@ -1,0 +1,109 @@
+"""DAE on the image autoencoders: stage-2 freezing, optimiser contents, the GAN clock per stage,
+discriminator reset, exact resume, and the paper-scale presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dae.experiments import load_experiment_config
+from dae.schedule import DAESchedule
+from dae.train.image_task import VQGANTask
+from dae.train.trainer import Trainer, prepare_run_dir
+from image_utils import synthetic_images, tiny_config
+
+torch.set_num_threads(1)
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("weak", "reset"), [("aux", True), ("dropout2d", False)])
+def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, reset):
+    cfg = tiny_config(
+        "vqgan",
+        schedule={"mode": "dae", "weak_decoder": weak, "stage2": {"reset_discriminator": reset}},
+    )
+    task = VQGANTask(cfg, synthetic_images(16))
+    model = task.model
+    seen: dict[int, dict] = {}
+
+    def record(trainer, logs):
+        seen[trainer.step] = {
+            "encoder": snapshot(model.encoder), "quant_conv": snapshot(model.quant_conv),
+            "codebook": model.quantize.embedding.weight.detach().clone(),
+            "decoder": snapshot(model.decoder), "disc": snapshot(task.disc),
+            "ae_params": {id(p) for g in trainer.optimizers["ae"].param_groups for p in g["params"]},
+        }
+
+    trainer = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, hooks=[record])
+    rows = trainer.fit()
+    end_stage1, end = seen[2], seen[4]
+    assert bit_identical(end_stage1["encoder"], end["encoder"])
+    assert bit_identical(end_stage1["quant_conv"], end["quant_conv"])
+    assert torch.equal(end_stage1["codebook"], end["codebook"])
+    assert not bit_identical(end_stage1["decoder"], end["decoder"])  # stage 2 does train
+    # the stage-2 optimiser holds exactly the full decoder (post_quant_conv + decoder)
+    decoder = {id(p) for m in (model.post_quant_conv, model.decoder) for p in m.parameters()}
+    assert end["ae_params"] == decoder
+    stage1 = {id(p) for m in model.encoder_modules() for p in m.parameters()}
+    assert stage1 <= end_stage1["ae_params"] and not stage1 & end["ae_params"]
+    # disc.start=1 counts from each stage's start: no GAN at the first step of either stage
+    gan_steps = [r["step"] for r in rows if "d_loss" in r]
+    assert gan_steps == [2, 4] and [r["step"] for r in rows if "g_loss" in r] == [2, 4]
+    # the first stage-2 step does not train the discriminator: any change is the reset
+    assert bit_identical(seen[2]["disc"], seen[3]["disc"]) is not reset
+
+
+def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path):
+    cfg = tiny_config(
+        "vqgan",
+        schedule={"mode": "dae", "weak_decoder": "dropout2d"},
+        train={"steps": 4, "grad_accum": 2, "ema_decay": 0.9},
+        data={"hflip": True},
+    )
+    images = synthetic_images(16)
+
+    def run(run_dir, hooks=(), resume=False):
+        prepare_run_dir(run_dir, resume=resume, overwrite=False)
+        task = VQGANTask(cfg, images)
+        trainer = Trainer(
+            task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, run_dir=run_dir,
+            resume=resume, hooks=list(hooks),
+        )
+        trainer.fit()
+        return task, trainer
+
+    def interrupt(trainer, logs):
+        if trainer.step == 3:  # inside stage 2, after the discriminator has started
+            raise KeyboardInterrupt
+
+    full, full_trainer = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", hooks=[interrupt])
+    resumed, resumed_trainer = run(tmp_path / "b", resume=True)
+    for name in ("model", "disc"):
+        assert bit_identical(full.modules()[name].state_dict(), resumed.modules()[name].state_dict())
+    assert bit_identical(full_trainer.ema.shadow, resumed_trainer.ema.shadow)
+
+
+@pytest.mark.parametrize("preset", ["configs/faceshq_vqgan.yaml", "configs/ldm_kl_f8.yaml"])
+def test_paper_scale_presets_build_and_take_one_step(preset):
+    overrides = [
+        "model.resolution=32", "train.device=cpu", "train.precision=fp32", "train.steps=1",
+        "train.batch_size=1", "train.progress=false", "train.tensorboard=false", "disc.start=0",
+        "log.image_every=0",
+    ]
+    kind, cfg = load_experiment_config(preset, overrides)
+    task = kind.build_task(cfg, synthetic_images(2, size=32))
+    ch_mult = [1, 1, 2, 2, 4] if cfg.kind == "vqgan" else [1, 2, 4, 4]
+    assert cfg.model.ch == 128 and cfg.model.ch_mult == ch_mult and cfg.model.num_res_blocks == 2
+    before = task.model.decoder.conv_out.weight.detach().clone()
+    rows = Trainer(task, DAESchedule(cfg.schedule, 1), cfg.train, cfg.optim).fit()
+    assert "d_loss" in rows[-1] and torch.isfinite(torch.tensor(rows[-1]["loss"]))
+    assert not torch.equal(before, task.model.decoder.conv_out.weight)

@@ -1,0 +1,174 @@
+import json
+
+import pytest
+import torch
+
+from dae.config import replace, to_dict
+from dae.reproduce.toy import ToyExperimentConfig, ToyTask
+from dae.schedule import DAESchedule
+from dae.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dae.train.logger import read_metrics
+from dae.train.trainer import NonFiniteLossError, Trainer
+
+TINY = [
+    "data.n_train=256", "data.n_test=64", "model.enc_hidden=16", "model.dec_hidden=16",
+    "train.batch_size=32", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
+]
+
+
+def tiny_cfg(*overrides):
+    return replace(ToyExperimentConfig(), TINY + list(overrides))
+
+
+class Crash(Exception):
+    """Stands in for a SIGKILL: nothing is saved on the way out."""
+
+
+def run(cfg, run_dir=None, resume=False, crash_at=None, hooks=()):
+    task = ToyTask(cfg)
+
+    def crash(trainer, logs):
+        if trainer.step == crash_at:
+            raise Crash
+
+    trainer = Trainer(
+        task, DAESchedule(cfg.schedule, cfg.train.steps), cfg.train, cfg.optim,
+        run_dir=run_dir, config=to_dict(cfg), resume=resume, hooks=[crash, *hooks],
+    )
+    trainer.fit()
+    return task, trainer
+
+
+def state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("weak", ["aux", "dropout2d"])
+def test_stage2_keeps_encoder_bit_identical(weak):
+    cfg = tiny_cfg("train.steps=20", "schedule.mode=dae", f"schedule.weak_decoder={weak}")
+    snapshots = {}
+
+    def snap(trainer, logs):
+        if trainer.step == 10:  # end of stage 1
+            snapshots["enc"] = state(trainer.task.model.encoder)
+            snapshots["dec"] = state(trainer.task.model.decoder)
+            if weak == "aux":
+                snapshots["aux"] = state(trainer.task.model.aux_decoder)
+
+    task, _ = run(cfg, hooks=[snap])
+    assert_same(snapshots["enc"], state(task.model.encoder))
+    if weak == "aux":
+        assert_same(snapshots["aux"], state(task.model.aux_decoder))
+    # ...while the decoder did train.
+    assert any(not torch.equal(v, task.model.decoder.state_dict()[k]) for k, v in snapshots["dec"].items())
+
+
+def test_baseline_trains_encoder_throughout():
+    cfg = tiny_cfg("train.steps=10")
+    task = ToyTask(cfg)
+    before = state(task.model.encoder)
+    Trainer(task, DAESchedule(cfg.schedule, 10), cfg.train, cfg.optim).fit()
+    assert any(not torch.equal(v, task.model.encoder.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize(
+    "mode, crash_at",
+    [("baseline", 13), ("dae", 7), ("dae", 10), ("dae", 17)],  # stage 1, boundary, stage 2
+)
+def test_resume_equals_uninterrupted(tmp_path, mode, crash_at):
+    cfg = tiny_cfg("train.steps=24", "train.ckpt_every=5", f"schedule.mode={mode}",
+                   "schedule.weak_decoder=dropout2d", "schedule.dropout_p=0.5", "train.ema_decay=0.9")
+    full, _ = run(cfg, tmp_path / "full")
+    with pytest.raises(Crash):
+        run(cfg, tmp_path / "cut", crash_at=crash_at)
+    resumed, _ = run(cfg, tmp_path / "cut", resume=True)
+    assert_same(state(full.model), state(resumed.model))
+    full_ckpt = load_checkpoint(tmp_path / "full/checkpoints/last.pt")
+    cut_ckpt = load_checkpoint(tmp_path / "cut/checkpoints/last.pt")
+    assert_same(full_ckpt["ema"], cut_ckpt["ema"])
+    # The metrics log has every step exactly once, with the same values.
+    rows_full, rows_cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
+    assert [r["step"] for r in rows_cut] == list(range(1, 25))
+    assert rows_full == rows_cut
+
+
+def test_nan_stops_and_keeps_last_checkpoint(tmp_path):
+    cfg = tiny_cfg("train.steps=20", "train.ckpt_every=5")
+    task = ToyTask(cfg)
+    original = task.loss
+
+    def poisoned(name, batch, ctx):
+        loss, logs = original(name, batch, ctx)
+        return (loss * float("nan") if ctx.stage_step == 12 else loss), logs
+
+    task.loss = poisoned
+    trainer = Trainer(task, DAESchedule(cfg.schedule, 20), cfg.train, cfg.optim, run_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match="step 12"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "checkpoints/last.pt")["step"] == 10
+
+
+def test_nan_skip_policy_skips_the_step():
+    cfg = tiny_cfg("train.steps=6", "train.on_nan=skip")
+    task = ToyTask(cfg)
+    original = task.loss
+    seen = {}
+
+    def poisoned(name, batch, ctx):
+        loss, logs = original(name, batch, ctx)
+        if ctx.stage_step == 3:
+            seen["before"] = state(task.model)
+            return loss * float("nan"), logs
+        if ctx.stage_step == 4:
+            seen["after"] = state(task.model)
+        return loss, logs
+
+    task.loss = poisoned
+    rows = Trainer(task, DAESchedule(cfg.schedule, 6), cfg.train, cfg.optim).fit()
+    assert rows[3]["skipped_nonfinite"] == 1.0
+    assert_same(seen["before"], seen["after"])
+
+
+def test_checkpoint_refuses_pickled_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("open('PWNED', 'w').write('x')",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_checkpoint_truncated_and_atomic(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"w": torch.ones(1000)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(path)
+    save_checkpoint(path, {"w": torch.zeros(3)})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp files left behind
+
+
+def test_resume_rejects_checkpoint_of_another_model(tmp_path):
+    cfg = tiny_cfg("train.steps=4")
+    run(cfg, tmp_path)
+    other = tiny_cfg("train.steps=4", "model.enc_hidden=24")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        run(other, tmp_path, resume=True)
+
+
+def test_metrics_jsonl_rows(tmp_path):
+    cfg = tiny_cfg("train.steps=6", "schedule.mode=dae")
+    run(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["stage1"] * 3 + ["stage2"] * 3
+    assert all({"loss", "recon", "kl"} <= r.keys() for r in rows)

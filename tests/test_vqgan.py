@@ -1,0 +1,159 @@
+"""VQGAN model and its losses: quantiser properties, commitment form, GAN weight, dropout, LPIPS."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers.models.resnet import ResnetBlock2D
+from torch import nn
+
+from dae.autoencoder.registry import build_image_autoencoder
+from dae.autoencoder.vqgan import VQGAN, Quantizer, VQGANConfig
+from dae.losses.discriminator import PatchDiscriminator
+from dae.losses.gan import adaptive_weight, discriminator_loss
+from dae.losses.lpips import LPIPS
+from dae.losses.reconstruction import Reconstruction, ReconstructionConfig
+from dae.losses.vq import vq_losses
+from dae.schedule import DAESchedule, ScheduleConfig
+from image_utils import TINY_MODEL
+
+torch.set_num_threads(1)
+
+
+def tiny_vqgan(**kw) -> VQGAN:
+    torch.manual_seed(0)
+    return VQGAN(VQGANConfig(**{**TINY_MODEL, "n_embed": 16, "embed_dim": 4, **kw}))
+
+
+def test_quantised_output_is_the_codebook_row_of_its_index():
+    q = Quantizer(16, 4)
+    z = torch.randn(2, 4, 3, 5)
+    out = q.quantize(z)
+    assert out.indices.shape == (2, 3, 5)
+    rows = q.embedding.weight[out.indices].permute(0, 3, 1, 2)
+    assert torch.equal(q.lookup(out.indices), rows)
+    # the straight-through output z + (e - z) is e up to one rounding (diffusers' formula, kept
+    # so exported models reconstruct bit-identically)
+    torch.testing.assert_close(out.z_q, rows, rtol=0, atol=1e-6)
+    # and the index is the nearest row
+    dist = ((z.permute(0, 2, 3, 1)[..., None, :] - q.embedding.weight) ** 2).sum(-1)
+    assert torch.equal(out.indices, dist.argmin(-1))
+
+
+def test_nearest_neighbour_search_runs_in_fp32_under_bf16_autocast():
+    q = Quantizer(64, 8)
+    z = torch.randn(2, 8, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        zb = nn.functional.conv2d(z, torch.eye(8).view(8, 8, 1, 1))  # a bf16 tensor, as from a conv
+        assert zb.dtype == torch.bfloat16
+        indices = q.nearest(zb)
+        z_q = q.quantize(zb).z_q
+    assert torch.equal(indices, q.nearest(zb.float()))
+    assert z_q.dtype == torch.float32
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_commitment_beta_is_on_the_encoder_term(legacy):
+    z = torch.randn(3, 4, requires_grad=True)
+    e = torch.randn(3, 4, requires_grad=True)
+    vq_losses(z, e, beta=0.25, legacy=legacy).total.backward()
+    n = z.numel()
+    enc, book = (1.0, 0.25) if legacy else (0.25, 1.0)
+    torch.testing.assert_close(z.grad, enc * 2 * (z - e).detach() / n)
+    torch.testing.assert_close(e.grad, book * 2 * (e - z).detach() / n)
+
+
+def test_adaptive_weight_known_case():
+    w = nn.Parameter(torch.zeros(2, 2))
+    a, b = torch.tensor([[3.0, 0.0], [0.0, 4.0]]), torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    rec, gan = (a * w).sum(), (b * w).sum()  # gradients a (norm 5) and b (norm 1)
+    weight = adaptive_weight(rec, gan, w, disc_weight=0.8)
+    torch.testing.assert_close(weight, torch.tensor(0.8 * 5.0 / (1.0 + 1e-4)))
+    big = adaptive_weight((a * w).sum(), (0 * w).sum(), w, disc_weight=1.0)
+    assert big.item() == 1e4  # clamped
+
+
+def test_hinge_and_vanilla_discriminator_losses():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    # hinge: relu(1 - real) = [0, .5], relu(1 + fake) = [0, 1]
+    assert discriminator_loss("hinge", real, fake).item() == pytest.approx(0.5 * (0.25 + 0.5))
+    vanilla = 0.5 * (nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean())
+    assert discriminator_loss("vanilla", real, fake).item() == pytest.approx(vanilla.item())
+
+
+def test_patch_discriminator_shapes():
+    d = PatchDiscriminator(3, ndf=8, n_layers=3)
+    assert d(torch.randn(2, 3, 32, 32)).shape == (2, 1, 2, 2)  # taming's 3-layer PatchGAN
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d.modules()) == 3
+
+
+def test_vqgan_shapes_and_index_round_trip():
+    model = tiny_vqgan().eval()
+    x = torch.randn(2, 3, 16, 16)
+    out = model(x)
+    assert out.sample.shape == x.shape and out.indices.shape == (2, 8, 8)
+    assert torch.equal(model.encode_to_indices(x), out.indices)
+    torch.testing.assert_close(model.decode_indices(out.indices), out.sample)
+
+
+def resnet_dropouts(decoder: nn.Module) -> list[nn.Module]:
+    return [m.dropout for m in decoder.modules() if isinstance(m, ResnetBlock2D)]
+
+
+def test_dropout2d_in_every_decoder_resnet_block_in_stage1_and_gone_in_stage2():
+    model = tiny_vqgan()
+    blocks = resnet_dropouts(model.decoder)
+    assert len(blocks) == 2 + 2 * 2  # mid block (2) + 2 levels x (num_res_blocks + 1)
+    schedule = DAESchedule(ScheduleConfig(mode="dae", weak_decoder="dropout2d", dropout_p=0.3), 4)
+    schedule.prepare(model)
+    schedule.enter(model, "stage1")
+    assert all(isinstance(d, nn.Dropout2d) and d.p == 0.3 for d in resnet_dropouts(model.decoder))
+    # attention's own output dropout is not a ResNet block's and stays as it was
+    attn_drop = [m for n, m in model.decoder.named_modules() if "to_out" in n and isinstance(m, nn.Dropout)]
+    assert attn_drop and all(type(m) is nn.Dropout and m.p == 0.0 for m in attn_drop)
+    assert all(type(d) is nn.Dropout for d in resnet_dropouts(model.encoder))  # encoder untouched
+    schedule.enter(model, "stage2")
+    assert all(type(d) is nn.Dropout and d.p == 0.0 for d in resnet_dropouts(model.decoder))
+
+
+def test_aux_decoder_is_half_width_and_owns_the_gan_layer():
+    model = tiny_vqgan()
+    DAESchedule(ScheduleConfig(mode="dae", aux_width=0.5), 4).prepare(model)
+    full = model.decoder.conv_in.out_channels
+    assert model.aux_decoder.decoder.conv_in.out_channels == full // 2
+    model.use_aux_decoder = True
+    assert model.last_layer() is model.aux_decoder.decoder.conv_out.weight
+    x = torch.randn(1, 3, 16, 16)
+    assert model(x).sample.shape == x.shape
+    model.use_aux_decoder = False
+    assert model.last_layer() is model.decoder.conv_out.weight
+
+
+def test_registry_names_build_the_paper_architectures():
+    f16 = build_image_autoencoder("vqgan-f16", resolution=32, ch=32)  # narrow, same layout
+    assert f16.cfg.ch_mult == [1, 1, 2, 2, 4] and f16.quantize.embedding.weight.shape == (1024, 256)
+    assert f16.cfg.downsample_factor == 16
+    with pytest.raises(KeyError, match="did you mean"):
+        build_image_autoencoder("vqgan-f9")
+
+
+def test_lpips_from_weight_files(tmp_path):
+    """No real LPIPS weights exist here: random ones, saved and loaded by path, exercise the code."""
+    torch.manual_seed(0)
+    ref = LPIPS()
+    vgg = {f"features.{k}": v for k, v in ref.features.state_dict().items()}
+    lins = {f"lin{i}.model.1.weight": m.weight.abs() for i, m in enumerate(ref.lins)}
+    torch.save(vgg, tmp_path / "vgg16.pth")
+    torch.save(lins, tmp_path / "lpips_vgg.pth")
+    cfg = ReconstructionConfig(
+        perceptual_weight=1.0, lpips_vgg=str(tmp_path / "vgg16.pth"), lpips_lin=str(tmp_path / "lpips_vgg.pth")
+    )
+    rec = Reconstruction(cfg)
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    assert rec.lpips(x, x).abs().max() < 1e-6
+    d = rec.lpips(x, y)
+    assert d.shape == (2, 1, 1, 1) and (d > 0).all()
+    torch.testing.assert_close(rec(x, y), (x - y).abs() + d)
+    assert not any(p.requires_grad for p in rec.lpips.parameters())
+    with pytest.raises(ValueError, match="needs both"):
+        ReconstructionConfig(perceptual_weight=1.0)
