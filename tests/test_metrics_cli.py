@@ -64,7 +64,7 @@ def test_evaluate_and_report(toy_run, tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(toy_run), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert "| toy_dae |" in md and "knn_latent_acc" in md
+    assert "| metric | toy_dae |" in md and "| knn_latent_acc |" in md
     for png in ("loss_curves.png", "lipschitz.png"):
         assert (out / png).stat().st_size > 10_000 and f"]({png})" in md
 
