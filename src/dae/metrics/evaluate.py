@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dae.config import ConfigError
 from dae.metrics.codebook import codebook_report
 from dae.metrics.knn import knn_accuracy
 from dae.metrics.lipschitz import encoder_decoder_lipschitz
@@ -101,6 +102,7 @@ def _flat_latents(model, x: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat([latent_of(model, x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)])
 
 
+@torch.no_grad()
 def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print) -> dict[str, Any]:
     """Measure a run and write `RUN/eval.json` (and `RUN/eval_recon.png` for images)."""
     opts = opts or EvalOptions()
@@ -161,7 +163,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if opts.samples:
         t0 = time.time()
         if data.kind != "image":
-            raise ValueError("--samples needs a run on image data")
+            raise ConfigError("samples", "generated samples can only be measured for image runs")
         values, info = sample_metrics(load_samples(opts.samples), data.dataset, opts.features,
                                       data.root, train_features=opts.train_features)
         metrics.update({f"sample_{k}": v for k, v in values.items()})
@@ -216,7 +218,7 @@ def load_samples(path: str | Path) -> torch.Tensor:
         with loaded:
             arr = loaded["images"] if "images" in loaded.files else loaded[loaded.files[0]]
     if arr.dtype != np.uint8 or arr.ndim != 4:
-        raise ValueError(f"{path}: expected uint8 (N, C, H, W) images, got {arr.dtype} {arr.shape}")
+        raise ConfigError("samples", f"{path}: expected uint8 (N, C, H, W) images, got {arr.dtype} {arr.shape}")
     return torch.from_numpy(arr)
 
 
