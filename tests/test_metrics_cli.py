@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from dae.train.export import save_weights
 from dae.train.logger import read_metrics
 from dae.train.trainer import TrainConfig
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "train.steps=40", "--set", "train.log_every=10", "--set", "train.progress=false",
         "--set", "train.tensorboard=false", "--set", "data.n_train=512", "--set", "data.n_test=256"]
 
@@ -32,7 +34,7 @@ TINY = ["--set", "train.steps=40", "--set", "train.log_every=10", "--set", "trai
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "toy_dae"
-    args = ["train", "configs/toy_vae.yaml", *TINY, "--set", "schedule.mode=dae", "--out", str(run),
+    args = ["train", str(REPO / "configs" / "toy_vae.yaml"), *TINY, "--set", "schedule.mode=dae", "--out", str(run),
             "--lipschitz-every", "10"]
     assert main(args) == 0
     return run
