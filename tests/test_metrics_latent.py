@@ -128,5 +128,5 @@ def test_tiny_classifier_features(tmp_path, monkeypatch):
     cached = reference_features(ext, images, "t")
     assert torch.allclose(reference_features(ext, images, "t")["pool"], cached["pool"])
     with pytest.raises(FileNotFoundError, match="no trained classifier"):
-        build_features("classifier:mnist", cfg=ClassifierConfig(dataset="mnist", seed=5), train_if_missing=False)
+        build_features("classifier:mnist:seed=5,width=8", train_if_missing=False)
 

@@ -92,12 +92,15 @@ def inception_features(arg: str, **_) -> FeatureExtractor:
 @FEATURES.register("classifier")
 def classifier_features(arg: str, root=None, train_if_missing: bool = True, cfg=None, **_) -> FeatureExtractor:
     """dae's own classifier trained on dataset `arg` (trained and cached on first use)."""
+    from dae.config import replace
     from dae.metrics.classifier import PRESETS, get_classifier
 
     if cfg is None:
-        if arg not in PRESETS:
-            raise KeyError(f"classifier features for {arg!r}: known datasets {sorted(PRESETS)}")
-        cfg = PRESETS[arg]
+        # "cifar10" or "cifar10:epochs=10,width=64" (overrides of the preset; they change the hash)
+        dataset, _, overrides = arg.partition(":")
+        if dataset not in PRESETS:
+            raise KeyError(f"classifier features for {dataset!r}: known datasets {sorted(PRESETS)}")
+        cfg = replace(PRESETS[dataset], [o for o in overrides.split(",") if o])
     net, info = get_classifier(cfg, root, train_if_missing)
     size = 28 if cfg.dataset == "mnist" else 32
     channels = 1 if cfg.dataset == "mnist" else 3
