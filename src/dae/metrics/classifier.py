@@ -209,8 +209,8 @@ def get_classifier(
         return net, info
     if not train_if_missing:
         raise FileNotFoundError(
-            f"no trained classifier at {path}; train it with `dae evaluate --train-features` or "
-            f"`python -m dae.metrics.classifier {cfg.dataset}`"
+            f"no trained classifier at {path}; train it with `python -m dae.metrics.classifier "
+            f"{cfg.dataset}` (plus the same key=value overrides), or drop --no-train-features"
         )
     net, info = train_classifier(cfg, root, log)
     save_classifier(path, net, cfg, info)
