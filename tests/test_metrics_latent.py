@@ -130,3 +130,13 @@ def test_tiny_classifier_features(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="no trained classifier"):
         build_features("classifier:mnist:seed=5,width=8", train_if_missing=False)
 
+
+
+def test_classifier_key_is_stable():
+    from dae.config import replace
+    from dae.metrics.classifier import ClassifierConfig
+
+    cfg = ClassifierConfig(epochs=2)
+    assert replace(cfg, []).key() == cfg.key()  # 2 and 2.0 name the same network
+    assert replace(cfg, ["threads=4"]).key() == cfg.key()  # threads do not change the weights
+    assert replace(cfg, ["epochs=3"]).key() != cfg.key()

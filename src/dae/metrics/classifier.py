@@ -49,7 +49,11 @@ class ClassifierConfig:
 
     def key(self) -> str:
         """Hash of everything that changes the trained weights (not `threads`)."""
-        data = {k: v for k, v in to_dict(self).items() if k != "threads"}
+        # Integral floats hash as ints, so `epochs: 2` and `epochs: 2.0` name the same network.
+        data = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v
+            for k, v in to_dict(self).items() if k != "threads"
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -136,6 +140,7 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: 
     return correct / len(images)
 
 
+@torch.enable_grad()  # also when called from inside an evaluation's no_grad
 def train_classifier(cfg: ClassifierConfig, root: str | Path | None = None, log=print) -> tuple[ClassifierNet, dict]:
     """Train on the dataset's train split; returns the net and `{"test_accuracy", "seconds", ...}`."""
     if cfg.threads:
