@@ -91,11 +91,14 @@ def eval_data(cfg: Any, task: Any, opts: EvalOptions) -> EvalData:
         if train is None or not hasattr(train, "images"):
             train = load_images(data_cfg.name, "train", data_cfg.root, data_cfg.image_size)
         idx = torch.randperm(len(train.images), generator=gen)[: opts.knn_train]
-        return EvalData("image", data_cfg.name, test.images[: opts.n], test.labels[: opts.n],
+        # A seeded random subset, not the first n: folder layouts are sorted by class.
+        t_idx = torch.randperm(len(test.images), generator=gen)[: opts.n].sort().values
+        return EvalData("image", data_cfg.name, test.images[t_idx], test.labels[t_idx],
                         train.images[idx], train.labels[idx], data_cfg.root)
     d = task.data  # vector data with x_train / x_test (the toy)
     idx = torch.randperm(len(d.x_train), generator=gen)[: opts.knn_train]
-    return EvalData("vector", "toy", d.x_test[: opts.n], d.y_test[: opts.n], d.x_train[idx], d.y_train[idx])
+    t_idx = torch.randperm(len(d.x_test), generator=gen)[: opts.n].sort().values
+    return EvalData("vector", "toy", d.x_test[t_idx], d.y_test[t_idx], d.x_train[idx], d.y_train[idx])
 
 
 def _flat_latents(model, x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -125,7 +128,8 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if "recon" in opts.metrics:
         if data.kind == "image":
             metrics["psnr"], metrics["ssim"] = psnr(recon, x_test), ssim(recon, x_test)
-            _save_grid(run_dir / "eval_recon.png", data.test_x[:8], recon[:8])
+            pick = torch.linspace(0, len(recon) - 1, 8).long()  # spread over the (class-sorted) set
+            _save_grid(run_dir / "eval_recon.png", data.test_x[pick], recon[pick])
         else:
             skipped["psnr/ssim"] = "not image data"
 
