@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from dae.train.export import save_weights
 from dae.train.logger import read_metrics
 from dae.train.trainer import TrainConfig
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "train.steps=40", "--set", "train.log_every=10", "--set", "train.progress=false",
         "--set", "train.tensorboard=false", "--set", "data.n_train=512", "--set", "data.n_test=256"]
 
@@ -32,7 +34,7 @@ TINY = ["--set", "train.steps=40", "--set", "train.log_every=10", "--set", "trai
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "toy_dae"
-    args = ["train", "configs/toy_vae.yaml", *TINY, "--set", "schedule.mode=dae", "--out", str(run),
+    args = ["train", str(REPO / "configs" / "toy_vae.yaml"), *TINY, "--set", "schedule.mode=dae", "--out", str(run),
             "--lipschitz-every", "10"]
     assert main(args) == 0
     return run
@@ -64,7 +66,7 @@ def test_evaluate_and_report(toy_run, tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(toy_run), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert "| toy_dae |" in md and "knn_latent_acc" in md
+    assert "| metric | toy_dae |" in md and "| knn_latent_acc |" in md
     for png in ("loss_curves.png", "lipschitz.png"):
         assert (out / png).stat().st_size > 10_000 and f"]({png})" in md
 
@@ -149,12 +151,16 @@ def test_evaluate_image_vq_run(tmp_path, monkeypatch):
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
     save_weights(run / "model.safetensors", ImageVQTask(cfg).model, to_dict(cfg))
 
-    assert main(["evaluate", str(run), "--knn-train", "12"]) == 0
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, images=np.full((12, 1, 8, 8), 40, np.uint8))  # a "generator" stuck on class a
+    assert main(["evaluate", str(run), "--knn-train", "12", "--samples", str(samples)]) == 0
     result = json.loads((run / "eval.json").read_text())
     m = result["metrics"]
     assert result["skipped"] == {} and result["n"] == 12
     assert m["knn_data_acc"] == 1.0 and 0 < m["ssim"] <= 1 and m["psnr"] > 0
     assert "lipschitz/decoder" in m and m["codebook_dead"] + 1 <= 4
     assert (run / "eval_recon.png").is_file()
+    # Mode-collapsed samples: inside the real manifold (precision 1) but covering half of it.
+    assert m["sample_precision"] == 1.0 and m["sample_recall"] <= 0.5 and m["sample_FD-pixels"] > 0
     md = write_report([run], tmp_path / "out").read_text()
     assert "codebook.png" in md and "Reconstructions" in md

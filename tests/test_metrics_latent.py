@@ -65,7 +65,7 @@ def test_code_usage():
     assert report["usage"]["dead_codes"] == 8 and len(report["eigenvalues"]) == 16
 
 
-def test_inception_loads_checked_state_dict(tmp_path):
+def test_inception_loads_checked_state_dict(tmp_path, monkeypatch):
     from dae.metrics.inception import FIDInceptionV3, load_inception, sha256_file
 
     torch.manual_seed(0)
@@ -80,6 +80,14 @@ def test_inception_loads_checked_state_dict(tmp_path):
     assert feats["logits"].shape == (1, 1008)
     with pytest.raises(ValueError, match="SHA-256"):
         load_inception(path, sha256="0" * 64)
+    # Through the registry: the default hash check refuses random weights; an override accepts them,
+    # and only this network's numbers are named FID.
+    from dae.metrics.features import build_features
+
+    with pytest.raises(ValueError, match="pt_inception-random.pth: SHA-256"):
+        build_features(f"inception:{path}")
+    monkeypatch.setenv("DAE_INCEPTION_SHA256", digest[:12])
+    assert build_features(f"inception:{path}").names["fd"] == "FID"
     torch.save({"fc.weight": torch.zeros(1008, 2048)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="not the FID Inception layout"):
         load_inception(tmp_path / "bad.pth", sha256=None)
@@ -120,5 +128,15 @@ def test_tiny_classifier_features(tmp_path, monkeypatch):
     cached = reference_features(ext, images, "t")
     assert torch.allclose(reference_features(ext, images, "t")["pool"], cached["pool"])
     with pytest.raises(FileNotFoundError, match="no trained classifier"):
-        build_features("classifier:mnist", cfg=ClassifierConfig(dataset="mnist", seed=5), train_if_missing=False)
+        build_features("classifier:mnist:seed=5,width=8", train_if_missing=False)
 
+
+
+def test_classifier_key_is_stable():
+    from dae.config import replace
+    from dae.metrics.classifier import ClassifierConfig
+
+    cfg = ClassifierConfig(epochs=2)
+    assert replace(cfg, []).key() == cfg.key()  # 2 and 2.0 name the same network
+    assert replace(cfg, ["threads=4"]).key() == cfg.key()  # threads do not change the weights
+    assert replace(cfg, ["epochs=3"]).key() != cfg.key()

@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", type=int, default=10000, help="held-out examples to measure")
     parser.add_argument("--knn-train", type=int, default=10000, help="k-NN reference examples")
     parser.add_argument(
+        "--samples", help="also measure generated samples (.npz of uint8 (N, C, H, W) 'images') "
+        "against the run's training split: sample_FD-..., sample_IS-...",
+    )
+    parser.add_argument(
         "--no-train-features", action="store_true",
         help="fail instead of training the classifier feature network when it is not cached",
     )
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     opts = EvalOptions(
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], features=args.features,
         n=args.n, knn_train=args.knn_train, train_features=not args.no_train_features,
+        samples=args.samples,
     )
     result = evaluate_run(args.run, opts)
     print(json.dumps(result["metrics"], indent=1))

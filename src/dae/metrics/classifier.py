@@ -49,7 +49,11 @@ class ClassifierConfig:
 
     def key(self) -> str:
         """Hash of everything that changes the trained weights (not `threads`)."""
-        data = {k: v for k, v in to_dict(self).items() if k != "threads"}
+        # Integral floats hash as ints, so `epochs: 2` and `epochs: 2.0` name the same network.
+        data = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v
+            for k, v in to_dict(self).items() if k != "threads"
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -78,17 +82,15 @@ class ClassifierNet(nn.Module):
 
     def __init__(self, in_channels: int, n_classes: int, width: int, residual_stages: tuple[bool, ...]):
         super().__init__()
-        w = width
-        self.stem = conv_bn(in_channels, w)
-        stages = []
-        for i, residual in enumerate(residual_stages):
-            c_in, c_out = w * 2 ** max(i - 1, 0) if i else w, w * 2**i
-            layers = [conv_bn(c_in, c_out), nn.MaxPool2d(2)]
-            stages.append(nn.Sequential(*layers, *([Residual(c_out)] if residual else [])))
+        self.stem = conv_bn(in_channels, width)
+        stages, c_in = [], width
+        for i, residual in enumerate(residual_stages):  # widths w, 2w, 4w; each halves H and W
+            c_out = width * 2**i
+            layers = [conv_bn(c_in, c_out), nn.MaxPool2d(2), *([Residual(c_out)] if residual else [])]
+            stages.append(nn.Sequential(*layers))
+            c_in = c_out
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Linear(w * 2 ** (len(residual_stages) - 1), n_classes, bias=False)
-        self.pool_dim = self.head.in_features
-        self.spatial_dim = w * 2 ** max(len(residual_stages) - 2, 0) * 16
+        self.head = nn.Linear(c_in, n_classes, bias=False)
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.stem(x)
@@ -98,6 +100,7 @@ class ClassifierNet(nn.Module):
             maps.append(h)
         spatial = F.adaptive_avg_pool2d(maps[-2] if len(maps) > 1 else maps[-1], 4).flatten(1)
         pool = F.adaptive_max_pool2d(h, 1).flatten(1)  # (B, C, h, w) -> (B, C)
+        # The fixed 1/8 logit scale (as in the fast CIFAR-10 nets) keeps early training stable.
         return {"pool": pool, "spatial": spatial, "logits": self.head(pool) * 0.125}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,6 +140,7 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: 
     return correct / len(images)
 
 
+@torch.enable_grad()  # also when called from inside an evaluation's no_grad
 def train_classifier(cfg: ClassifierConfig, root: str | Path | None = None, log=print) -> tuple[ClassifierNet, dict]:
     """Train on the dataset's train split; returns the net and `{"test_accuracy", "seconds", ...}`."""
     if cfg.threads:
@@ -210,8 +214,8 @@ def get_classifier(
         return net, info
     if not train_if_missing:
         raise FileNotFoundError(
-            f"no trained classifier at {path}; train it with `dae evaluate --train-features` or "
-            f"`python -m dae.metrics.classifier {cfg.dataset}`"
+            f"no trained classifier at {path}; train it with `python -m dae.metrics.classifier "
+            f"{cfg.dataset}` (plus the same key=value overrides), or drop --no-train-features"
         )
     net, info = train_classifier(cfg, root, log)
     save_classifier(path, net, cfg, info)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dae.config import ConfigError
 from dae.metrics.codebook import codebook_report
 from dae.metrics.knn import knn_accuracy
 from dae.metrics.lipschitz import encoder_decoder_lipschitz
@@ -36,6 +37,7 @@ class EvalOptions:
     lipschitz_n: int = 256
     batch_size: int = 250
     train_features: bool = True  # train the classifier feature net if it is not cached
+    samples: str | None = None  # .npz of generated uint8 images to measure against the train split
 
 
 @dataclass
@@ -48,6 +50,7 @@ class EvalData:
     test_y: torch.Tensor
     train_x: torch.Tensor
     train_y: torch.Tensor
+    root: str | None = None  # data root of image sets (None: DAE_DATA / default)
 
     def as_input(self, x: torch.Tensor) -> torch.Tensor:
         from dae.data.transforms import to_float
@@ -88,17 +91,21 @@ def eval_data(cfg: Any, task: Any, opts: EvalOptions) -> EvalData:
         if train is None or not hasattr(train, "images"):
             train = load_images(data_cfg.name, "train", data_cfg.root, data_cfg.image_size)
         idx = torch.randperm(len(train.images), generator=gen)[: opts.knn_train]
-        return EvalData("image", data_cfg.name, test.images[: opts.n], test.labels[: opts.n],
-                        train.images[idx], train.labels[idx])
+        # A seeded random subset, not the first n: folder layouts are sorted by class.
+        t_idx = torch.randperm(len(test.images), generator=gen)[: opts.n].sort().values
+        return EvalData("image", data_cfg.name, test.images[t_idx], test.labels[t_idx],
+                        train.images[idx], train.labels[idx], data_cfg.root)
     d = task.data  # vector data with x_train / x_test (the toy)
     idx = torch.randperm(len(d.x_train), generator=gen)[: opts.knn_train]
-    return EvalData("vector", "toy", d.x_test[: opts.n], d.y_test[: opts.n], d.x_train[idx], d.y_train[idx])
+    t_idx = torch.randperm(len(d.x_test), generator=gen)[: opts.n].sort().values
+    return EvalData("vector", "toy", d.x_test[t_idx], d.y_test[t_idx], d.x_train[idx], d.y_train[idx])
 
 
 def _flat_latents(model, x: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat([latent_of(model, x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)])
 
 
+@torch.no_grad()
 def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print) -> dict[str, Any]:
     """Measure a run and write `RUN/eval.json` (and `RUN/eval_recon.png` for images)."""
     opts = opts or EvalOptions()
@@ -121,7 +128,8 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if "recon" in opts.metrics:
         if data.kind == "image":
             metrics["psnr"], metrics["ssim"] = psnr(recon, x_test), ssim(recon, x_test)
-            _save_grid(run_dir / "eval_recon.png", data.test_x[:8], recon[:8])
+            pick = torch.linspace(0, len(recon) - 1, 8).long()  # spread over the (class-sorted) set
+            _save_grid(run_dir / "eval_recon.png", data.test_x[pick], recon[pick])
         else:
             skipped["psnr/ssim"] = "not image data"
 
@@ -156,6 +164,15 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
             metrics["codebook_dead"] = result["codebook"]["usage"]["dead_codes"]
         else:
             skipped["codebook"] = f"{type(model).__name__} has no codebook"
+    if opts.samples:
+        t0 = time.time()
+        if data.kind != "image":
+            raise ConfigError("samples", "generated samples can only be measured for image runs")
+        values, info = sample_metrics(load_samples(opts.samples), data.dataset, opts.features,
+                                      data.root, train_features=opts.train_features)
+        metrics.update({f"sample_{k}": v for k, v in values.items()})
+        result["samples"] = {"path": str(opts.samples), **info}
+        seconds["samples"] = round(time.time() - t0, 2)
     text = json.dumps(result, indent=1)
     atomic_write(run_dir / "eval.json", lambda tmp: tmp.write_text(text))
     return result
@@ -164,17 +181,49 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
 def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics: dict, log):
     """Reconstruction-FD family: features of reconstructions vs the (cached) real test features."""
     from dae.data.transforms import to_uint8
-    from dae.metrics.features import build_features, reference_features
+    from dae.metrics.features import build_features, default_features, reference_features
     from dae.metrics.fid import distribution_metrics
 
-    spec = opts.features or (f"classifier:{data.dataset}" if data.dataset in ("mnist", "cifar10") else "pixels")
-    ext = build_features(spec, train_if_missing=opts.train_features)
+    spec = opts.features or default_features(data.dataset)
+    ext = build_features(spec, root=data.root, train_if_missing=opts.train_features)
     real = reference_features(ext, data.test_x, f"{data.dataset}-test")
     fake = ext.extract(to_uint8(recon) if data.kind == "image" else recon, opts.batch_size)
     for key, value in distribution_metrics(real, fake, ext.names, kid_subsets=20).items():
         metrics[f"recon_{key}"] = value
     log(f"features {ext.spec}: {ext.info}")
     return ext
+
+
+def sample_metrics(
+    samples: torch.Tensor, dataset: str, features: str | None = None, root=None, split: str = "train",
+    train_features: bool = True,
+) -> tuple[dict[str, float], dict]:
+    """Generation metrics of uint8 samples `(N, C, H, W)` against a dataset split (FID-style:
+    the reference is the training split by default, its features cached)."""
+    from dae.data.images import load_images
+    from dae.metrics.features import build_features, default_features, reference_features
+    from dae.metrics.fid import distribution_metrics
+
+    ref = load_images(dataset, split, root)
+    ext = build_features(features or default_features(dataset), root=root, train_if_missing=train_features)
+    real = reference_features(ext, ref.images, f"{dataset}-{split}")
+    fake = ext.extract(samples)
+    return distribution_metrics(real, fake, ext.names), {"features": ext.spec, "feature_info": ext.info}
+
+
+def load_samples(path: str | Path) -> torch.Tensor:
+    """uint8 `(N, C, H, W)` samples from an `.npz`/`.npy` (key `images` or the first array)."""
+    import numpy as np
+
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+        arr = loaded
+    else:
+        with loaded:
+            arr = loaded["images"] if "images" in loaded.files else loaded[loaded.files[0]]
+    if arr.dtype != np.uint8 or arr.ndim != 4:
+        raise ConfigError("samples", f"{path}: expected uint8 (N, C, H, W) images, got {arr.dtype} {arr.shape}")
+    return torch.from_numpy(arr)
 
 
 def _save_grid(path: Path, real: torch.Tensor, recon: torch.Tensor) -> None:

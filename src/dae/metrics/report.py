@@ -28,8 +28,13 @@ def _plt():
     return plt
 
 
-def _label(run: Path) -> str:
-    return run.name or str(run)
+def run_labels(runs: list[Path]) -> dict[Path, str]:
+    """Short, unique labels: the folder name, or parent/name where names collide."""
+    names = [run.name or str(run) for run in runs]
+    return {
+        run: name if names.count(name) == 1 else f"{run.parent.name}/{name}"
+        for run, name in zip(runs, names, strict=True)
+    }
 
 
 def _stage_spans(rows: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
@@ -58,6 +63,9 @@ def plot_curves(runs: list[Path], out: Path, prefix: str, exclude: str | None, t
     if not keys:
         return False
     plt = _plt()
+    labels = run_labels(runs)
+    spans = {run: _stage_spans(rows) for run, rows in histories.items()}
+    first = next(iter(spans.values()))
     cols = min(3, len(keys))
     n_rows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.4 * n_rows), squeeze=False)
@@ -65,10 +73,13 @@ def plot_curves(runs: list[Path], out: Path, prefix: str, exclude: str | None, t
         for i, (run, rows) in enumerate(histories.items()):
             pts = [(r["step"], r[key]) for r in rows if key in r]
             if pts:
-                ax.plot(*zip(*pts, strict=True), label=_label(run), color=f"C{i}")
-            if i == 0:  # shade the first run's stages (runs compared share a schedule)
-                for stage, a, b in _stage_spans(rows):
+                ax.plot(*zip(*pts, strict=True), label=labels[run], color=f"C{i}")
+            if i == 0:  # shade the first run's stages
+                for stage, a, b in spans[run]:
                     ax.axvspan(a, b, color=STAGE_COLOURS.get(stage, "#eeeeee"), zorder=0, lw=0)
+            elif spans[run] != first:  # another schedule: its stage changes as dashed lines
+                for _, a, _ in spans[run][1:]:
+                    ax.axvline(a, color=f"C{i}", ls="--", lw=1)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         if log_y and all(r.get(key, 1) > 0 for rows in histories.values() for r in rows):
@@ -76,7 +87,8 @@ def plot_curves(runs: list[Path], out: Path, prefix: str, exclude: str | None, t
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"{title} (shaded: stage 1 orange, stage 2 blue)", fontsize=10)
+    fig.suptitle(f"{title} (shaded: stages of {labels[runs[0]]}: stage 1 orange, stage 2 blue; "
+                 "dashed: other runs' stage changes)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -89,20 +101,23 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
     if not books:
         return False
     plt = _plt()
+    labels = run_labels(list(evals))
     fig, (h_ax, e_ax, u_ax) = plt.subplots(1, 3, figsize=(14, 3.8))
     for i, (run, book) in enumerate(books.items()):
         hist = book["cosine_histogram"]
         centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:], strict=True)]
         total = max(sum(hist["counts"]), 1)
-        h_ax.plot(centres, [c / total for c in hist["counts"]], label=_label(run), color=f"C{i}")
-        eig = [abs(v) for v in book["eigenvalues"]]
-        e_ax.semilogy(range(1, len(eig) + 1), [max(v, 1e-12) for v in eig], color=f"C{i}", label=_label(run))
+        h_ax.plot(centres, [c / total for c in hist["counts"]], label=labels[run], color=f"C{i}")
+        # The matrix has rank <= D + 1: drop the numerically-zero tail, show the first 64 ranks.
+        eig = [abs(v) for v in book["eigenvalues"] if abs(v) > 1e-9][:64]
+        e_ax.semilogy(range(1, len(eig) + 1), eig, marker=".", color=f"C{i}", label=labels[run])
         if "usage" in book:
             counts = book["usage"]["counts_sorted"]
             u_ax.plot(range(1, len(counts) + 1), counts, color=f"C{i}",
-                      label=f"{_label(run)} (ppl {book['usage']['perplexity']:.0f}, dead {book['usage']['dead_codes']})")
+                      label=f"{labels[run]} (ppl {book['usage']['perplexity']:.0f}, dead {book['usage']['dead_codes']})")
     h_ax.set(title="pairwise cosine similarity of codes", xlabel="cosine similarity", ylabel="fraction of pairs")
-    e_ax.set(title="eigenvalues of cosine-distance matrix", xlabel="rank", ylabel="|eigenvalue| / max")
+    e_ax.set(title="eigenvalues of cosine-distance matrix (non-zero, first 64)", xlabel="rank",
+             ylabel="|eigenvalue| / max")
     u_ax.set(title="code usage on the test set (sorted)", xlabel="code rank", ylabel="count")
     u_ax.set_yscale("symlog")
     for ax in (h_ax, e_ax, u_ax):
@@ -123,20 +138,22 @@ def write_report(runs: list[Path], out: Path) -> Path:
     """Write `out/report.md` and its PNGs; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
     evals = {run: read_eval(run) for run in runs}
+    labels = run_labels(runs)
     lines = ["# dae report", "", "Runs: " + ", ".join(f"`{run}`" for run in runs), ""]
     measured = {run: e for run, e in evals.items() if e}
     if measured:
         keys = {k for e in measured.values() for k in e["metrics"] if not k.endswith("_std")}
         columns = [k for k in LEAD_COLUMNS if k in keys] + sorted(keys - set(LEAD_COLUMNS))
-        lines += ["## Metrics (`dae evaluate`)", "", "| run | " + " | ".join(columns) + " |",
-                  "|---|" + "---|" * len(columns)]
-        for run, e in measured.items():
-            lines.append(f"| {_label(run)} | " + " | ".join(_fmt(e["metrics"].get(c)) for c in columns) + " |")
+        # One row per metric, one column per run: many metrics, few runs, and it stays readable.
+        lines += ["## Metrics (`dae evaluate`)", "", "| metric | " + " | ".join(labels[r] for r in measured) + " |",
+                  "|---|" + "---:|" * len(measured)]
+        for c in columns:
+            lines.append(f"| {c} | " + " | ".join(_fmt(e["metrics"].get(c)) for e in measured.values()) + " |")
         lines.append("")
         for run, e in measured.items():
             feats = f"features `{e['features']}` {e.get('feature_info', {})}" if "features" in e else "no feature metrics"
             notes = "; ".join(f"{k}: {v}" for k, v in e["skipped"].items()) or "none"
-            lines.append(f"- {_label(run)}: {e['n']} held-out {e['data']} examples; {feats}; skipped: {notes}")
+            lines.append(f"- {labels[run]}: {e['n']} held-out {e['data']} examples; {feats}; skipped: {notes}")
         lines.append("")
     missing = [run for run, e in evals.items() if not e]
     if missing:
@@ -154,9 +171,9 @@ def write_report(runs: list[Path], out: Path) -> Path:
     for i, run in enumerate(runs):
         grid = run / "eval_recon.png"
         if grid.is_file():
-            name = f"recon_{i}_{_label(run)}.png"
+            name = f"recon_{i}_{run.name}.png"
             shutil.copyfile(grid, out / name)
-            lines += [f"## Reconstructions: {_label(run)} (top real, bottom reconstructed)", "", f"![]({name})", ""]
+            lines += [f"## Reconstructions: {labels[run]} (top real, bottom reconstructed)", "", f"![]({name})", ""]
     md = out / "report.md"
     md.write_text("\n".join(lines))
     return md
