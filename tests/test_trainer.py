@@ -61,8 +61,12 @@ def test_stage2_keeps_encoder_bit_identical(weak):
             if weak == "aux":
                 snapshots["aux"] = state(trainer.task.model.aux_decoder)
 
-    task, _ = run(cfg, hooks=[snap])
+    cfg = replace(cfg, ["train.ema_decay=0.9"])
+    task, trainer = run(cfg, hooks=[snap])
     assert_same(snapshots["enc"], state(task.model.encoder))
+    # The EMA copy of a frozen encoder is the frozen encoder itself, not a running average.
+    ema_enc = {k[len("encoder."):]: v for k, v in trainer.ema.shadow.items() if k.startswith("encoder.")}
+    assert_same(snapshots["enc"], ema_enc)
     if weak == "aux":
         assert_same(snapshots["aux"], state(task.model.aux_decoder))
     # ...while the decoder did train.

@@ -47,9 +47,12 @@ class EMA:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        # A frozen parameter (DAE stage 2's encoder and codebook) is copied, not averaged: the EMA
+        # model must encode exactly like the frozen encoder the decoder and prior are trained on.
+        frozen = {name for name, p in module.named_parameters() if not p.requires_grad}
         for key, value in module.state_dict().items():
             shadow = self.shadow[key]
-            if shadow.shape != value.shape:  # e.g. a replaced layer; restart its average
+            if shadow.shape != value.shape or key in frozen:  # e.g. a replaced layer
                 self.shadow[key] = value.detach().clone()
             elif value.is_floating_point():
                 shadow.lerp_(value, 1.0 - self.decay)
