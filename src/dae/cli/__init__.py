@@ -11,7 +11,7 @@ from dae.train.checkpoint import CheckpointError
 from dae.train.trainer import NonFiniteLossError
 
 # Subcommand modules, in the order `dae --help` lists them (the architecture's order).
-COMMANDS = ["dae.cli.train", "dae.cli.reproduce", "dae.cli.config"]
+COMMANDS = ["dae.cli.train", "dae.cli.reproduce", "dae.cli.complexity", "dae.cli.config"]
 
 # Errors a user can fix: a one-line message and a non-zero exit, not a traceback.
 USER_ERRORS = (
