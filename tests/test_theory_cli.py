@@ -42,6 +42,10 @@ def test_complexity_tiny_toy_run(tmp_path):
     assert set(res["curves"]) == {"gaussian", "dae", "contrastive"}
     assert [p["complexity"] for p in res["curves"]["dae"]["points"]] == [0, 2]
     assert (tmp_path / "curves.png").is_file() and "eps=" in (tmp_path / "results.md").read_text()
+    # Merging seeds reads the runs back: two copies of one run have zero spread.
+    assert main(["complexity", "--aggregate", str(tmp_path), str(tmp_path),
+                 "--out", str(tmp_path / "agg")]) == 0
+    assert "| dae |" in (tmp_path / "agg" / "aggregate.md").read_text()
 
 
 def test_complexity_rejects_unknown_latent(capsys):

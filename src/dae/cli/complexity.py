@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overrides(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: runs/complexity_<dataset>)")
+    parser.add_argument("--aggregate", nargs="+", type=Path, default=None, metavar="RUN",
+                        help="instead of running: merge finished runs' results.json (seeds)")
     parser.set_defaults(func=run)
 
 
@@ -30,8 +32,31 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     data = read_yaml(args.config) if args.config else {}
     cfg = from_dict(ComplexityConfig, apply_overrides(data, args.overrides))
+    if args.aggregate:
+        return _aggregate(args.aggregate, cfg.estimator.epsilons, args.out)
     out = args.out or Path(f"runs/complexity_{cfg.dataset}")
     summary = run_complexity(cfg, out)
     print(markdown_table(summary), end="")
     print(f"{summary['seconds']} s; wrote {out}/results.json, results.md, curves.png")
+    return 0
+
+
+def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None) -> int:
+    import json
+
+    from dae.theory.complexity import aggregate, plot_curves
+
+    summaries = []
+    for run_dir in runs:
+        path = run_dir / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no results.json in {run_dir}")
+        summaries.append(json.loads(path.read_text()))
+    text = aggregate(summaries, epsilons)
+    print(text, end="")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "aggregate.md").write_text(text)
+        for run_dir, summary in zip(runs, summaries, strict=False):
+            plot_curves(summary, out / f"curves_{run_dir.name}.png")
     return 0

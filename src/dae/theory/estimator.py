@@ -34,7 +34,7 @@ class EstimatorConfig:
         metadata={"help": "Gaussian bandwidths, as multiples of the data's median distance"},
     )
     epsilons: list[float] = field(
-        default_factory=lambda: [0.02, 0.05, 0.1],
+        default_factory=lambda: [0.01, 0.02, 0.06],
         metadata={"help": "tolerances eps on MMD for the smallest-complexity table"},
     )
     seed: int = field(default=0, metadata={"help": "seed for generator inits and batches"})

@@ -39,7 +39,7 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         check(len(self.ladder) >= 1, "ladder", "must list at least one complexity")
-        check(all(a < b for a, b in zip(self.ladder, self.ladder[1:])), "ladder",
+        check(all(a < b for a, b in zip(self.ladder, self.ladder[1:], strict=False)), "ladder",
               f"must be strictly increasing, got {self.ladder}")
         check(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
         check(self.width >= 1, "width", f"must be >= 1, got {self.width}")
@@ -80,7 +80,7 @@ class BatchedGenerator(nn.Module):
         dims = [d_in] + [width] * cfg.depth if width > 0 else [d_in]
         # Hidden layers: weights (R, in, out), biases (R, 1, out); ReLU gain keeps activations O(1).
         self.weights = nn.ParameterList(
-            _batched_linear(restarts, a, b, math.sqrt(2), gen) for a, b in zip(dims, dims[1:])
+            _batched_linear(restarts, a, b, math.sqrt(2), gen) for a, b in zip(dims, dims[1:], strict=False)
         )
         self.biases = nn.ParameterList(
             nn.Parameter(torch.zeros(restarts, 1, b)) for b in dims[1:]
@@ -99,7 +99,7 @@ class BatchedGenerator(nn.Module):
         if self.head is None:
             return self.bias + linear
         h = z
-        for w, b in zip(self.weights, self.biases):
+        for w, b in zip(self.weights, self.biases, strict=False):
             h = torch.relu(torch.baddbmm(b, h, w))
         mlp = torch.bmm(h, self.head)
         if self.family == "width":

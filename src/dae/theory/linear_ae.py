@@ -22,7 +22,6 @@ from typing import Any, Literal
 import torch
 
 from dae.config import check
-from dae.theory.generators import project_spectral_
 
 
 @dataclass

@@ -90,7 +90,7 @@ def scaling_exponent(half_width: float, gaps: list[float]) -> float:
     xs = [math.log(g) for g in gaps]
     ys = [math.log(closed_form_tv(c_star * (1 - g), half_width)) for g in gaps]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=False)) / sum((x - mx) ** 2 for x in xs)
 
 
 @dataclass

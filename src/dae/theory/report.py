@@ -43,7 +43,7 @@ def plot_linear_ae(results: dict[str, dict[str, Any]], path: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5))
     axes = np.atleast_1d(axes)
-    for ax, (norm, res) in zip(axes, results.items()):
+    for ax, (norm, res) in zip(axes, results.items(), strict=False):
         a_vals = sorted({c["a"] for c in res["cells"]})
         b_vals = sorted({c["b"] for c in res["cells"]})
         grid = np.zeros((len(b_vals), len(a_vals)))
@@ -60,7 +60,7 @@ def plot_linear_ae(results: dict[str, dict[str, Any]], path: Path) -> None:
         if norm == "frobenius":
             for i in range(1, k):
                 levels[f"PC {i + 1} appears"] = sum(1 - lam[i] / lam[j] for j in range(i))
-        for (label, level), style in zip(levels.items(), ["-", "--", ":", "-."]):
+        for (label, level), style in zip(levels.items(), ["-", "--", ":", "-."], strict=False):
             ax.plot(a_line, level / a_line, style, color="cyan", lw=2, label=f"{label}: ab = {level:.2f}")
         ax.set_xscale("log")
         ax.set_yscale("log")
