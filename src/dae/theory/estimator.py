@@ -67,7 +67,7 @@ def init_affine_(gen: BatchedGenerator, x: torch.Tensor, seed: int) -> None:
 
     The infimum does not depend on the start, but the optimiser does: from a random affine map the
     MMD gradient (weak where kernels saturate) needs many steps just to find the data's scale. Each
-    restart rotates the axes by its own random orthogonal matrix, so restarts still differ.
+    restart rotates (or reflects) the axes by its own random orthogonal matrix, so restarts differ.
     """
     r, d_in, d_out = gen.skip.shape
     k = min(d_in, d_out)
@@ -76,6 +76,9 @@ def init_affine_(gen: BatchedGenerator, x: torch.Tensor, seed: int) -> None:
     axes = s[:k, None] * vh[:k]  # (k, D): principal axes scaled by their std
     rng = torch.Generator().manual_seed(seed + 2)
     q, _ = torch.linalg.qr(torch.randn(r, k, k, generator=rng))
+    # Alternate the orientation (det q = +1 / -1) across restarts: gradient descent cannot turn a
+    # map's orientation through a singular matrix, so restarts must start on both sides.
+    q[:, 0] *= torch.linalg.det(q).sign().view(r, 1) * torch.tensor([(-1.0) ** i for i in range(r)]).view(r, 1)
     skip = torch.zeros(r, d_in, d_out)
     skip[:, :k] = q @ axes
     if gen.family == "lipschitz":
