@@ -85,7 +85,7 @@ def test_affine_family_recovers_gaussian_target_exactly():
     for r in range(2):
         cov = torch.cov(out[r].T)
         assert torch.linalg.matrix_norm(cov - target_cov) < 0.12 * torch.linalg.matrix_norm(target_cov)
-        assert (out[r].mean(0) - 3).abs().max() < 0.1
+        assert (out[r].mean(0) - 3).abs().max() < 0.2  # ~2.5 standard errors of a 600-point mean
     # And the estimator's held-out distance is at sampling-noise level, far below a mere shift.
     best = distance_curve(z_train, _gauss(400, 2, 15) * stretch, x_train, x_eval, cfg)["points"][0]["best"]
     assert best < 0.05 < 0.15 < mmd.distance(_gauss(400, 2, 15) + 3, x_eval).item()
