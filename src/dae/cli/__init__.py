@@ -14,7 +14,7 @@ from dae.train.trainer import NonFiniteLossError
 # Subcommand modules, in the order `dae --help` lists them (the architecture's order).
 COMMANDS = [
     "dae.cli.data", "dae.cli.train", "dae.cli.export", "dae.cli.prior", "dae.cli.reproduce",
-    "dae.cli.evaluate", "dae.cli.report", "dae.cli.config",
+    "dae.cli.complexity", "dae.cli.evaluate", "dae.cli.report", "dae.cli.config",
 ]
 
 # Errors a user can fix: a one-line message and a non-zero exit, not a traceback.

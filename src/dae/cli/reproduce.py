@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="parallel processes (default: up to 2)")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder")
     toy.set_defaults(func=run_toy)
+    from dae.cli.reproduce_theory import register_theory  # noqa: E402  (kept beside its call)
+    register_theory(what)
 
 
 def run_toy(args: argparse.Namespace) -> int:

@@ -1,0 +1,62 @@
+"""`dae complexity`: how much generator complexity each latent needs to reach the data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dae.cli import add_overrides
+from dae.config import apply_overrides, from_dict, read_yaml
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "complexity",
+        help="estimate inf_{G: complexity <= c} MMD(G#P_z, P_x) for Gaussian / VAE / DAE latents",
+    )
+    parser.add_argument("--config", default=None,
+                        help="preset, e.g. configs/complexity_toy.yaml (default: built-in)")
+    add_overrides(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: runs/complexity_<dataset>)")
+    parser.add_argument("--aggregate", nargs="+", type=Path, default=None, metavar="RUN",
+                        help="instead of running: merge finished runs' results.json (seeds)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dae.theory.complexity import ComplexityConfig, markdown_table, run_complexity
+
+    torch.set_num_threads(1)
+    data = read_yaml(args.config) if args.config else {}
+    cfg = from_dict(ComplexityConfig, apply_overrides(data, args.overrides))
+    if args.aggregate:
+        return _aggregate(args.aggregate, cfg.estimator.epsilons, args.out)
+    out = args.out or Path(f"runs/complexity_{cfg.dataset}")
+    summary = run_complexity(cfg, out)
+    print(markdown_table(summary), end="")
+    print(f"{summary['seconds']} s; wrote {out}/results.json, results.md, curves.png")
+    return 0
+
+
+def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None) -> int:
+    import json
+
+    from dae.theory.complexity import aggregate, plot_curves
+
+    summaries = []
+    for run_dir in runs:
+        path = run_dir / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no results.json in {run_dir}")
+        summaries.append(json.loads(path.read_text()))
+    text = aggregate(summaries, epsilons)
+    print(text, end="")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "aggregate.md").write_text(text)
+        for run_dir, summary in zip(runs, summaries, strict=False):
+            plot_curves(summary, out / f"curves_{run_dir.name}.png")
+    return 0
