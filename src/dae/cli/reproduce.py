@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from dae.cli import add_overrides
+from dae.cli.reproduce_gan import register_gan
 from dae.config import ConfigError, apply_overrides, from_dict, read_yaml
 
 
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="parallel processes (default: up to 2)")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder")
     toy.set_defaults(func=run_toy)
+    register_gan(what)
 
 
 def run_toy(args: argparse.Namespace) -> int:
