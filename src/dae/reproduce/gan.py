@@ -26,7 +26,7 @@ from dae.config import check
 from dae.data.sampler import EpochSampler
 from dae.experiments import EXPERIMENTS, ExperimentKind
 from dae.schedule import DAESchedule, ScheduleConfig, StagePlan
-from dae.train.trainer import OptimConfig, StepContext, Task, Trainer, TrainConfig
+from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig, Trainer
 
 Variant = Literal["dcgan", "dcgan-simclr", "vaegan"]
 
