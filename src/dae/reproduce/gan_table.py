@@ -50,8 +50,8 @@ ROWS = (
 
 # `--quick`: small nets and short runs that finish in ~25 minutes on a busy, shared 2-core CPU.
 QUICK = (
-    "model.gen_width=16", "model.disc_width=16", "model.enc_width=16", "simclr.model.width=16",
-    "train.steps=250", "train.batch_size=32", "simclr.steps=150", "simclr.batch_size=128",
+    "model.gen_width=8", "model.disc_width=16", "model.enc_width=8", "simclr.model.width=8",
+    "train.steps=400", "train.batch_size=32", "simclr.steps=150", "simclr.batch_size=128",
 )
 
 
@@ -116,20 +116,28 @@ def run_table(
         })
         if out is not None:
             _save_outputs(out, row, outputs[row.name], test_images, task.model)
-    summary = {
+            # A partial summary after each model: a run cut short still leaves its numbers.
+            write_summary(out, _summary(base, train_images, n_eval, simclr_seconds, simclr_history,
+                                        results, {"pending": "run in progress"}, start))
+    summary = _summary(base, train_images, n_eval, simclr_seconds, simclr_history, results,
+                       score_all(outputs, scorer, test_images), start)
+    if out is not None:
+        write_summary(out, summary)
+    return summary
+
+
+def _summary(base, train_images, n_eval, simclr_seconds, simclr_history, rows, scores, start) -> dict:
+    return {
         "experiment": "CIFAR-10 GANs with learned latents (paper Sec. 6.2, Table 2 right)",
         "budget": {"steps": base.train.steps, "batch_size": base.train.batch_size,
                    "simclr_steps": base.simclr.steps, "n_train": len(train_images), "n_eval": n_eval},
         "simclr_seconds": round(simclr_seconds, 1),
         "simclr_final_loss": simclr_history[-1]["simclr"] if simclr_history else None,
         "config": to_dict(base),
-        "rows": results,
+        "rows": rows,
+        "scores": scores,
+        "seconds": round(time.time() - start, 1),
     }
-    summary["scores"] = score_all(outputs, scorer, test_images)
-    summary["seconds"] = round(time.time() - start, 1)
-    if out is not None:
-        write_summary(out, summary)
-    return summary
 
 
 def score_all(outputs: dict[str, torch.Tensor], scorer: Scorer | None, reference: torch.Tensor) -> dict:
