@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from dae.autoencoder.dcgan import DCGAN
 from dae.config import replace, to_dict
 from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, train_simclr
 from dae.schedule import DAESchedule
@@ -104,7 +103,19 @@ def run_table(
     simclr, simclr_history = train_simclr(base.simclr, train_images, base.train.seed, progress=False)
     simclr_seconds = time.time() - start
     test_images = test_images[:n_eval]
+    meta = {
+        "experiment": "CIFAR-10 GANs with learned latents (paper Sec. 6.2, Table 2 right)",
+        "budget": {"steps": base.train.steps, "batch_size": base.train.batch_size,
+                   "simclr_steps": base.simclr.steps, "n_train": len(train_images), "n_eval": n_eval},
+        "simclr_seconds": round(simclr_seconds, 1),
+        "simclr_final_loss": simclr_history[-1]["simclr"] if simclr_history else None,
+        "config": to_dict(base),
+    }
     results, outputs = [], {}
+
+    def summary(scores: dict) -> dict[str, Any]:
+        return {**meta, "rows": results, "scores": scores, "seconds": round(time.time() - start, 1)}
+
     for row in tqdm(ROWS, desc="gan table", unit="model", disable=not progress):
         t0 = time.time()
         task, history = _train_row(base, row, train_images, simclr.backbone)
@@ -115,29 +126,13 @@ def run_table(
             "paper": {"IS": row.paper_is, "FID": row.paper_fid},
         })
         if out is not None:
-            _save_outputs(out, row, outputs[row.name], test_images, task.model)
+            _save_outputs(out, row, outputs[row.name], test_images)
             # A partial summary after each model: a run cut short still leaves its numbers.
-            write_summary(out, _summary(base, train_images, n_eval, simclr_seconds, simclr_history,
-                                        results, {"pending": "run in progress"}, start))
-    summary = _summary(base, train_images, n_eval, simclr_seconds, simclr_history, results,
-                       score_all(outputs, scorer, test_images), start)
+            write_summary(out, summary({"pending": "run in progress"}))
+    final = summary(score_all(outputs, scorer, test_images))
     if out is not None:
-        write_summary(out, summary)
-    return summary
-
-
-def _summary(base, train_images, n_eval, simclr_seconds, simclr_history, rows, scores, start) -> dict:
-    return {
-        "experiment": "CIFAR-10 GANs with learned latents (paper Sec. 6.2, Table 2 right)",
-        "budget": {"steps": base.train.steps, "batch_size": base.train.batch_size,
-                   "simclr_steps": base.simclr.steps, "n_train": len(train_images), "n_eval": n_eval},
-        "simclr_seconds": round(simclr_seconds, 1),
-        "simclr_final_loss": simclr_history[-1]["simclr"] if simclr_history else None,
-        "config": to_dict(base),
-        "rows": rows,
-        "scores": scores,
-        "seconds": round(time.time() - start, 1),
-    }
+        write_summary(out, final)
+    return final
 
 
 def score_all(outputs: dict[str, torch.Tensor], scorer: Scorer | None, reference: torch.Tensor) -> dict:
@@ -149,7 +144,7 @@ def score_all(outputs: dict[str, torch.Tensor], scorer: Scorer | None, reference
     return scores
 
 
-def _save_outputs(out: Path, row: Row, images: torch.Tensor, originals: torch.Tensor, model: DCGAN) -> None:
+def _save_outputs(out: Path, row: Row, images: torch.Tensor, originals: torch.Tensor) -> None:
     """The scored images (for `--rescore`) and a grid: samples, or originals above reconstructions."""
     slug = row.name.lower()
     (out / "outputs").mkdir(parents=True, exist_ok=True)
