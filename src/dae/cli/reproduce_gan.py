@@ -43,7 +43,7 @@ def _scorer(args: argparse.Namespace, reference):
 
 def run_gan(args: argparse.Namespace) -> int:
     from dae.data.images import load_images
-    from dae.reproduce.gan import GANExperimentConfig
+    from dae.reproduce.gan import GANExperimentConfig, random_subset
     from dae.reproduce.gan_table import QUICK, markdown_table, rescore, run_table
 
     data = read_yaml(args.config) if args.config else {}
@@ -56,14 +56,14 @@ def run_gan(args: argparse.Namespace) -> int:
     if not 2 <= n_eval <= len(test):
         raise ConfigError("--n-eval", f"must be in [2, {len(test)}], got {n_eval}")
     if args.rescore:
-        scorer = _scorer(args, test[:n_eval])
+        scorer = _scorer(args, random_subset(test, n_eval))
         if scorer is None:
             return 1
         summary = rescore(args.out, scorer, test)
     else:
         train = load_images("cifar10", "train", root).images
-        train = train[: cfg.data.limit] if cfg.data.limit else train
-        summary = run_table(cfg, train, test, n_eval, _scorer(args, test[:n_eval]), args.out)
+        train = random_subset(train, cfg.data.limit)
+        summary = run_table(cfg, train, test, n_eval, _scorer(args, random_subset(test, n_eval)), args.out)
     print(markdown_table(summary), end="")
     print(f"wrote {args.out}/results.json, results.md, grid_*.png")
     return 0

@@ -35,7 +35,7 @@ Variant = Literal["dcgan", "dcgan-simclr", "vaegan"]
 class GANDataConfig:
     dataset: Literal["cifar10"] = field(default="cifar10", metadata={"help": "training images"})
     root: str | None = field(default=None, metadata={"help": "data root; default env DAE_DATA"})
-    limit: int = field(default=0, metadata={"help": "use the first N training images; 0: all"})
+    limit: int = field(default=0, metadata={"help": "use N random training images; 0: all"})
     hflip: bool = field(default=True, metadata={"help": "random horizontal flips"})
 
     def __post_init__(self) -> None:
@@ -106,12 +106,19 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def random_subset(images: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """`n` images drawn without replacement by a seeded permutation (image folders are sorted by
+    class, so a prefix would hold one or two classes only); all of them if `n` is 0 or too large."""
+    if not n or n >= len(images):
+        return images
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
 def load_train_images(cfg: GANDataConfig) -> torch.Tensor:
     """The training images as uint8 `(N, 3, 32, 32)`, via dae's image data module."""
     from dae.data.images import load_images
 
-    images = load_images(cfg.dataset, "train", cfg.root).images
-    return images[: cfg.limit] if cfg.limit else images
+    return random_subset(load_images(cfg.dataset, "train", cfg.root).images, cfg.limit)
 
 
 class ImageBatches:

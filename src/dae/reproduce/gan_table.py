@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dae.config import replace, to_dict
-from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, train_simclr
+from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, random_subset, train_simclr
 from dae.schedule import DAESchedule
 from dae.train.checkpoint import atomic_write
 from dae.train.trainer import Trainer
@@ -50,7 +50,7 @@ ROWS = (
 # `--quick`: small nets and short runs that finish in ~25 minutes on a busy, shared 2-core CPU.
 QUICK = (
     "model.gen_width=8", "model.disc_width=16", "model.enc_width=8", "simclr.model.width=8",
-    "train.steps=400", "train.batch_size=32", "simclr.steps=150", "simclr.batch_size=128",
+    "train.steps=1000", "train.batch_size=32", "simclr.steps=200", "simclr.batch_size=128",
 )
 
 
@@ -97,12 +97,16 @@ def run_table(
     out: Path | None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train SimCLR once, then every row for `base.train.steps` steps; generate, score, write."""
+    """Train SimCLR once, then every row for `base.train.steps` steps; generate, score, write.
+
+    `n_eval` random test images (a fixed seeded subset, the same for every row and `rescore`) are
+    the reference set and, for autoencoders, the images reconstructed.
+    """
     base = replace(base, ["train.progress=false", "train.tensorboard=false"])
     start = time.time()
     simclr, simclr_history = train_simclr(base.simclr, train_images, base.train.seed, progress=False)
     simclr_seconds = time.time() - start
-    test_images = test_images[:n_eval]
+    test_images = random_subset(test_images, n_eval)
     meta = {
         "experiment": "CIFAR-10 GANs with learned latents (paper Sec. 6.2, Table 2 right)",
         "budget": {"steps": base.train.steps, "batch_size": base.train.batch_size,
@@ -180,7 +184,7 @@ def rescore(out: Path, scorer: Scorer, reference: torch.Tensor) -> dict[str, Any
     for row in summary["rows"]:
         path = out / "outputs" / f"{row['name'].lower()}.pt"
         outputs[row["name"]] = torch.load(path, weights_only=True)
-    summary["scores"] = score_all(outputs, scorer, reference[: summary["budget"]["n_eval"]])
+    summary["scores"] = score_all(outputs, scorer, random_subset(reference, summary["budget"]["n_eval"]))
     write_summary(out, summary)
     return summary
 
