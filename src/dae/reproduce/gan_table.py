@@ -56,15 +56,17 @@ QUICK = (
 
 def classifier_scorer(
     reference: torch.Tensor, root: str | None = None, inception: str | None = None,
-    train_if_missing: bool = False,
+    train_if_missing: bool = False, classifier_cfg: Any = None,
 ) -> Scorer:
     """FD / IS in dae's CIFAR-10 classifier features against `reference` (uint8), plus Inception
-    FID / IS if `inception` names a weights file. Raises ImportError/FileNotFoundError if the
-    metrics are not available, so the caller can report the scores as pending."""
+    FID / IS if `inception` names a weights file. `classifier_cfg` (a `ClassifierConfig`) replaces
+    the standard preset. Raises ImportError/FileNotFoundError if the metrics are not available, so
+    the caller can report the scores as pending."""
     from dae.metrics.features import build_features, reference_features
     from dae.metrics.fid import frechet_distance, inception_score
 
-    extractors = [build_features("classifier:cifar10", root=root, train_if_missing=train_if_missing)]
+    extractors = [build_features("classifier:cifar10", root=root, train_if_missing=train_if_missing,
+                                 cfg=classifier_cfg)]
     if inception:
         extractors.append(build_features(f"inception:{inception}"))
     refs = [reference_features(e, reference, "cifar10-test") for e in extractors]
