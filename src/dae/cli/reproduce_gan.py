@@ -25,6 +25,8 @@ def register_gan(what: argparse._SubParsersAction) -> None:
                      help="train dae's CIFAR-10 feature classifier if it is not cached yet")
     gan.add_argument("--rescore", action="store_true",
                      help="only score the images a previous run saved in --out")
+    gan.add_argument("--rows", default=None, metavar="NAME,...",
+                     help="train only these rows (default: all), e.g. DCGAN,VAEGAN")
     gan.add_argument("--out", type=Path, default=Path("runs/gan"), help="output folder")
     gan.set_defaults(func=run_gan)
 
@@ -44,7 +46,7 @@ def _scorer(args: argparse.Namespace, reference):
 def run_gan(args: argparse.Namespace) -> int:
     from dae.data.images import load_images
     from dae.reproduce.gan import GANExperimentConfig, random_subset
-    from dae.reproduce.gan_table import QUICK, markdown_table, rescore, run_table
+    from dae.reproduce.gan_table import QUICK, ROWS, markdown_table, rescore, run_table
 
     data = read_yaml(args.config) if args.config else {}
     overrides = ([*QUICK] if args.quick else []) + args.overrides
@@ -55,15 +57,21 @@ def run_gan(args: argparse.Namespace) -> int:
     n_eval = args.n_eval or (2000 if args.quick else 10000)
     if not 2 <= n_eval <= len(test):
         raise ConfigError("--n-eval", f"must be in [2, {len(test)}], got {n_eval}")
+    known = {row.name: row for row in ROWS}
+    names = args.rows.split(",") if args.rows else list(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError("--rows", f"unknown {unknown}; known: {', '.join(known)}")
+    train = random_subset(load_images("cifar10", "train", root).images, cfg.data.limit)
     if args.rescore:
         scorer = _scorer(args, random_subset(test, n_eval))
         if scorer is None:
             return 1
-        summary = rescore(args.out, scorer, test)
+        summary = rescore(args.out, scorer, train)
     else:
-        train = load_images("cifar10", "train", root).images
-        train = random_subset(train, cfg.data.limit)
-        summary = run_table(cfg, train, test, n_eval, _scorer(args, random_subset(test, n_eval)), args.out)
+        scorer = _scorer(args, random_subset(test, n_eval))
+        rows = tuple(known[name] for name in names)
+        summary = run_table(cfg, train, test, n_eval, scorer, args.out, rows=rows)
     print(markdown_table(summary), end="")
     print(f"wrote {args.out}/results.json, results.md, grid_*.png")
     return 0
