@@ -164,3 +164,18 @@ def test_gan_table_end_to_end_and_rescore(tmp_path):
     assert "| DAE-VAEGAN | reconstructions |" in table and "46.12" in table and "168.23" in table
     assert json.loads((tmp_path / "results.json").read_text())["budget"]["steps"] == 4
     assert markdown_table(rescored) == table
+
+
+def test_reproduce_gan_cli_tiny(tmp_path, data_root, monkeypatch, capsys):
+    pytest.importorskip("dae.data.images")
+    from dae.cli import main
+
+    monkeypatch.setenv("DAE_DATA", str(data_root))
+    args = ["reproduce", "gan", "--rows", "DCGAN,VAEGAN", "--n-eval", "16", "--out", str(tmp_path)]
+    for override in (*TINY, "data.limit=64"):
+        args += ["--set", override]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in summary["rows"]] == ["DCGAN", "VAEGAN"]
+    assert summary["budget"]["n_train"] == 64 and "| VAEGAN | reconstructions |" in capsys.readouterr().out
+    assert main(["reproduce", "gan", "--rows", "GAN9000", "--out", str(tmp_path / "x")]) == 2

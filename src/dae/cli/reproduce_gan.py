@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from dae.cli import add_overrides
@@ -55,6 +56,8 @@ def run_gan(args: argparse.Namespace) -> int:
     args.data = root
     test = load_images("cifar10", "test", root).images
     n_eval = args.n_eval or (2000 if args.quick else 10000)
+    if args.rescore:  # score against the reference subset the run itself used
+        n_eval = json.loads((args.out / "results.json").read_text())["budget"]["n_eval"]
     if not 2 <= n_eval <= len(test):
         raise ConfigError("--n-eval", f"must be in [2, {len(test)}], got {n_eval}")
     known = {row.name: row for row in ROWS}
@@ -63,13 +66,12 @@ def run_gan(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError("--rows", f"unknown {unknown}; known: {', '.join(known)}")
     train = random_subset(load_images("cifar10", "train", root).images, cfg.data.limit)
+    scorer = _scorer(args, random_subset(test, n_eval))
     if args.rescore:
-        scorer = _scorer(args, random_subset(test, n_eval))
         if scorer is None:
             return 1
         summary = rescore(args.out, scorer, train)
     else:
-        scorer = _scorer(args, random_subset(test, n_eval))
         rows = tuple(known[name] for name in names)
         summary = run_table(cfg, train, test, n_eval, scorer, args.out, rows=rows)
     print(markdown_table(summary), end="")
