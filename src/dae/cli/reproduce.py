@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 from dae.cli import add_overrides
+from dae.cli.reproduce_gan import register_gan
+from dae.cli.reproduce_theory import register_theory
 from dae.config import ConfigError, apply_overrides, from_dict, read_yaml
 
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="parallel processes (default: up to 2)")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder")
     toy.set_defaults(func=run_toy)
-    from dae.cli.reproduce_theory import register_theory  # noqa: E402  (kept beside its call)
+    register_gan(what)
     register_theory(what)
 
 
