@@ -40,9 +40,14 @@ def load_experiment_config(path: str | Path, overrides: list[str] = ()) -> tuple
 
 
 def load_preset(path: str | Path, overrides: list[str] = ()) -> Any:
-    """Any preset of `configs/`, validated by its kind: autoencoder experiments or priors."""
+    """Any preset of `configs/`, validated by its kind: experiments, priors, complexity studies."""
     from dae.priors.models import PRIORS, load_prior_config
 
-    if read_yaml(path).get("kind") in PRIORS:  # prior presets (dae train-prior)
+    kind = read_yaml(path).get("kind")
+    if kind in PRIORS:  # prior presets (dae train-prior)
         return load_prior_config(path, overrides)[1]
+    if kind == "complexity":  # dae complexity
+        from dae.theory.complexity import ComplexityConfig
+
+        return from_dict(ComplexityConfig, apply_overrides(read_yaml(path), list(overrides)))
     return load_experiment_config(path, overrides)[1]

@@ -24,6 +24,7 @@ from dae.train.checkpoint import atomic_write
 
 @dataclass
 class ComplexityConfig:
+    kind: Literal["complexity"] = "complexity"
     dataset: Literal["toy", "mnist"] = field(default="toy", metadata={"help": "toy or mnist"})
     latents: list[str] = field(
         default_factory=lambda: ["gaussian", "joint", "dae", "contrastive"],

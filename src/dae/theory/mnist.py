@@ -1,45 +1,23 @@
-"""MNIST for `dae complexity`: a tiny idx reader and the toy's MLP VAE on flattened digits.
-
-The reader is private on purpose (the shared image loader lives in `dae.data.images`); it reads the
-gz idx files in place. Pixels are scaled to [0, 1] and flattened to 784-D.
-"""
+"""MNIST for `dae complexity`: flattened digits in [0, 1] and the toy's MLP VAE trained on them."""
 
 from __future__ import annotations
 
-import gzip
-import os
-import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from dae.autoencoder.toy_vae import ToyVAE, ToyVAEConfig
 from dae.config import check, replace
+from dae.data.images import load_images
 from dae.data.sampler import EpochSampler
 from dae.schedule import DAESchedule, ScheduleConfig
 from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig, Trainer
 
 
-def _read_idx(path: Path) -> torch.Tensor:
-    with gzip.open(path, "rb") as f:
-        zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
-        if zero != 0 or dtype != 0x08:
-            raise ValueError(f"{path}: not a uint8 idx file")
-        shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
-        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8).view(*shape)
-
-
 def load_mnist_flat(split: str, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(N, 784)` floats in [0, 1] and `(N,)` labels; root: argument, else $DAE_DATA."""
-    base = Path(root or os.environ.get("DAE_DATA", "~/.cache/dae/data")).expanduser() / "mnist"
-    prefix = "train" if split == "train" else "t10k"
-    images = base / f"{prefix}-images-idx3-ubyte.gz"
-    if not images.is_file():
-        raise FileNotFoundError(f"MNIST not found: {images} (set DAE_DATA or mnist.root)")
-    x = _read_idx(images).flatten(1).float() / 255.0
-    y = _read_idx(base / f"{prefix}-labels-idx1-ubyte.gz").long()
-    return x, y
+    """`(N, 784)` floats in [0, 1] and `(N,)` labels, through the shared loader (`dae.data`)."""
+    data = load_images("mnist", "train" if split == "train" else "test", root=root)
+    return data.images.flatten(1).float() / 255.0, data.labels
 
 
 @dataclass
