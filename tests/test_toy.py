@@ -72,3 +72,16 @@ def test_cli_errors_exit_nonzero(tmp_path, capsys):
     assert main(args + ["--resume", "--set", "train.batch_size=64"]) == 2
     assert "differs from the run being resumed" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
+
+
+def test_preset_matches_the_built_in_defaults():
+    """`dae reproduce toy` (no --config) and `configs/toy_vae.yaml` must describe the same toy."""
+    from dae.config import to_dict
+    from dae.experiments import load_preset
+    from dae.reproduce.toy import ToyExperimentConfig
+
+    preset, built_in = to_dict(load_preset("configs/toy_vae.yaml")), to_dict(ToyExperimentConfig())
+    for section in ("data", "model", "schedule", "optim", "eval"):
+        assert preset[section] == built_in[section], section
+    for key in ("steps", "batch_size", "seed"):
+        assert preset["train"][key] == built_in["train"][key], key
