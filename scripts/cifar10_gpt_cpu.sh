@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} DAE_DATA=${DAE_DATA:-../shared/data}
-PRIOR=(--set model.n_layer=4 --set model.n_head=4 --set model.n_embd=128 --set train.steps=1500
+PRIOR=(--set model.n_layer=4 --set model.n_head=4 --set model.n_embd=128 --set train.steps=600
        --set train.batch_size=64 --set train.log_every=50 --set train.ckpt_every=250
        --set optim.warmup_steps=100 --set optim.lr=0.001)
 .venv/bin/dae compare-priors runs/c10vq-baseline runs/c10vq-dae-aux configs/prior_gpt_cifar10.yaml \
