@@ -79,8 +79,10 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path):
         if i == 2:
             # Land one kill inside a checkpoint write: slow the write, kill when its temp appears.
             proc = launch(cut, *extra, save_delay=0.5)
-            temps = lambda: last_step(cut) >= target and any((cut / "checkpoints").glob(".*.tmp"))  # noqa: E731
-            mid_write = kill_when(proc, temps)
+            mid_write = kill_when(
+                proc,
+                lambda t=target: last_step(cut) >= t and any((cut / "checkpoints").glob(".*.tmp")),
+            )
         else:
             proc = launch(cut, *extra)
             kill_when(proc, lambda t=target: last_step(cut) >= t)
