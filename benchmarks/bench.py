@@ -192,44 +192,42 @@ def merge(results: dict, part: dict) -> None:
 
 
 def run_isolated(args: argparse.Namespace, families: list[str], variants: list[str]) -> dict:
-    """Each job in a fresh process (`--child`), so a peak RSS or a crash is that job's own."""
+    """Each job in a fresh process (`--child`), so a peak RSS or a crash is that job's own.
+
+    Compile jobs run last, so a slow compiler eats only its own rows; with `--budget`, jobs that
+    would start after it are recorded as skipped and a running job is killed at the deadline.
+    """
     results: dict = {"train": [], "sampling": [], "eval": [], "profile": {}}
-    jobs = [
-        (f, v, i == 0) for f in families for i, v in enumerate(variants if f != "eval" else ["-"])
-    ]
+    jobs = [(f, v) for f in families for v in (variants if f != "eval" else ["fp32"])]
+    jobs.sort(key=lambda job: job[1] == "compile")
+    extras = {f: next(v for f2, v in jobs if f2 == f) for f in families}  # the first job of each
     env = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": "1"}  # no compile worker pool to orphan
-    for family, variant, first in jobs:
+    deadline = time.monotonic() + (args.budget or float("inf"))
+    for family, variant in jobs:
+        left = deadline - time.monotonic()
+        if left < 10:
+            status = f"skipped: over the --budget of {args.budget} s"
+            results["train"].append({"family": family, "variant": variant, "status": status})
+            continue
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                "--families",
-                family,
-                "--variants",
-                variant,
-                "--steps",
-                str(args.steps),
-                "--threads",
-                str(args.threads),
-                "--out",
-                tmp.name,
-            ]
-            cmd += ["--quick"] if args.quick else []
-            cmd += [] if first else ["--no-extras"]
-            limit = COMPILE_SECONDS + 300 if variant == "compile" else 900
+            cmd = [sys.executable, __file__, "--child", "--families", family, "--variants"]
+            cmd += [variant, "--steps", str(args.steps), "--threads", str(args.threads)]
+            cmd += ["--out", tmp.name] + (["--quick"] if args.quick else [])
+            cmd += [] if extras[family] == variant else ["--no-extras"]
+            limit = min(left, COMPILE_SECONDS + 300 if variant == "compile" else 900)
             print(f"[{time.strftime('%H:%M:%S')}] {family} {variant}", file=sys.stderr, flush=True)
             try:
                 proc = subprocess.run(cmd, env=env, timeout=limit, capture_output=True, text=True)
                 failed = proc.returncode != 0 and (proc.stderr.strip().splitlines() or ["?"])[-1]
             except subprocess.TimeoutExpired:
-                failed = f"killed after {limit} s"
+                failed = f"killed after {limit:.0f} s"
             if failed:
-                results["train"].append(
-                    {"family": family, "variant": variant, "status": f"failed: {failed[:160]}"}
-                )
+                status = f"failed: {failed[:160]}"
+                results["train"].append({"family": family, "variant": variant, "status": status})
                 continue
             merge(results, json.loads(Path(tmp.name).read_text()))
+    order = {name: i for i, name in enumerate((*FAMILIES, *VARIANTS))}
+    results["train"].sort(key=lambda r: (order[r["family"]], order.get(r["variant"], 0)))
     return results
 
 
@@ -340,6 +338,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default="results.json", help="JSON results")
     parser.add_argument("--quick", action="store_true", help="small peak conv and eval set")
+    parser.add_argument("--budget", type=float, default=0, help="seconds for all jobs; 0: none")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-extras", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -230,7 +230,7 @@ def eval_rows(device: torch.device, n: int, steps: int) -> list[dict]:
                 "seconds": seconds,
                 "images_per_s": n / seconds,
                 "flops_per_image": counter.get_total_flops() / n,
-                "weights": "trained" if name != "pixels" and path.is_file() else "untrained",
+                "weights": "-" if ext.net is None else "trained" if path.is_file() else "untrained",
             }
         )
     return rows
