@@ -130,7 +130,7 @@ def profile_top(step, n: int = 5) -> list[dict]:
 
 
 def run_variant(family: str, variant: str, steps: int, device: torch.device, extras: bool) -> dict:
-    """Time `steps` training steps of `family` in `variant`; `extras`: also FLOPs, profile, sampling."""
+    """Time `steps` training steps of `family` in `variant`, count FLOPs; `extras`: profile, sampling."""
     from torch.utils.flop_counter import FlopCounterMode
 
     row: dict = {"family": family, "variant": variant, "status": "ok"}
@@ -170,7 +170,7 @@ def run_variant(family: str, variant: str, steps: int, device: torch.device, ext
         row["flops_per_step"] = counter.get_total_flops()
     out = {"train": [row]}
     if extras:
-        out["profile"] = {family: profile_top(bench.step)}
+        out["profile"] = {f"{family} {variant}": profile_top(bench.step)}
         if bench.prior is not None:
             out["sampling"] = sampling_rows(bench, device)
     return out
@@ -292,9 +292,9 @@ def markdown(results: dict) -> str:
             f"{r['flops_per_image'] / 1e6:.1f} | {r['weights']} |"
             for r in results["eval"]
         ]
-    for family, top in results["profile"].items():
+    for job, top in results["profile"].items():
         ops = ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in top)
-        lines.append(f"\nprofile {family} (fp32 step, self CPU time): {ops}")
+        lines.append(f"\nprofile {job} step (self CPU time): {ops}")
     return "\n".join(lines)
 
 

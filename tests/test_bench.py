@@ -23,5 +23,5 @@ def test_toy_two_steps():
     assert row["images_per_s"] == row["batch_size"] / row["step_s"]
     assert 0 < row["peak_fraction"] == row["gflops_per_s"] / results["peak"]["fp32"]["gflops_per_s"]
     assert row["peak_mem_mb"] > 0
-    assert results["profile"]["toy"] and results["machine"]["cores"] >= 1
+    assert results["profile"]["toy fp32"] and results["machine"]["cores"] >= 1
     assert "| toy | fp32 | 128 |" in bench.markdown(results)
