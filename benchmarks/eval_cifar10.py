@@ -26,7 +26,10 @@ def main() -> None:
     parser.add_argument("--inception-images", type=int, default=16)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    out: dict[str, float | str] = {"threads": args.threads, "cpu": platform.processor() or platform.machine()}
+    out: dict[str, float | str] = {
+        "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
+    }
 
     t = time.time()
     test = load_images("cifar10", "test")

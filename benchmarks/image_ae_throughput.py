@@ -36,22 +36,36 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="train.precision=bf16")
     kind, cfg = load_experiment_config(
         args.preset,
-        [*args.overrides, "disc.start=0", "train.progress=false", "train.tensorboard=false",
-         "log.image_every=0", "train.ema_decay=0", "train.steps=2"],
+        [
+            *args.overrides,
+            "disc.start=0",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "log.image_every=0",
+            "train.ema_decay=0",
+            "train.steps=2",
+        ],
     )
     m, batch = cfg.model, cfg.train.batch_size
     n = 4 * batch
-    pixels = torch.randint(0, 256, (n, m.in_channels, m.resolution, m.resolution), dtype=torch.uint8)
+    pixels = torch.randint(
+        0, 256, (n, m.in_channels, m.resolution, m.resolution), dtype=torch.uint8
+    )
     task = kind.build_task(cfg, LabelledImages(pixels, torch.zeros(n, dtype=torch.long), ["x"]))
     cpu = torch.backends.cpu.get_cpu_capability()
-    print(f"{args.preset} {' '.join(args.overrides)}  batch={batch}  threads={args.threads}  cpu={cpu}")
+    print(
+        f"{args.preset} {' '.join(args.overrides)}  batch={batch}  threads={args.threads}  cpu={cpu}"
+    )
 
     def step_seconds(precision: str) -> float:
         """Seconds of the second of two steps (the first builds optimisers, warms kernels)."""
         stamps: list[float] = []
         train = replace(cfg.train, [f"precision={precision}"])
         Trainer(
-            task, DAESchedule(cfg.schedule, 2), train, cfg.optim,
+            task,
+            DAESchedule(cfg.schedule, 2),
+            train,
+            cfg.optim,
             hooks=[lambda trainer, logs: stamps.append(time.perf_counter())],
         ).fit()
         return stamps[1] - stamps[0]
@@ -62,7 +76,9 @@ def main() -> None:
             times[precision].append(step_seconds(precision))
     rates = {p: batch / statistics.median(t) for p, t in times.items()}
     for p, rate in rates.items():
-        print(f"{p}: {rate:.2f} images/s  (step seconds: {', '.join(f'{t:.2f}' for t in times[p])})")
+        print(
+            f"{p}: {rate:.2f} images/s  (step seconds: {', '.join(f'{t:.2f}' for t in times[p])})"
+        )
     print(f"bf16 / fp32: {rates['bf16'] / rates['fp32']:.2f}x")
 
 

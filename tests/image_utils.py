@@ -11,8 +11,14 @@ from dae.data.images import LabelledImages
 from dae.train.image_task import KLExperimentConfig, VQGANExperimentConfig
 
 TINY_MODEL = {
-    "in_channels": 3, "resolution": 16, "ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
-    "attn_resolutions": [8], "norm_groups": 4, "z_channels": 4,
+    "in_channels": 3,
+    "resolution": 16,
+    "ch": 8,
+    "ch_mult": [1, 2],
+    "num_res_blocks": 1,
+    "attn_resolutions": [8],
+    "norm_groups": 4,
+    "z_channels": 4,
 }
 
 
@@ -26,8 +32,14 @@ def tiny_config(kind: str = "vqgan", **sections) -> VQGANExperimentConfig | KLEx
         "model": model,
         "disc": {"n_layers": 2, "ndf": 8, "start": 1},
         "optim": {"lr": 1e-3, "betas": [0.5, 0.9]},
-        "train": {"steps": 4, "batch_size": 4, "progress": False, "tensorboard": False,
-                  "log_every": 1, "ckpt_every": 0},
+        "train": {
+            "steps": 4,
+            "batch_size": 4,
+            "progress": False,
+            "tensorboard": False,
+            "log_every": 1,
+            "ckpt_every": 0,
+        },
         "log": {"image_every": 0},
     }
     for name, values in sections.items():
@@ -36,7 +48,9 @@ def tiny_config(kind: str = "vqgan", **sections) -> VQGANExperimentConfig | KLEx
     return from_dict(cls, data)
 
 
-def synthetic_images(n: int = 16, size: int = 16, channels: int = 3, seed: int = 0) -> LabelledImages:
+def synthetic_images(
+    n: int = 16, size: int = 16, channels: int = 3, seed: int = 0
+) -> LabelledImages:
     """Smooth random uint8 images (blurred noise, so there is structure to reconstruct)."""
     gen = torch.Generator().manual_seed(seed)
     low = torch.rand(n, channels, size // 4, size // 4, generator=gen)
@@ -52,5 +66,7 @@ def write_image_folder(root: Path, data: LabelledImages) -> Path:
     (root / "x").mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(data.images):
         array = img.permute(1, 2, 0).numpy()
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(root / "x" / f"{i:04d}.png")
+        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(
+            root / "x" / f"{i:04d}.png"
+        )
     return root

@@ -10,8 +10,18 @@ from dae.cli import main
 from dae.train import checkpoint
 from dae.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-TOY = ["train", "configs/toy_vae.yaml", "--set", "train.progress=false", "--set", "train.steps=30",
-       "--set", "train.ckpt_every=10", "--set", "train.tensorboard=false"]
+TOY = [
+    "train",
+    "configs/toy_vae.yaml",
+    "--set",
+    "train.progress=false",
+    "--set",
+    "train.steps=30",
+    "--set",
+    "train.ckpt_every=10",
+    "--set",
+    "train.tensorboard=false",
+]
 
 
 def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
@@ -91,17 +101,37 @@ def _gray_folder(root, n=8):
 
 def test_image_mode_mismatch_names_the_key(tmp_path, capsys):
     _gray_folder(tmp_path / "gray")
-    args = ["train", "configs/cifar10_vqgan.yaml", "--set", "data.name=folder",
-            "--set", f"data.root={tmp_path / 'gray'}", "--set", "train.steps=2",
-            "--set", "train.batch_size=4", "--out", str(tmp_path / "run")]
+    args = [
+        "train",
+        "configs/cifar10_vqgan.yaml",
+        "--set",
+        "data.name=folder",
+        "--set",
+        f"data.root={tmp_path / 'gray'}",
+        "--set",
+        "train.steps=2",
+        "--set",
+        "train.batch_size=4",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(args) == 2
     assert "model.in_channels: is 3, the images have 1" in capsys.readouterr().err
 
 
 def test_empty_dataset_names_the_folder(tmp_path, capsys):
     (tmp_path / "empty" / "train").mkdir(parents=True)
-    args = ["train", "configs/cifar10_vqgan.yaml", "--set", "data.name=folder",
-            "--set", f"data.root={tmp_path / 'empty'}", "--set", "train.steps=2",
-            "--out", str(tmp_path / "run")]
+    args = [
+        "train",
+        "configs/cifar10_vqgan.yaml",
+        "--set",
+        "data.name=folder",
+        "--set",
+        f"data.root={tmp_path / 'empty'}",
+        "--set",
+        "train.steps=2",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(args) == 1
     assert f"{tmp_path / 'empty' / 'train'}: no images" in capsys.readouterr().err

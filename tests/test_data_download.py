@@ -70,7 +70,9 @@ def test_cifar_download_extracts(server, tmp_path):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-            raw = pickle.dumps({b"data": np.full((2, 3072), 7, np.uint8), b"labels": [1, 2]}, protocol=2)
+            raw = pickle.dumps(
+                {b"data": np.full((2, 3072), 7, np.uint8), b"labels": [1, 2]}, protocol=2
+            )
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(raw)
             tar.addfile(info, io.BytesIO(raw))

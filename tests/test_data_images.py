@@ -89,6 +89,7 @@ def test_cifar_pickles(tmp_path):
 def test_cifar_pickle_with_code_is_refused(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     make_cifar_pickles(folder)
+
     # A pickle that would call os.system on load: the restricted unpickler must refuse it.
     class Evil:
         def __reduce__(self):
@@ -124,7 +125,9 @@ def test_image_folder_and_cache(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
     os.utime(png, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
     third = load_images("folder", "train", root=tmp_path / "imgs")
-    assert third.images[0].sum() == 0 and len(list((tmp_path / "cache" / "images").glob("*.npz"))) == 2
+    assert (
+        third.images[0].sum() == 0 and len(list((tmp_path / "cache" / "images").glob("*.npz"))) == 2
+    )
 
 
 def test_flat_folder_mixed_sizes_and_errors(tmp_path, monkeypatch):
@@ -147,7 +150,9 @@ def test_flat_folder_mixed_sizes_and_errors(tmp_path, monkeypatch):
 
 def test_val_split_is_deterministic_and_disjoint(tmp_path):
     make_mnist(tmp_path, n=40)
-    cfg = ImageDataConfig(name="mnist", root=str(tmp_path), split="val", val_fraction=0.25, split_seed=3)
+    cfg = ImageDataConfig(
+        name="mnist", root=str(tmp_path), split="val", val_fraction=0.25, split_seed=3
+    )
     val = load_from_config(cfg)
     again = load_from_config(cfg)
     cfg.split = "train"
@@ -171,7 +176,9 @@ def test_transforms():
     assert torch.equal(center_crop(x, 4), x[..., 1:5])
     assert resize(x, 2).shape == (2, 1, 2, 3) and resize(x, 2).dtype == torch.uint8
     f = to_float(torch.tensor([0, 255, 128], dtype=torch.uint8))
-    assert f.tolist()[:2] == [-1.0, 1.0] and torch.equal(to_uint8(f), torch.tensor([0, 255, 128], dtype=torch.uint8))
+    assert f.tolist()[:2] == [-1.0, 1.0] and torch.equal(
+        to_uint8(f), torch.tensor([0, 255, 128], dtype=torch.uint8)
+    )
     gen = torch.Generator().manual_seed(0)
     flipped = random_hflip(x.repeat(50, 1, 1, 1), gen)
     is_flipped = (flipped == x.repeat(50, 1, 1, 1).flip(-1)).flatten(1).all(1)

@@ -40,9 +40,21 @@ def run_torchrun(tmp_path: Path, kind: str, task: str) -> list[dict]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(kind=kind, task=task))
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root / 'tests'}", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root / 'tests'}",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(tmp_path),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
@@ -58,6 +70,8 @@ def test_two_process_gloo_replicas_stay_identical(tmp_path):
             assert torch.equal(value, rank1[name][key]), f"{name}.{key} differs between ranks"
     init = rank0["init"]
     changed = [k for k, v in rank0["model"].items() if k in init and not torch.equal(v, init[k])]
-    assert any(k.startswith("encoder.") for k in changed) and any(k.startswith("decoder.") for k in changed)
+    assert any(k.startswith("encoder.") for k in changed) and any(
+        k.startswith("decoder.") for k in changed
+    )
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 4  # one writer

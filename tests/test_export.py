@@ -21,14 +21,23 @@ def tiny_preset(tmp_path, kind: str) -> str:
     """A YAML preset of a tiny model on a folder of 16 synthetic PNGs."""
     data = synthetic_images(16)
     root = write_image_folder(tmp_path / "images", data)
-    model = dict(TINY_MODEL, **({"n_embed": 16, "embed_dim": 4} if kind == "vqgan" else {"scaling_images": 8}))
+    model = dict(
+        TINY_MODEL,
+        **({"n_embed": 16, "embed_dim": 4} if kind == "vqgan" else {"scaling_images": 8}),
+    )
     preset = {
         "kind": kind,
         "data": {"name": "folder", "root": str(root), "cache": False},
         "model": model,
         "disc": {"n_layers": 2, "ndf": 8, "start": 1},
-        "train": {"steps": 3, "batch_size": 4, "progress": False, "log_every": 1, "ckpt_every": 2,
-                  "ema_decay": 0.5},
+        "train": {
+            "steps": 3,
+            "batch_size": 4,
+            "progress": False,
+            "log_every": 1,
+            "ckpt_every": 2,
+            "ema_decay": 0.5,
+        },
         "log": {"image_every": 2, "n_images": 4},
     }
     path = tmp_path / f"{kind}.yaml"
@@ -63,4 +72,3 @@ def test_train_export_and_load_in_diffusers(tmp_path, kind, diffusers_cls):
     assert main(["export", str(run), "--out", str(tmp_path / "ema"), "--ema"]) == 0
     ema = diffusers_cls.from_pretrained(str(tmp_path / "ema"))
     assert not torch.equal(ema.decoder.conv_out.weight, theirs.decoder.conv_out.weight)
-

@@ -18,11 +18,26 @@ from dae.train.checkpoint import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 400
 ARGS = [
-    "train", str(REPO / "configs/toy_vae.yaml"),
-    "--set", f"train.steps={STEPS}", "--set", "train.ckpt_every=25", "--set", "train.log_every=1",
-    "--set", "schedule.mode=dae", "--set", "schedule.weak_decoder=dropout2d",
-    "--set", "train.ema_decay=0.99", "--set", "train.progress=false",
-    "--set", "data.n_train=2048", "--set", "train.tensorboard=false",
+    "train",
+    str(REPO / "configs/toy_vae.yaml"),
+    "--set",
+    f"train.steps={STEPS}",
+    "--set",
+    "train.ckpt_every=25",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "schedule.mode=dae",
+    "--set",
+    "schedule.weak_decoder=dropout2d",
+    "--set",
+    "train.ema_decay=0.99",
+    "--set",
+    "train.progress=false",
+    "--set",
+    "data.n_train=2048",
+    "--set",
+    "train.tensorboard=false",
 ]
 
 

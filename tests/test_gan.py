@@ -21,10 +21,19 @@ from dae.schedule import DAESchedule
 from dae.train.trainer import Trainer
 
 TINY = (
-    "model.latent_dim=8", "model.gen_width=4", "model.disc_width=4", "model.enc_width=4",
-    "simclr.model.feature_dim=8", "simclr.model.width=4", "simclr.model.proj_dim=8",
-    "simclr.steps=2", "simclr.batch_size=8", "train.steps=4", "train.batch_size=8",
-    "train.progress=false", "train.tensorboard=false",
+    "model.latent_dim=8",
+    "model.gen_width=4",
+    "model.disc_width=4",
+    "model.enc_width=4",
+    "simclr.model.feature_dim=8",
+    "simclr.model.width=4",
+    "simclr.model.proj_dim=8",
+    "simclr.steps=2",
+    "simclr.batch_size=8",
+    "train.steps=4",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
 )
 
 
@@ -33,7 +42,9 @@ def tiny_cfg(*overrides: str) -> GANExperimentConfig:
 
 
 def random_images(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def convs(module: nn.Module) -> list[nn.Module]:
@@ -74,7 +85,9 @@ def test_nt_xent_known_value_and_minimised_by_identical_views():
 
 def test_augmentations_identity_when_disabled_and_valid_otherwise():
     x = torch.rand(6, 3, 32, 32) * 2 - 1
-    off = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter=0.0, hue=0.0, gray_p=0.0)
+    off = AugmentConfig(
+        crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter=0.0, hue=0.0, gray_p=0.0
+    )
     y = simclr_view(x, off, torch.Generator().manual_seed(1))
     for a, b in zip(x, y):  # each view is the image or its mirror, nothing else
         assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(2), atol=1e-5)
@@ -177,5 +190,8 @@ def test_reproduce_gan_cli_tiny(tmp_path, data_root, monkeypatch, capsys):
     assert main(args) == 0
     summary = json.loads((tmp_path / "results.json").read_text())
     assert [r["name"] for r in summary["rows"]] == ["DCGAN", "VAEGAN"]
-    assert summary["budget"]["n_train"] == 64 and "| VAEGAN | reconstructions |" in capsys.readouterr().out
+    assert (
+        summary["budget"]["n_train"] == 64
+        and "| VAEGAN | reconstructions |" in capsys.readouterr().out
+    )
     assert main(["reproduce", "gan", "--rows", "GAN9000", "--out", str(tmp_path / "x")]) == 2

@@ -33,10 +33,14 @@ def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, r
 
     def record(trainer, logs):
         seen[trainer.step] = {
-            "encoder": snapshot(model.encoder), "quant_conv": snapshot(model.quant_conv),
+            "encoder": snapshot(model.encoder),
+            "quant_conv": snapshot(model.quant_conv),
             "codebook": model.quantize.embedding.weight.detach().clone(),
-            "decoder": snapshot(model.decoder), "disc": snapshot(task.disc),
-            "ae_params": {id(p) for g in trainer.optimizers["ae"].param_groups for p in g["params"]},
+            "decoder": snapshot(model.decoder),
+            "disc": snapshot(task.disc),
+            "ae_params": {
+                id(p) for g in trainer.optimizers["ae"].param_groups for p in g["params"]
+            },
         }
 
     trainer = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, hooks=[record])
@@ -71,8 +75,13 @@ def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path):
         prepare_run_dir(run_dir, resume=resume, overwrite=False)
         task = VQGANTask(cfg, images)
         trainer = Trainer(
-            task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, run_dir=run_dir,
-            resume=resume, hooks=list(hooks),
+            task,
+            DAESchedule(cfg.schedule, 4),
+            cfg.train,
+            cfg.optim,
+            run_dir=run_dir,
+            resume=resume,
+            hooks=list(hooks),
         )
         trainer.fit()
         return task, trainer
@@ -86,15 +95,23 @@ def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path):
         run(tmp_path / "b", hooks=[interrupt])
     resumed, resumed_trainer = run(tmp_path / "b", resume=True)
     for name in ("model", "disc"):
-        assert bit_identical(full.modules()[name].state_dict(), resumed.modules()[name].state_dict())
+        assert bit_identical(
+            full.modules()[name].state_dict(), resumed.modules()[name].state_dict()
+        )
     assert bit_identical(full_trainer.ema.shadow, resumed_trainer.ema.shadow)
 
 
 @pytest.mark.parametrize("preset", ["configs/faceshq_vqgan.yaml", "configs/ldm_kl_f8.yaml"])
 def test_paper_scale_presets_build_and_take_one_step(preset):
     overrides = [
-        "model.resolution=32", "train.device=cpu", "train.precision=fp32", "train.steps=1",
-        "train.batch_size=1", "train.progress=false", "train.tensorboard=false", "disc.start=0",
+        "model.resolution=32",
+        "train.device=cpu",
+        "train.precision=fp32",
+        "train.steps=1",
+        "train.batch_size=1",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "disc.start=0",
         "log.image_every=0",
     ]
     kind, cfg = load_experiment_config(preset, overrides)
@@ -111,15 +128,20 @@ def test_mnist_preset_fits_the_real_data(data_root):
     """The preset's model matches MNIST's images; a DAE step per stage runs on them. (CIFAR-10
     is left out: its first load decodes 60k JPEGs, minutes on these machines.)"""
     overrides = [
-        f"data.root={data_root}", "train.steps=2", "train.batch_size=2", "train.progress=false",
-        "train.tensorboard=false", "disc.start=0", "log.image_every=0", "schedule.mode=dae",
+        f"data.root={data_root}",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "disc.start=0",
+        "log.image_every=0",
+        "schedule.mode=dae",
         "train.log_every=1",
     ]
     kind, cfg = load_experiment_config("configs/mnist_vqgan.yaml", overrides)
     task = kind.build_task(cfg)
     rows = Trainer(task, DAESchedule(cfg.schedule, 2), cfg.train, cfg.optim).fit()
     assert [r["stage"] for r in rows] == ["stage1", "stage2"]
-
 
 
 @pytest.mark.parametrize("kind", ["vqgan", "kl"])

@@ -27,15 +27,36 @@ from dae.train.logger import read_metrics
 from dae.train.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--set", "train.steps=40", "--set", "train.log_every=10", "--set", "train.progress=false",
-        "--set", "train.tensorboard=false", "--set", "data.n_train=512", "--set", "data.n_test=256"]
+TINY = [
+    "--set",
+    "train.steps=40",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.progress=false",
+    "--set",
+    "train.tensorboard=false",
+    "--set",
+    "data.n_train=512",
+    "--set",
+    "data.n_test=256",
+]
 
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "toy_dae"
-    args = ["train", str(REPO / "configs" / "toy_vae.yaml"), *TINY, "--set", "schedule.mode=dae", "--out", str(run),
-            "--lipschitz-every", "10"]
+    args = [
+        "train",
+        str(REPO / "configs" / "toy_vae.yaml"),
+        *TINY,
+        "--set",
+        "schedule.mode=dae",
+        "--out",
+        str(run),
+        "--lipschitz-every",
+        "10",
+    ]
     assert main(args) == 0
     return run
 
@@ -60,7 +81,10 @@ def test_evaluate_and_report(toy_run, tmp_path):
     # The same evaluation twice gives the same numbers (deterministic latents and pairs).
     assert main(["evaluate", str(toy_run), "--knn-train", "512", "--metrics", "knn,lipschitz"]) == 0
     again = json.loads((toy_run / "eval.json").read_text())["metrics"]
-    assert again["knn_latent_acc"] == m["knn_latent_acc"] and again["lipschitz/decoder"] == m["lipschitz/decoder"]
+    assert (
+        again["knn_latent_acc"] == m["knn_latent_acc"]
+        and again["lipschitz/decoder"] == m["lipschitz/decoder"]
+    )
     assert main(["evaluate", str(toy_run), "--metrics", "bogus"]) == 2
 
     out = tmp_path / "report"
@@ -86,7 +110,9 @@ class TinyVQ(nn.Module):
 
     def encode_to_indices(self, x):
         z = self.encode(x).permute(0, 2, 3, 1)  # (B, h, w, D)
-        return torch.cdist(z.flatten(0, 2), self.quantize.embedding.weight).argmin(1).view(z.shape[:3])
+        return (
+            torch.cdist(z.flatten(0, 2), self.quantize.embedding.weight).argmin(1).view(z.shape[:3])
+        )
 
     def decode(self, z):
         return self.dec(z)
@@ -105,8 +131,9 @@ def test_vq_protocol_and_codebook_plot(tmp_path):
     run = tmp_path / "vq"
     run.mkdir()
     book = codebook_report(model.quantize.embedding.weight.detach(), idx)
-    (run / "eval.json").write_text(json.dumps({"metrics": {"mse": 1.0}, "skipped": {}, "n": 3, "data": "x",
-                                               "codebook": book}))
+    (run / "eval.json").write_text(
+        json.dumps({"metrics": {"mse": 1.0}, "skipped": {}, "n": 3, "data": "x", "codebook": book})
+    )
     md = write_report([run], tmp_path / "out").read_text()
     assert "codebook.png" in md and (tmp_path / "out" / "codebook.png").stat().st_size > 10_000
 

@@ -32,8 +32,12 @@ def test_fd_closed_form_between_gaussians():
     got = frechet_distance_from_stats(torch.zeros(d), torch.eye(d), m, torch.diag(s**2))
     assert got == pytest.approx(expected, rel=1e-9)
     # Non-diagonal: a rotation of both covariances leaves the distance unchanged.
-    q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
-    rotated = frechet_distance_from_stats(torch.zeros(d), torch.eye(d), q @ m, q @ torch.diag(s**2) @ q.T)
+    q, _ = torch.linalg.qr(
+        torch.randn(d, d, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    )
+    rotated = frechet_distance_from_stats(
+        torch.zeros(d), torch.eye(d), q @ m, q @ torch.diag(s**2) @ q.T
+    )
     assert rotated == pytest.approx(expected, rel=1e-7)
 
 
@@ -54,7 +58,10 @@ def test_fd_and_kid_grow_monotonically_with_noise():
     noise = torch.randn(600, 10, generator=gen)
     fds = [frechet_distance(x, x + s * noise + s) for s in (0.0, 0.25, 0.5, 1.0, 2.0)]
     y = torch.randn(600, 10, generator=gen)  # a second sample of x's distribution
-    kids = [kernel_distance(x, y + s * noise + s, subsets=10, subset_size=300)[0] for s in (0.0, 0.5, 1.0, 2.0)]
+    kids = [
+        kernel_distance(x, y + s * noise + s, subsets=10, subset_size=300)[0]
+        for s in (0.0, 0.5, 1.0, 2.0)
+    ]
     assert fds == sorted(fds) and fds[0] < 1e-6 < fds[1]
     # KID is unbiased: about 0 (either sign) for two samples of one distribution.
     assert kids[1:] == sorted(kids[1:]) and abs(kids[0]) < 0.1 * kids[1]

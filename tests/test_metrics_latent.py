@@ -36,7 +36,10 @@ def test_lipschitz_of_toy_vae():
     model = ToyVAE(ToyVAEConfig()).eval()
     out = encoder_decoder_lipschitz(model, torch.randn(128, 10), phi=lambda v: v.flatten(1))
     assert set(out) == {
-        "lipschitz/encoder", "lipschitz/decoder", "lipschitz/encoder_perceptual", "lipschitz/decoder_perceptual",
+        "lipschitz/encoder",
+        "lipschitz/decoder",
+        "lipschitz/encoder_perceptual",
+        "lipschitz/decoder_perceptual",
     }
     assert all(v > 0 for v in out.values())
     assert out["lipschitz/encoder"] == pytest.approx(out["lipschitz/encoder_perceptual"])
@@ -49,7 +52,9 @@ def test_codebook_orthogonal_and_collapsed():
     assert sum(hist["counts"]) == k * (k - 1) / 2 and hist["mean_abs"] == pytest.approx(0.0)
     # Orthogonal codes: distance matrix J - I, eigenvalues k-1 and -1 (k-1 times): a flat decay.
     eig = cosine_distance_eigenvalues(ortho)
-    assert eig[0] == pytest.approx(1.0) and torch.allclose(eig[1:].abs(), torch.full((k - 1,), 1 / (k - 1), dtype=torch.float64), atol=1e-9)
+    assert eig[0] == pytest.approx(1.0) and torch.allclose(
+        eig[1:].abs(), torch.full((k - 1,), 1 / (k - 1), dtype=torch.float64), atol=1e-9
+    )
     # Collapsed codes (all parallel): distance matrix 0 -> all-zero eigenvalues after the first.
     collapsed = torch.ones(k, 3) * torch.arange(1, k + 1)[:, None]
     assert cosine_similarity_histogram(collapsed)["mean"] == pytest.approx(1.0)
@@ -106,6 +111,7 @@ def test_tf1_resize_matches_definition():
 def test_tiny_classifier_features(tmp_path, monkeypatch):
     from dae.metrics.classifier import ClassifierConfig, classifier_path
     from dae.metrics.features import build_features, reference_features
+
     monkeypatch.setenv("DAE_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "data" / "mnist"
     folder.mkdir(parents=True)
@@ -120,16 +126,19 @@ def test_tiny_classifier_features(tmp_path, monkeypatch):
     ext = build_features("classifier:mnist", root=tmp_path / "data", cfg=cfg)
     assert classifier_path(cfg).is_file() and 0.0 <= ext.info["test_accuracy"] <= 1.0
     assert ext.names["fd"] == "FD-classifier:mnist"  # never called FID
-    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)  # colour, other size: adapted
+    images = torch.randint(
+        0, 256, (10, 3, 32, 32), dtype=torch.uint8
+    )  # colour, other size: adapted
     feats = ext.extract(images, batch_size=4)
     assert feats["pool"].shape == (10, 16) and feats["logits"].shape == (10, 10)
-    again = build_features("classifier:mnist", root=tmp_path / "data", cfg=cfg, train_if_missing=False)
+    again = build_features(
+        "classifier:mnist", root=tmp_path / "data", cfg=cfg, train_if_missing=False
+    )
     assert torch.allclose(again.extract(images)["pool"], feats["pool"], atol=1e-5)
     cached = reference_features(ext, images, "t")
     assert torch.allclose(reference_features(ext, images, "t")["pool"], cached["pool"])
     with pytest.raises(FileNotFoundError, match="no trained classifier"):
         build_features("classifier:mnist:seed=5,width=8", train_if_missing=False)
-
 
 
 def test_classifier_key_is_stable():

@@ -9,7 +9,10 @@ from dae.train.trainer import OptimConfig, build_optimizer
 
 
 def make(mode="dae", weak="aux", steps=10, **kw):
-    cfg = replace(ScheduleConfig(), [f"mode={mode}", f"weak_decoder={weak}"] + [f"{k}={v}" for k, v in kw.items()])
+    cfg = replace(
+        ScheduleConfig(),
+        [f"mode={mode}", f"weak_decoder={weak}"] + [f"{k}={v}" for k, v in kw.items()],
+    )
     torch.manual_seed(0)
     model = ToyVAE(ToyVAEConfig(enc_hidden=16, dec_hidden=16))
     schedule = DAESchedule(cfg, steps)

@@ -19,10 +19,28 @@ def test_complexity_presets_load(name):
 
 
 def test_reproduce_theory_tiny(tmp_path, capsys):
-    rc = main(["reproduce", "theory", "--out", str(tmp_path),
-               "--set", "linear_ae.enc_bounds=[0.3,3.0]", "--set", "linear_ae.dec_bounds=[0.5,2.0]",
-               "--set", "linear_ae.steps=300", "--set", "linear_ae.restarts=1",
-               "--set", "oned.ratios=[0.5]", "--set", "oned.steps=50", "--set", "oned.cells=50"])
+    rc = main(
+        [
+            "reproduce",
+            "theory",
+            "--out",
+            str(tmp_path),
+            "--set",
+            "linear_ae.enc_bounds=[0.3,3.0]",
+            "--set",
+            "linear_ae.dec_bounds=[0.5,2.0]",
+            "--set",
+            "linear_ae.steps=300",
+            "--set",
+            "linear_ae.restarts=1",
+            "--set",
+            "oned.ratios=[0.5]",
+            "--set",
+            "oned.steps=50",
+            "--set",
+            "oned.cells=50",
+        ]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "results.json").read_text())
     cells = res["linear_ae"]["spectral"]["cells"]
@@ -32,19 +50,50 @@ def test_reproduce_theory_tiny(tmp_path, capsys):
 
 
 def test_complexity_tiny_toy_run(tmp_path):
-    rc = main(["complexity", "--config", str(CONFIGS / "complexity_toy.yaml"), "--out", str(tmp_path),
-               "--set", "toy.train.steps=20", "--set", "contrastive.steps=5",
-               "--set", "estimator.steps=5", "--set", "estimator.restarts=1",
-               "--set", "estimator.generator.ladder=[0,2]", "--set", "n_train=64",
-               "--set", "n_eval=64", "--set", "latents=[gaussian,dae,contrastive]"])
+    rc = main(
+        [
+            "complexity",
+            "--config",
+            str(CONFIGS / "complexity_toy.yaml"),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "toy.train.steps=20",
+            "--set",
+            "contrastive.steps=5",
+            "--set",
+            "estimator.steps=5",
+            "--set",
+            "estimator.restarts=1",
+            "--set",
+            "estimator.generator.ladder=[0,2]",
+            "--set",
+            "n_train=64",
+            "--set",
+            "n_eval=64",
+            "--set",
+            "latents=[gaussian,dae,contrastive]",
+        ]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert set(res["curves"]) == {"gaussian", "dae", "contrastive"}
     assert [p["complexity"] for p in res["curves"]["dae"]["points"]] == [0, 2]
     assert (tmp_path / "curves.png").is_file() and "eps=" in (tmp_path / "results.md").read_text()
     # Merging seeds reads the runs back: two copies of one run have zero spread.
-    assert main(["complexity", "--aggregate", str(tmp_path), str(tmp_path),
-                 "--out", str(tmp_path / "agg")]) == 0
+    assert (
+        main(
+            [
+                "complexity",
+                "--aggregate",
+                str(tmp_path),
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "agg"),
+            ]
+        )
+        == 0
+    )
     assert "| dae |" in (tmp_path / "agg" / "aggregate.md").read_text()
 
 

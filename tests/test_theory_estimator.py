@@ -27,7 +27,9 @@ def test_mmd_is_near_zero_for_equal_and_large_for_shifted():
     same, shifted = mmd.distance(x, y).item(), mmd.distance(x, y + 1.0).item()
     assert same < 0.05 < 0.3 < shifted
     # Unbiased: over repeated equal-distribution draws, MMD^2 averages to ~0 (can be negative).
-    vals = torch.stack([mmd.mmd2(_gauss(100, 3, 2 * i), _gauss(100, 3, 2 * i + 1)) for i in range(20)])
+    vals = torch.stack(
+        [mmd.mmd2(_gauss(100, 3, 2 * i), _gauss(100, 3, 2 * i + 1)) for i in range(20)]
+    )
     assert vals.min() < 0 and abs(vals.mean()) < 3 * vals.std() / 20**0.5
 
 
@@ -38,7 +40,11 @@ def test_spectral_projection_holds_bound_and_is_identity_inside():
     assert torch.linalg.matrix_norm(projected, ord=2).max() <= 1.0 + 1e-5
     assert torch.allclose(project_spectral_(inside.clone(), 1.0), inside, atol=1e-5)
     # Clipping keeps the singular vectors: the top direction is unchanged.
-    assert torch.allclose(torch.linalg.svdvals(projected)[:, 1:], torch.linalg.svdvals(w)[:, 1:].clamp(max=1), atol=1e-4)
+    assert torch.allclose(
+        torch.linalg.svdvals(projected)[:, 1:],
+        torch.linalg.svdvals(w)[:, 1:].clamp(max=1),
+        atol=1e-4,
+    )
 
 
 def test_lipschitz_generator_respects_its_bound_after_training_steps():
@@ -84,15 +90,23 @@ def test_affine_family_recovers_gaussian_target_exactly():
     target_cov = mix.T @ mix
     for r in range(2):
         cov = torch.cov(out[r].T)
-        assert torch.linalg.matrix_norm(cov - target_cov) < 0.12 * torch.linalg.matrix_norm(target_cov)
+        assert torch.linalg.matrix_norm(cov - target_cov) < 0.12 * torch.linalg.matrix_norm(
+            target_cov
+        )
         assert (out[r].mean(0) - 3).abs().max() < 0.2  # ~2.5 standard errors of a 600-point mean
     # And the estimator's held-out distance is at sampling-noise level, far below a mere shift.
-    best = distance_curve(z_train, _gauss(400, 2, 15) * stretch, x_train, x_eval, cfg)["points"][0]["best"]
+    best = distance_curve(z_train, _gauss(400, 2, 15) * stretch, x_train, x_eval, cfg)["points"][0][
+        "best"
+    ]
     assert best < 0.05 < 0.15 < mmd.distance(_gauss(400, 2, 15) + 3, x_eval).item()
 
 
 def test_smallest_complexity_and_envelope():
-    curve = {"points": [{"complexity": c, "best": b} for c, b in [(0, 0.3), (2, 0.08), (4, 0.1), (8, 0.01)]]}
+    curve = {
+        "points": [
+            {"complexity": c, "best": b} for c, b in [(0, 0.3), (2, 0.08), (4, 0.1), (8, 0.01)]
+        ]
+    }
     assert smallest_complexity(curve, 0.09) == 2
     assert smallest_complexity(curve, 0.05) == 8
     assert smallest_complexity(curve, 0.001) == float("inf")

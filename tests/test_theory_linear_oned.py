@@ -34,10 +34,18 @@ def test_waterfill_budget_and_dropped_components():
 
 @pytest.mark.parametrize("norm", ["spectral", "frobenius"])
 def test_projected_gd_matches_closed_form(norm):
-    cfg = from_dict(LinearAEConfig, {
-        "singular_values": [2.0, 1.5, 1.0, 0.5, 0.3], "rank": 2, "norm": norm,
-        "enc_bounds": [0.2, 0.8, 3.0], "dec_bounds": [0.3, 1.5], "steps": 600, "restarts": 1,
-    })
+    cfg = from_dict(
+        LinearAEConfig,
+        {
+            "singular_values": [2.0, 1.5, 1.0, 0.5, 0.3],
+            "rank": 2,
+            "norm": norm,
+            "enc_bounds": [0.2, 0.8, 3.0],
+            "dec_bounds": [0.3, 1.5],
+            "steps": 600,
+            "restarts": 1,
+        },
+    )
     res = train_grid(cfg)
     for cell in res["cells"]:
         # GD can never beat the optimum (the closed form is a lower bound) and should reach it.

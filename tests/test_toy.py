@@ -21,7 +21,9 @@ def test_toy_data_geometry():
         assert torch.allclose(mean, centres[k], atol=0.01)
         assert abs(plane[data.y_train == k].std(0).mean().item() - 0.05) < 0.005
     # Adjacent centres sit 2 sin(pi/8) apart on the unit circle.
-    assert math.isclose((centres[0] - centres[1]).norm().item(), 2 * math.sin(math.pi / 8), rel_tol=1e-9)
+    assert math.isclose(
+        (centres[0] - centres[1]).norm().item(), 2 * math.sin(math.pi / 8), rel_tol=1e-9
+    )
     assert torch.equal(make_toy_data(cfg, seed=3).x_test, data.x_test)
 
 
@@ -36,10 +38,24 @@ def test_knn_known_values():
 
 def test_reproduce_toy_end_to_end(tmp_path, capsys):
     out = tmp_path / "toy"
-    code = main([
-        "reproduce", "toy", "--seeds", "2", "--workers", "1", "--out", str(out),
-        "--set", "train.steps=40", "--set", "data.n_train=512", "--set", "data.n_test=128",
-    ])
+    code = main(
+        [
+            "reproduce",
+            "toy",
+            "--seeds",
+            "2",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--set",
+            "train.steps=40",
+            "--set",
+            "data.n_train=512",
+            "--set",
+            "data.n_test=128",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["metric"] for r in results["rows"]] == ["latent_acc"] * 2 + ["recon_acc"] * 2
@@ -59,13 +75,33 @@ def test_reproduce_toy_end_to_end(tmp_path, capsys):
 
 
 def test_cli_errors_exit_nonzero(tmp_path, capsys):
-    assert main(["train", "configs/toy_vae.yaml", "--set", "train.stpes=3", "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "configs/toy_vae.yaml",
+                "--set",
+                "train.stpes=3",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "train.stpes: unknown key (did you mean 'steps'?)" in capsys.readouterr().err
     assert main(["train", "configs/nope.yaml"]) == 1
     assert "config file not found" in capsys.readouterr().err
     run = tmp_path / "run"
-    args = ["train", "configs/toy_vae.yaml", "--out", str(run), "--set", "train.steps=4",
-            "--set", "train.progress=false"]
+    args = [
+        "train",
+        "configs/toy_vae.yaml",
+        "--out",
+        str(run),
+        "--set",
+        "train.steps=4",
+        "--set",
+        "train.progress=false",
+    ]
     assert main(args) == 0
     assert main(args) == 1  # never overwrites a finished run silently
     assert "already holds a run" in capsys.readouterr().err

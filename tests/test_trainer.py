@@ -11,8 +11,14 @@ from dae.train.logger import read_metrics
 from dae.train.trainer import NonFiniteLossError, Trainer
 
 TINY = [
-    "data.n_train=256", "data.n_test=64", "model.enc_hidden=16", "model.dec_hidden=16",
-    "train.batch_size=32", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
+    "data.n_train=256",
+    "data.n_test=64",
+    "model.enc_hidden=16",
+    "model.dec_hidden=16",
+    "train.batch_size=32",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
 ]
 
 
@@ -32,8 +38,14 @@ def run(cfg, run_dir=None, resume=False, crash_at=None, hooks=()):
             raise Crash
 
     trainer = Trainer(
-        task, DAESchedule(cfg.schedule, cfg.train.steps), cfg.train, cfg.optim,
-        run_dir=run_dir, config=to_dict(cfg), resume=resume, hooks=[crash, *hooks],
+        task,
+        DAESchedule(cfg.schedule, cfg.train.steps),
+        cfg.train,
+        cfg.optim,
+        run_dir=run_dir,
+        config=to_dict(cfg),
+        resume=resume,
+        hooks=[crash, *hooks],
     )
     trainer.fit()
     return task, trainer
@@ -65,12 +77,16 @@ def test_stage2_keeps_encoder_bit_identical(weak):
     task, trainer = run(cfg, hooks=[snap])
     assert_same(snapshots["enc"], state(task.model.encoder))
     # The EMA copy of a frozen encoder is the frozen encoder itself, not a running average.
-    ema_enc = {k[len("encoder."):]: v for k, v in trainer.ema.shadow.items() if k.startswith("encoder.")}
+    ema_enc = {
+        k[len("encoder.") :]: v for k, v in trainer.ema.shadow.items() if k.startswith("encoder.")
+    }
     assert_same(snapshots["enc"], ema_enc)
     if weak == "aux":
         assert_same(snapshots["aux"], state(task.model.aux_decoder))
     # ...while the decoder did train.
-    assert any(not torch.equal(v, task.model.decoder.state_dict()[k]) for k, v in snapshots["dec"].items())
+    assert any(
+        not torch.equal(v, task.model.decoder.state_dict()[k]) for k, v in snapshots["dec"].items()
+    )
 
 
 def test_baseline_trains_encoder_throughout():
@@ -86,8 +102,14 @@ def test_baseline_trains_encoder_throughout():
     [("baseline", 13), ("dae", 7), ("dae", 10), ("dae", 17)],  # stage 1, boundary, stage 2
 )
 def test_resume_equals_uninterrupted(tmp_path, mode, crash_at):
-    cfg = tiny_cfg("train.steps=24", "train.ckpt_every=5", f"schedule.mode={mode}",
-                   "schedule.weak_decoder=dropout2d", "schedule.dropout_p=0.5", "train.ema_decay=0.9")
+    cfg = tiny_cfg(
+        "train.steps=24",
+        "train.ckpt_every=5",
+        f"schedule.mode={mode}",
+        "schedule.weak_decoder=dropout2d",
+        "schedule.dropout_p=0.5",
+        "train.ema_decay=0.9",
+    )
     full, _ = run(cfg, tmp_path / "full")
     with pytest.raises(Crash):
         run(cfg, tmp_path / "cut", crash_at=crash_at)

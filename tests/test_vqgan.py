@@ -107,7 +107,9 @@ def test_dropout2d_in_every_decoder_resnet_block_in_stage1_and_gone_in_stage2():
     schedule.enter(model, "stage1")
     assert all(isinstance(d, nn.Dropout2d) and d.p == 0.3 for d in resnet_dropouts(model.decoder))
     # attention's own output dropout is not a ResNet block's and stays as it was
-    attn_drop = [m for n, m in model.decoder.named_modules() if "to_out" in n and isinstance(m, nn.Dropout)]
+    attn_drop = [
+        m for n, m in model.decoder.named_modules() if "to_out" in n and isinstance(m, nn.Dropout)
+    ]
     assert attn_drop and all(type(m) is nn.Dropout and m.p == 0.0 for m in attn_drop)
     assert all(type(d) is nn.Dropout for d in resnet_dropouts(model.encoder))  # encoder untouched
     schedule.enter(model, "stage2")
@@ -144,7 +146,9 @@ def test_lpips_from_weight_files(tmp_path):
     torch.save(vgg, tmp_path / "vgg16.pth")
     torch.save(lins, tmp_path / "lpips_vgg.pth")
     cfg = ReconstructionConfig(
-        perceptual_weight=1.0, lpips_vgg=str(tmp_path / "vgg16.pth"), lpips_lin=str(tmp_path / "lpips_vgg.pth")
+        perceptual_weight=1.0,
+        lpips_vgg=str(tmp_path / "vgg16.pth"),
+        lpips_lin=str(tmp_path / "lpips_vgg.pth"),
     )
     rec = Reconstruction(cfg)
     x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1

@@ -22,7 +22,9 @@ class ExperimentKind:
 EXPERIMENTS: Registry[ExperimentKind] = Registry("experiment kind")
 
 
-def load_experiment_config(path: str | Path, overrides: list[str] = ()) -> tuple[ExperimentKind, Any]:
+def load_experiment_config(
+    path: str | Path, overrides: list[str] = ()
+) -> tuple[ExperimentKind, Any]:
     """Read a preset, apply `--set` overrides, validate it against its kind's dataclass."""
     import dae.reproduce.gan  # noqa: F401
     import dae.reproduce.toy  # noqa: F401  (registers the built-in kinds)

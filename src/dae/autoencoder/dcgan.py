@@ -70,8 +70,11 @@ class Discriminator(nn.Module):
         w = width
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
-            return [nn.Conv2d(c_in, c_out, 4 if stride == 2 else 3, stride, 1, bias=False),
-                    nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+            return [
+                nn.Conv2d(c_in, c_out, 4 if stride == 2 else 3, stride, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, True),
+            ]
 
         self.features = nn.Sequential(
             nn.Conv2d(channels, w, 4, 2, 1),  # 32 -> 16
@@ -94,8 +97,11 @@ class ConvEncoder(nn.Sequential):
         w = width
 
         def down(c_in: int, c_out: int) -> list[nn.Module]:
-            return [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out),
-                    nn.LeakyReLU(0.2, True)]
+            return [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, True),
+            ]
 
         super().__init__(
             nn.Conv2d(channels, w, 3, 1, 1),

@@ -34,8 +34,16 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         lo, hi = self.crop_scale
-        check(0 < lo <= hi <= 1, "crop_scale", f"must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
-        check(0 < self.crop_ratio[0] <= self.crop_ratio[1], "crop_ratio", f"bad range {self.crop_ratio}")
+        check(
+            0 < lo <= hi <= 1,
+            "crop_scale",
+            f"must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}",
+        )
+        check(
+            0 < self.crop_ratio[0] <= self.crop_ratio[1],
+            "crop_ratio",
+            f"bad range {self.crop_ratio}",
+        )
         for key in ("jitter_p", "gray_p"):
             check(0 <= getattr(self, key) <= 1, key, f"must be in [0, 1], got {getattr(self, key)}")
 
@@ -70,7 +78,7 @@ def random_resized_crop_flip(
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma, `(B, 3, H, W) -> (B, 1, H, W)`."""
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -78,12 +86,18 @@ def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     axis = torch.full((3,), 3**-0.5, device=x.device, dtype=x.dtype)
     cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
     outer = torch.outer(axis, axis)
-    cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=x.dtype, device=x.device) * 3**-0.5
-    rot = cos * torch.eye(3, dtype=x.dtype, device=x.device) + sin * cross + (1 - cos) * outer  # (B, 3, 3)
+    cross = (
+        torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=x.dtype, device=x.device) * 3**-0.5
+    )
+    rot = (
+        cos * torch.eye(3, dtype=x.dtype, device=x.device) + sin * cross + (1 - cos) * outer
+    )  # (B, 3, 3)
     return torch.einsum("bij,bjhw->bihw", rot, x)
 
 
-def colour_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
+def colour_jitter(
+    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None
+) -> torch.Tensor:
     """Brightness, contrast, saturation and hue jitter (prob. `jitter_p`), then grayscale (`gray_p`).
 
     Works on images in [0, 1]; each factor is drawn per image, the order is fixed (a simplification
@@ -101,14 +115,18 @@ def colour_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | No
     apply = per_image((torch.rand(n, generator=gen) < cfg.jitter_p).float())
     gray = per_image((torch.rand(n, generator=gen) < cfg.gray_p).float())
     y = (x * bright).clamp(0, 1)
-    y = ((y - _gray(y).mean((2, 3), keepdim=True)) * contrast + _gray(y).mean((2, 3), keepdim=True)).clamp(0, 1)
+    y = (
+        (y - _gray(y).mean((2, 3), keepdim=True)) * contrast + _gray(y).mean((2, 3), keepdim=True)
+    ).clamp(0, 1)
     y = ((y - _gray(y)) * sat + _gray(y)).clamp(0, 1)
     y = _rotate_hue(y, hue).clamp(0, 1)
     y = apply * y + (1 - apply) * x
     return gray * _gray(y).expand_as(y) + (1 - gray) * y
 
 
-def simclr_view(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
+def simclr_view(
+    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None
+) -> torch.Tensor:
     """One augmented view of images in [-1, 1] `(B, 3, H, W)`, returned in [-1, 1]."""
     y = random_resized_crop_flip(x, cfg, gen)
     return colour_jitter((y + 1) / 2, cfg, gen) * 2 - 1
@@ -153,7 +171,9 @@ class SimCLR(DecoupledAutoencoder):
         self.cfg = cfg
         self.backbone = ConvEncoder(cfg.feature_dim, cfg.width, channels)
         self.head = nn.Sequential(
-            nn.Linear(cfg.feature_dim, cfg.feature_dim), nn.ReLU(True), nn.Linear(cfg.feature_dim, cfg.proj_dim)
+            nn.Linear(cfg.feature_dim, cfg.feature_dim),
+            nn.ReLU(True),
+            nn.Linear(cfg.feature_dim, cfg.proj_dim),
         )
 
     def encoder_modules(self) -> list[nn.Module]:

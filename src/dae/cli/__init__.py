@@ -13,14 +13,29 @@ from dae.train.trainer import NonFiniteLossError
 
 # Subcommand modules, in the order `dae --help` lists them (the architecture's order).
 COMMANDS = [
-    "dae.cli.data", "dae.cli.train", "dae.cli.export", "dae.cli.prior", "dae.cli.reproduce",
-    "dae.cli.complexity", "dae.cli.evaluate", "dae.cli.report", "dae.cli.config",
+    "dae.cli.data",
+    "dae.cli.train",
+    "dae.cli.export",
+    "dae.cli.prior",
+    "dae.cli.reproduce",
+    "dae.cli.complexity",
+    "dae.cli.evaluate",
+    "dae.cli.report",
+    "dae.cli.config",
 ]
 
 # Errors a user can fix: a one-line message and a non-zero exit, not a traceback.
 USER_ERRORS = (
-    ConfigError, CheckpointError, FileNotFoundError, FileExistsError, NonFiniteLossError, KeyError,
-    NotADirectoryError, IsADirectoryError, PermissionError, DataFormatError,
+    ConfigError,
+    CheckpointError,
+    FileNotFoundError,
+    FileExistsError,
+    NonFiniteLossError,
+    KeyError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    DataFormatError,
 )
 
 
@@ -49,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.steps=200 (repeatable)",
     )
 

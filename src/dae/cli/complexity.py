@@ -14,13 +14,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "complexity",
         help="estimate inf_{G: complexity <= c} MMD(G#P_z, P_x) for Gaussian / VAE / DAE latents",
     )
-    parser.add_argument("--config", default=None,
-                        help="preset, e.g. configs/complexity_toy.yaml (default: built-in)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="preset, e.g. configs/complexity_toy.yaml (default: built-in)",
+    )
     add_overrides(parser)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: runs/complexity_<dataset>)")
-    parser.add_argument("--aggregate", nargs="+", type=Path, default=None, metavar="RUN",
-                        help="instead of running: merge finished runs' results.json (seeds)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: runs/complexity_<dataset>)"
+    )
+    parser.add_argument(
+        "--aggregate",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="instead of running: merge finished runs' results.json (seeds)",
+    )
     parser.set_defaults(func=run)
 
 

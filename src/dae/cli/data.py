@@ -36,7 +36,9 @@ def run_info(args: argparse.Namespace) -> int:
 
     data = load_images(args.name, args.split, args.root)
     counts = data.labels.bincount(minlength=len(data.classes)).tolist()
-    print(f"{args.name}/{args.split}: images {tuple(data.images.shape)} uint8, {len(data.classes)} classes")
+    print(
+        f"{args.name}/{args.split}: images {tuple(data.images.shape)} uint8, {len(data.classes)} classes"
+    )
     for name, count in zip(data.classes, counts, strict=True):
         print(f"  {name}: {count}")
     return 0

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", help="measure a trained run; writes RUN/eval.json")
     parser.add_argument("run", type=Path, help="run folder (config.yaml + model.safetensors)")
     parser.add_argument(
-        "--metrics", default=",".join(METRIC_GROUPS),
+        "--metrics",
+        default=",".join(METRIC_GROUPS),
         help=f"comma-separated groups among {','.join(METRIC_GROUPS)} (default: all that apply)",
     )
     parser.add_argument(
@@ -24,11 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", type=int, default=10000, help="held-out examples to measure")
     parser.add_argument("--knn-train", type=int, default=10000, help="k-NN reference examples")
     parser.add_argument(
-        "--samples", help="also measure generated samples (.npz of uint8 (N, C, H, W) 'images') "
+        "--samples",
+        help="also measure generated samples (.npz of uint8 (N, C, H, W) 'images') "
         "against the run's training split: sample_FD-..., sample_IS-...",
     )
     parser.add_argument(
-        "--no-train-features", action="store_true",
+        "--no-train-features",
+        action="store_true",
         help="fail instead of training the classifier feature network when it is not cached",
     )
     parser.set_defaults(func=run)
@@ -38,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
     if not (args.run / "config.yaml").is_file():
         raise FileNotFoundError(f"{args.run} is not a run folder (no config.yaml)")
     opts = EvalOptions(
-        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], features=args.features,
-        n=args.n, knn_train=args.knn_train, train_features=not args.no_train_features,
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+        features=args.features,
+        n=args.n,
+        knn_train=args.knn_train,
+        train_features=not args.no_train_features,
         samples=args.samples,
     )
     result = evaluate_run(args.run, opts)

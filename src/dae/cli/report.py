@@ -8,7 +8,9 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="compare runs: Markdown table and plots")
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders (evaluated with dae evaluate)")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="run folders (evaluated with dae evaluate)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md and PNGs")
     parser.set_defaults(func=run)
 

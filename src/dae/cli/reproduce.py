@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--config", default=None, help="toy preset (default: built-in defaults)")
     add_overrides(toy)
     toy.add_argument("--seeds", type=int, default=10, help="seeds per row (default 10)")
-    toy.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                     help="parallel processes (default: up to 2)")
+    toy.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="parallel processes (default: up to 2)",
+    )
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder")
     toy.set_defaults(func=run_toy)
     register_gan(what)
@@ -37,6 +41,8 @@ def run_toy(args: argparse.Namespace) -> int:
     cfg = from_dict(ToyExperimentConfig, apply_overrides(data, args.overrides))
     summary = run_table(cfg, args.seeds, max(1, args.workers), args.out)
     print(markdown_table(summary), end="")
-    print(f"{summary['seeds']} seeds x {len(summary['rows'])} rows in {summary['seconds']} s; "
-          f"wrote {args.out}/results.json, results.md, latents.png")
+    print(
+        f"{summary['seeds']} seeds x {len(summary['rows'])} rows in {summary['seconds']} s; "
+        f"wrote {args.out}/results.json, results.md, latents.png"
+    )
     return 0

@@ -12,22 +12,41 @@ from dae.config import ConfigError, apply_overrides, from_dict, read_yaml
 
 def register_gan(what: argparse._SubParsersAction) -> None:
     """Add the `gan` experiment to `dae reproduce`."""
-    gan = what.add_parser("gan", help="DCGAN vs GANs with learned latents on CIFAR-10 (Table 2 right)")
+    gan = what.add_parser(
+        "gan", help="DCGAN vs GANs with learned latents on CIFAR-10 (Table 2 right)"
+    )
     gan.add_argument("--config", default=None, help="gan preset (default: built-in defaults)")
     add_overrides(gan)
-    gan.add_argument("--quick", action="store_true", help="small nets, short runs (~25 min on a busy 2-core CPU)")
-    gan.add_argument("--n-eval", type=int, default=None,
-                     help="test images reconstructed / samples drawn and scored (default 10000; "
-                          "--quick: 2000)")
+    gan.add_argument(
+        "--quick", action="store_true", help="small nets, short runs (~25 min on a busy 2-core CPU)"
+    )
+    gan.add_argument(
+        "--n-eval",
+        type=int,
+        default=None,
+        help="test images reconstructed / samples drawn and scored (default 10000; --quick: 2000)",
+    )
     gan.add_argument("--data", default=None, help="data root (default: env DAE_DATA)")
-    gan.add_argument("--inception", default=None, metavar="PATH",
-                     help="FID Inception weights file: adds true FID / IS to the table")
-    gan.add_argument("--train-features", action="store_true",
-                     help="train dae's CIFAR-10 feature classifier if it is not cached yet")
-    gan.add_argument("--rescore", action="store_true",
-                     help="only score the images a previous run saved in --out")
-    gan.add_argument("--rows", default=None, metavar="NAME,...",
-                     help="train only these rows (default: all), e.g. DCGAN,VAEGAN")
+    gan.add_argument(
+        "--inception",
+        default=None,
+        metavar="PATH",
+        help="FID Inception weights file: adds true FID / IS to the table",
+    )
+    gan.add_argument(
+        "--train-features",
+        action="store_true",
+        help="train dae's CIFAR-10 feature classifier if it is not cached yet",
+    )
+    gan.add_argument(
+        "--rescore", action="store_true", help="only score the images a previous run saved in --out"
+    )
+    gan.add_argument(
+        "--rows",
+        default=None,
+        metavar="NAME,...",
+        help="train only these rows (default: all), e.g. DCGAN,VAEGAN",
+    )
     gan.add_argument("--out", type=Path, default=Path("runs/gan"), help="output folder")
     gan.set_defaults(func=run_gan)
 

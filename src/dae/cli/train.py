@@ -26,7 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="delete a run already in --out")
     parser.add_argument(
-        "--lipschitz-every", type=int, default=0, metavar="N",
+        "--lipschitz-every",
+        type=int,
+        default=0,
+        metavar="N",
         help="log encoder/decoder Lipschitz complexity every N steps (a multiple of train.log_every)",
     )
     parser.set_defaults(func=run)
@@ -55,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             if args.resume and saved.is_file():
                 diff = _first_difference(config, yaml.safe_load(saved.read_text()))
                 if diff:
-                    raise ConfigError(diff.split(":")[0], f"differs from the run being resumed ({diff})")
+                    raise ConfigError(
+                        diff.split(":")[0], f"differs from the run being resumed ({diff})"
+                    )
             atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
         barrier()
         task = kind.build_task(cfg)
@@ -65,8 +70,14 @@ def run(args: argparse.Namespace) -> int:
 
             hooks.append(hook_for_task(task, args.lipschitz_every))
         trainer = Trainer(
-            task, DAESchedule(cfg.schedule, cfg.train.steps), cfg.train, cfg.optim,
-            run_dir=out, config=config, resume=args.resume, hooks=hooks,
+            task,
+            DAESchedule(cfg.schedule, cfg.train.steps),
+            cfg.train,
+            cfg.optim,
+            run_dir=out,
+            config=config,
+            resume=args.resume,
+            hooks=hooks,
         )
         trainer.fit()
         task.finish()  # may fill in measured config values (a KL-AE's scaling_factor)

@@ -104,7 +104,14 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with open(path, "rb") as f:
             batch = _ArrayOnlyUnpickler(f, encoding="bytes").load()
         data, labels = batch[b"data"], batch[b"labels"]
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as err:
         raise DataFormatError(f"{path}: not a readable CIFAR-10 batch ({err!r})") from None
     data = np.asarray(data, dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
@@ -120,12 +127,23 @@ def read_cifar_pickles(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray
     meta = folder / "batches.meta"
     if meta.is_file():
         with open(meta, "rb") as f:
-            classes = [c.decode() for c in _ArrayOnlyUnpickler(f, encoding="bytes").load()[b"label_names"]]
+            classes = [
+                c.decode() for c in _ArrayOnlyUnpickler(f, encoding="bytes").load()[b"label_names"]
+            ]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), classes
 
 
 CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 ]
 
 
@@ -223,5 +241,7 @@ def read_image_folder(
             tmp.write_bytes(buf.getvalue())
 
         atomic_write(cache, write)
-        (cache_dir / f"{cache.stem}.json").write_text(json.dumps({"folder": str(folder), "n": len(files)}))
+        (cache_dir / f"{cache.stem}.json").write_text(
+            json.dumps({"folder": str(folder), "n": len(files)})
+        )
     return images, labels_arr, classes

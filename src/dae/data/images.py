@@ -35,9 +35,13 @@ class LabelledImages:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.shape != (len(self.images),):
-            raise ValueError(f"labels {tuple(self.labels.shape)} do not match {len(self.images)} images")
+            raise ValueError(
+                f"labels {tuple(self.labels.shape)} do not match {len(self.images)} images"
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -52,13 +56,20 @@ class ImageDataConfig:
     name: DatasetName = field(default="cifar10", metadata={"help": "mnist, cifar10 or folder"})
     root: str | None = field(
         default=None,
-        metadata={"help": "data root (for folder: the folder); default env DAE_DATA, else ~/.cache/dae/data"},
+        metadata={
+            "help": "data root (for folder: the folder); default env DAE_DATA, else ~/.cache/dae/data"
+        },
     )
-    split: Split = field(default="train", metadata={"help": "train, val (held out of train) or test"})
+    split: Split = field(
+        default="train", metadata={"help": "train, val (held out of train) or test"}
+    )
     image_size: int | None = field(
-        default=None, metadata={"help": "resize shorter side + centre-crop to this; null keeps the size"}
+        default=None,
+        metadata={"help": "resize shorter side + centre-crop to this; null keeps the size"},
     )
-    hflip: bool = field(default=False, metadata={"help": "random horizontal flips of training batches"})
+    hflip: bool = field(
+        default=False, metadata={"help": "random horizontal flips of training batches"}
+    )
     val_fraction: float = field(
         default=0.0, metadata={"help": "fraction of the train split held out as 'val' (seeded)"}
     )
@@ -66,10 +77,19 @@ class ImageDataConfig:
     cache: bool = field(default=True, metadata={"help": "cache decoded image folders as .npz"})
 
     def __post_init__(self) -> None:
-        check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
-        check(self.image_size is None or self.image_size >= 1, "image_size", f"must be >= 1, got {self.image_size}")
         check(
-            self.split != "val" or self.val_fraction > 0, "val_fraction",
+            0.0 <= self.val_fraction < 1.0,
+            "val_fraction",
+            f"must be in [0, 1), got {self.val_fraction}",
+        )
+        check(
+            self.image_size is None or self.image_size >= 1,
+            "image_size",
+            f"must be >= 1, got {self.image_size}",
+        )
+        check(
+            self.split != "val" or self.val_fraction > 0,
+            "val_fraction",
             "split 'val' needs val_fraction > 0",
         )
 
@@ -126,7 +146,9 @@ def load_images(
     data_root = resolve_data_root(root)
     raw_split = "test" if split == "test" else "train"
     images, labels, classes = _read(name, raw_split, data_root, image_size, cache)
-    data = LabelledImages(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), classes)
+    data = LabelledImages(
+        torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), classes
+    )
     if image_size is not None and data.images.shape[-2:] != (image_size, image_size):
         data.images = resize_center_crop(data.images, image_size)
     if split != "test" and val_fraction > 0:

@@ -26,7 +26,9 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     scale = size / min(h, w)
     out_hw = (max(size, round(h * scale)), max(size, round(w * scale)))
     dtype = images.dtype
-    x = F.interpolate(images.float(), size=out_hw, mode="bilinear", antialias=scale < 1, align_corners=False)
+    x = F.interpolate(
+        images.float(), size=out_hw, mode="bilinear", antialias=scale < 1, align_corners=False
+    )
     return x.round().clamp(0, 255).to(dtype) if dtype == torch.uint8 else x.to(dtype)
 
 

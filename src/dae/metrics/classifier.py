@@ -29,8 +29,12 @@ from dae.train.checkpoint import atomic_write
 
 @dataclass
 class ClassifierConfig:
-    dataset: Literal["mnist", "cifar10"] = field(default="cifar10", metadata={"help": "training set"})
-    width: int = field(default=32, metadata={"help": "channels of the first stage (doubles per stage)"})
+    dataset: Literal["mnist", "cifar10"] = field(
+        default="cifar10", metadata={"help": "training set"}
+    )
+    width: int = field(
+        default=32, metadata={"help": "channels of the first stage (doubles per stage)"}
+    )
     epochs: float = field(default=8.0, metadata={"help": "passes over the training split"})
     batch_size: int = field(default=256, metadata={"help": "batch size"})
     lr: float = field(default=0.2, metadata={"help": "peak SGD learning rate (one-cycle schedule)"})
@@ -39,7 +43,9 @@ class ClassifierConfig:
     augment: bool = field(default=True, metadata={"help": "random flips (CIFAR) and 2-4 px shifts"})
     seed: int = field(default=0, metadata={"help": "init and batch-order seed"})
     limit: int = field(default=0, metadata={"help": "use only the first N training images (tests)"})
-    threads: int = field(default=0, metadata={"help": "torch threads while training; 0 keeps the default"})
+    threads: int = field(
+        default=0, metadata={"help": "torch threads while training; 0 keeps the default"}
+    )
 
     def __post_init__(self) -> None:
         check(self.width >= 4, "width", f"must be >= 4, got {self.width}")
@@ -52,13 +58,16 @@ class ClassifierConfig:
         # Integral floats hash as ints, so `epochs: 2` and `epochs: 2.0` name the same network.
         data = {
             k: int(v) if isinstance(v, float) and v.is_integer() else v
-            for k, v in to_dict(self).items() if k != "threads"
+            for k, v in to_dict(self).items()
+            if k != "threads"
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()
+    )
 
 
 class Residual(nn.Module):
@@ -80,13 +89,19 @@ class ClassifierNet(nn.Module):
     sFID analogue, and the class `logits` (B, K) for the IS analogue.
     """
 
-    def __init__(self, in_channels: int, n_classes: int, width: int, residual_stages: tuple[bool, ...]):
+    def __init__(
+        self, in_channels: int, n_classes: int, width: int, residual_stages: tuple[bool, ...]
+    ):
         super().__init__()
         self.stem = conv_bn(in_channels, width)
         stages, c_in = [], width
         for i, residual in enumerate(residual_stages):  # widths w, 2w, 4w; each halves H and W
             c_out = width * 2**i
-            layers = [conv_bn(c_in, c_out), nn.MaxPool2d(2), *([Residual(c_out)] if residual else [])]
+            layers = [
+                conv_bn(c_in, c_out),
+                nn.MaxPool2d(2),
+                *([Residual(c_out)] if residual else []),
+            ]
             stages.append(nn.Sequential(*layers))
             c_in = c_out
         self.stages = nn.ModuleList(stages)
@@ -118,7 +133,9 @@ def _augment(x: torch.Tensor, flip: bool, shift: int, gen: torch.Generator) -> t
     """Random translations by up to `shift` px (reflect-padded) and, if `flip`, left-right flips."""
     b, _, h, w = x.shape
     padded = F.pad(x, (shift,) * 4, mode="reflect")
-    dy, dx = torch.randint(0, 2 * shift + 1, (2,), generator=gen).tolist()  # one shift per batch: fast
+    dy, dx = torch.randint(
+        0, 2 * shift + 1, (2,), generator=gen
+    ).tolist()  # one shift per batch: fast
     x = padded[:, :, dy : dy + h, dx : dx + w]
     if flip:
         mask = torch.rand(b, generator=gen) < 0.5
@@ -127,7 +144,9 @@ def _augment(x: torch.Tensor, flip: bool, shift: int, gen: torch.Generator) -> t
 
 
 @torch.no_grad()
-def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
+def accuracy(
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000
+) -> float:
     """Top-1 accuracy on uint8 images (with left-right flip test-time averaging for colour sets)."""
     net.eval()
     correct = 0
@@ -141,7 +160,9 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: 
 
 
 @torch.enable_grad()  # also when called from inside an evaluation's no_grad
-def train_classifier(cfg: ClassifierConfig, root: str | Path | None = None, log=print) -> tuple[ClassifierNet, dict]:
+def train_classifier(
+    cfg: ClassifierConfig, root: str | Path | None = None, log=print
+) -> tuple[ClassifierNet, dict]:
     """Train on the dataset's train split; returns the net and `{"test_accuracy", "seconds", ...}`."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -153,7 +174,9 @@ def train_classifier(cfg: ClassifierConfig, root: str | Path | None = None, log=
     net = build_classifier(cfg).to(memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = max(1, round(cfg.epochs * steps_per_epoch))
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+    )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.25)
     gen = torch.Generator().manual_seed(cfg.seed)
     flip, shift = cfg.dataset == "cifar10", 4 if cfg.dataset == "cifar10" else 2
@@ -161,7 +184,9 @@ def train_classifier(cfg: ClassifierConfig, root: str | Path | None = None, log=
     net.train()
     while step < total:
         perm = torch.randperm(len(train), generator=gen)
-        for i in range(0, len(perm) - cfg.batch_size + 1 if len(perm) > cfg.batch_size else 1, cfg.batch_size):
+        for i in range(
+            0, len(perm) - cfg.batch_size + 1 if len(perm) > cfg.batch_size else 1, cfg.batch_size
+        ):
             idx = perm[i : i + cfg.batch_size]
             x = to_float(train.images[idx])
             if cfg.augment:
@@ -174,11 +199,17 @@ def train_classifier(cfg: ClassifierConfig, root: str | Path | None = None, log=
             sched.step()
             step += 1
             if step % 50 == 0 or step == total:
-                log(f"classifier:{cfg.dataset} step {step}/{total} loss {loss.item():.3f} ({time.time() - start:.0f}s)")
+                log(
+                    f"classifier:{cfg.dataset} step {step}/{total} loss {loss.item():.3f} ({time.time() - start:.0f}s)"
+                )
             if step >= total:
                 break
-    info = {"test_accuracy": accuracy(net, test.images, test.labels), "seconds": round(time.time() - start, 1),
-            "steps": total, "train_images": len(train)}
+    info = {
+        "test_accuracy": accuracy(net, test.images, test.labels),
+        "seconds": round(time.time() - start, 1),
+        "steps": total,
+        "train_images": len(train),
+    }
     log(f"classifier:{cfg.dataset} test accuracy {info['test_accuracy']:.4f}")
     return net.to(memory_format=torch.contiguous_format).eval(), info
 
@@ -224,8 +255,12 @@ def get_classifier(
 
 # Presets that reach the accuracies in docs/metrics.md on a CPU in minutes.
 PRESETS = {
-    "mnist": ClassifierConfig(dataset="mnist", width=16, epochs=2, batch_size=128, lr=0.1, threads=1),
-    "cifar10": ClassifierConfig(dataset="cifar10", width=32, epochs=2, batch_size=256, lr=0.2, threads=1),
+    "mnist": ClassifierConfig(
+        dataset="mnist", width=16, epochs=2, batch_size=128, lr=0.1, threads=1
+    ),
+    "cifar10": ClassifierConfig(
+        dataset="cifar10", width=32, epochs=2, batch_size=256, lr=0.2, threads=1
+    ),
 }
 
 

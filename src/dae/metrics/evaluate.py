@@ -67,7 +67,9 @@ def load_run(run_dir: Path) -> tuple[Any, Any]:
 
     kind, cfg = load_experiment_config(run_dir / "config.yaml")
     task = kind.build_task(cfg)
-    DAESchedule(cfg.schedule, cfg.train.steps).prepare(task.model)  # aux decoder, if the run had one
+    DAESchedule(cfg.schedule, cfg.train.steps).prepare(
+        task.model
+    )  # aux decoder, if the run had one
     weights = run_dir / "model.safetensors"
     if weights.is_file():
         state, _ = load_weights(weights)
@@ -93,16 +95,27 @@ def eval_data(cfg: Any, task: Any, opts: EvalOptions) -> EvalData:
         idx = torch.randperm(len(train.images), generator=gen)[: opts.knn_train]
         # A seeded random subset, not the first n: folder layouts are sorted by class.
         t_idx = torch.randperm(len(test.images), generator=gen)[: opts.n].sort().values
-        return EvalData("image", data_cfg.name, test.images[t_idx], test.labels[t_idx],
-                        train.images[idx], train.labels[idx], data_cfg.root)
+        return EvalData(
+            "image",
+            data_cfg.name,
+            test.images[t_idx],
+            test.labels[t_idx],
+            train.images[idx],
+            train.labels[idx],
+            data_cfg.root,
+        )
     d = task.data  # vector data with x_train / x_test (the toy)
     idx = torch.randperm(len(d.x_train), generator=gen)[: opts.knn_train]
     t_idx = torch.randperm(len(d.x_test), generator=gen)[: opts.n].sort().values
-    return EvalData("vector", "toy", d.x_test[t_idx], d.y_test[t_idx], d.x_train[idx], d.y_train[idx])
+    return EvalData(
+        "vector", "toy", d.x_test[t_idx], d.y_test[t_idx], d.x_train[idx], d.y_train[idx]
+    )
 
 
 def _flat_latents(model, x: torch.Tensor, batch: int) -> torch.Tensor:
-    return torch.cat([latent_of(model, x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)])
+    return torch.cat(
+        [latent_of(model, x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)]
+    )
 
 
 @torch.no_grad()
@@ -116,8 +129,14 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     cfg, task = load_run(run_dir)
     model, data = task.model, eval_data(cfg, task, opts)
     torch.manual_seed(0)
-    result: dict[str, Any] = {"run": str(run_dir), "data": data.dataset, "n": len(data.test_x),
-                              "metrics": {}, "skipped": {}, "seconds": {}}
+    result: dict[str, Any] = {
+        "run": str(run_dir),
+        "data": data.dataset,
+        "n": len(data.test_x),
+        "metrics": {},
+        "skipped": {},
+        "seconds": {},
+    }
     metrics, skipped, seconds = result["metrics"], result["skipped"], result["seconds"]
     t0 = time.time()
     x_test = data.as_input(data.test_x)
@@ -143,11 +162,16 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if "knn" in opts.metrics:
         t0 = time.time()
         x_train = data.as_input(data.train_x)
-        lat_tr, lat_te = _flat_latents(model, x_train, opts.batch_size), _flat_latents(model, x_test, opts.batch_size)
+        lat_tr, lat_te = (
+            _flat_latents(model, x_train, opts.batch_size),
+            _flat_latents(model, x_test, opts.batch_size),
+        )
         metrics["knn_latent_acc"] = knn_accuracy(lat_tr, data.train_y, lat_te, data.test_y)
         rec_tr = reconstruct(model, x_train, opts.batch_size).flatten(1)
         metrics["knn_recon_acc"] = knn_accuracy(rec_tr, data.train_y, recon.flatten(1), data.test_y)
-        metrics["knn_data_acc"] = knn_accuracy(x_train.flatten(1), data.train_y, x_test.flatten(1), data.test_y)
+        metrics["knn_data_acc"] = knn_accuracy(
+            x_train.flatten(1), data.train_y, x_test.flatten(1), data.test_y
+        )
         seconds["knn"] = round(time.time() - t0, 2)
 
     if "lipschitz" in opts.metrics:
@@ -157,8 +181,12 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
 
     if "codebook" in opts.metrics:
         if is_vq(model):
-            idx = torch.cat([model.encode_to_indices(x_test[i : i + opts.batch_size])
-                             for i in range(0, len(x_test), opts.batch_size)])
+            idx = torch.cat(
+                [
+                    model.encode_to_indices(x_test[i : i + opts.batch_size])
+                    for i in range(0, len(x_test), opts.batch_size)
+                ]
+            )
             result["codebook"] = codebook_report(model.quantize.embedding.weight.detach(), idx)
             metrics["codebook_perplexity"] = result["codebook"]["usage"]["perplexity"]
             metrics["codebook_dead"] = result["codebook"]["usage"]["dead_codes"]
@@ -168,8 +196,13 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         t0 = time.time()
         if data.kind != "image":
             raise ConfigError("samples", "generated samples can only be measured for image runs")
-        values, info = sample_metrics(load_samples(opts.samples), data.dataset, opts.features,
-                                      data.root, train_features=opts.train_features)
+        values, info = sample_metrics(
+            load_samples(opts.samples),
+            data.dataset,
+            opts.features,
+            data.root,
+            train_features=opts.train_features,
+        )
         metrics.update({f"sample_{k}": v for k, v in values.items()})
         result["samples"] = {"path": str(opts.samples), **info}
         seconds["samples"] = round(time.time() - t0, 2)
@@ -195,7 +228,11 @@ def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics:
 
 
 def sample_metrics(
-    samples: torch.Tensor, dataset: str, features: str | None = None, root=None, split: str = "train",
+    samples: torch.Tensor,
+    dataset: str,
+    features: str | None = None,
+    root=None,
+    split: str = "train",
     train_features: bool = True,
 ) -> tuple[dict[str, float], dict]:
     """Generation metrics of uint8 samples `(N, C, H, W)` against a dataset split (FID-style:
@@ -205,10 +242,15 @@ def sample_metrics(
     from dae.metrics.fid import distribution_metrics
 
     ref = load_images(dataset, split, root)
-    ext = build_features(features or default_features(dataset), root=root, train_if_missing=train_features)
+    ext = build_features(
+        features or default_features(dataset), root=root, train_if_missing=train_features
+    )
     real = reference_features(ext, ref.images, f"{dataset}-{split}")
     fake = ext.extract(samples)
-    return distribution_metrics(real, fake, ext.names), {"features": ext.spec, "feature_info": ext.info}
+    return distribution_metrics(real, fake, ext.names), {
+        "features": ext.spec,
+        "feature_info": ext.info,
+    }
 
 
 def load_samples(path: str | Path) -> torch.Tensor:
@@ -222,7 +264,9 @@ def load_samples(path: str | Path) -> torch.Tensor:
         with loaded:
             arr = loaded["images"] if "images" in loaded.files else loaded[loaded.files[0]]
     if arr.dtype != np.uint8 or arr.ndim != 4:
-        raise ConfigError("samples", f"{path}: expected uint8 (N, C, H, W) images, got {arr.dtype} {arr.shape}")
+        raise ConfigError(
+            "samples", f"{path}: expected uint8 (N, C, H, W) images, got {arr.dtype} {arr.shape}"
+        )
     return torch.from_numpy(arr)
 
 
@@ -235,7 +279,9 @@ def _save_grid(path: Path, real: torch.Tensor, recon: torch.Tensor) -> None:
     rows = torch.cat([real, to_uint8(recon)])  # (2n, C, H, W)
     n, (c, h, w) = len(real), rows.shape[1:]
     grid = rows.view(2, n, c, h, w).permute(0, 3, 1, 4, 2).reshape(2 * h, n * w, c).numpy()
-    img = Image.fromarray(grid[..., 0] if c == 1 else grid).resize((n * w * 2, 2 * h * 2), Image.NEAREST)
+    img = Image.fromarray(grid[..., 0] if c == 1 else grid).resize(
+        (n * w * 2, 2 * h * 2), Image.NEAREST
+    )
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 

@@ -69,7 +69,12 @@ FEATURES: Registry = Registry("feature extractor")
 def _names(prefix: str, exact: bool) -> dict[str, str]:
     if exact:
         return {"fd": "FID", "sfd": "sFID", "is": "IS", "kd": "KID"}
-    return {"fd": f"FD-{prefix}", "sfd": f"sFD-{prefix}", "is": f"IS-{prefix}", "kd": f"KD-{prefix}"}
+    return {
+        "fd": f"FD-{prefix}",
+        "sfd": f"sFD-{prefix}",
+        "is": f"IS-{prefix}",
+        "kd": f"KD-{prefix}",
+    }
 
 
 @FEATURES.register("inception")
@@ -85,12 +90,19 @@ def inception_features(arg: str, **_) -> FeatureExtractor:
     expected = os.environ.get("DAE_INCEPTION_SHA256", INCEPTION_SHA256_PREFIX)
     net = load_inception(arg, None if expected == "skip" else expected)
     return FeatureExtractor(
-        f"inception:{arg}", net, f"inception-{sha256_file(Path(arg))[:16]}", _names("", True), 3, None
+        f"inception:{arg}",
+        net,
+        f"inception-{sha256_file(Path(arg))[:16]}",
+        _names("", True),
+        3,
+        None,
     )
 
 
 @FEATURES.register("classifier")
-def classifier_features(arg: str, root=None, train_if_missing: bool = True, cfg=None, **_) -> FeatureExtractor:
+def classifier_features(
+    arg: str, root=None, train_if_missing: bool = True, cfg=None, **_
+) -> FeatureExtractor:
     """dae's own classifier trained on dataset `arg` (trained and cached on first use)."""
     from dae.config import replace
     from dae.metrics.classifier import PRESETS, get_classifier
@@ -105,8 +117,13 @@ def classifier_features(arg: str, root=None, train_if_missing: bool = True, cfg=
     size = 28 if cfg.dataset == "mnist" else 32
     channels = 1 if cfg.dataset == "mnist" else 3
     return FeatureExtractor(
-        f"classifier:{cfg.dataset}", net, f"classifier-{cfg.dataset}-{cfg.key()}",
-        _names(f"classifier:{cfg.dataset}", False), channels, size, info,
+        f"classifier:{cfg.dataset}",
+        net,
+        f"classifier-{cfg.dataset}-{cfg.key()}",
+        _names(f"classifier:{cfg.dataset}", False),
+        channels,
+        size,
+        info,
     )
 
 
@@ -137,10 +154,16 @@ def reference_features(
     """
     if not cache or extractor.net is None:
         return extractor.extract(images)
-    fingerprint = hashlib.sha256(images[:: max(1, len(images) // 256)].numpy().tobytes()).hexdigest()[:12]
-    path = cache_root() / "refstats" / f"{extractor.key}-{tag}-{len(images)}-{fingerprint}.safetensors"
+    fingerprint = hashlib.sha256(
+        images[:: max(1, len(images) // 256)].numpy().tobytes()
+    ).hexdigest()[:12]
+    path = (
+        cache_root() / "refstats" / f"{extractor.key}-{tag}-{len(images)}-{fingerprint}.safetensors"
+    )
     if path.is_file():
         return load_file(str(path))
     feats = extractor.extract(images)
-    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in feats.items()}, str(tmp)))
+    atomic_write(
+        path, lambda tmp: save_file({k: v.contiguous() for k, v in feats.items()}, str(tmp))
+    )
     return feats

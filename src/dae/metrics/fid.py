@@ -36,7 +36,11 @@ def frechet_distance(features1: torch.Tensor, features2: torch.Tensor) -> float:
 
 
 def kernel_distance(
-    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """KID: unbiased MMD² with the cubic polynomial kernel, mean and std over random subsets."""
     size = min(subset_size, len(real), len(fake))
@@ -56,7 +60,9 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, floa
     for part in logits.double().chunk(splits):
         log_p = part.log_softmax(1)
         # log p(y) via logsumexp: stays finite where p(y) underflows, so 0 * log(0 / 0) is not NaN.
-        log_marginal = log_p.logsumexp(0) - torch.log(torch.tensor(float(len(part)), dtype=log_p.dtype))
+        log_marginal = log_p.logsumexp(0) - torch.log(
+            torch.tensor(float(len(part)), dtype=log_p.dtype)
+        )
         kl = (log_p.exp() * (log_p - log_marginal)).sum(1).mean()
         scores.append(kl.exp())
     s = torch.stack(scores)
@@ -72,7 +78,9 @@ def _kth_nn_radius(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def _inside(query: torch.Tensor, ref: torch.Tensor, radii: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def _inside(
+    query: torch.Tensor, ref: torch.Tensor, radii: torch.Tensor, chunk: int = 2048
+) -> torch.Tensor:
     """For each query row: is it within the k-NN ball of at least one reference row?"""
     out = []
     for i in range(0, len(query), chunk):
@@ -95,7 +103,10 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
 
 
 def distribution_metrics(
-    real: dict[str, torch.Tensor], fake: dict[str, torch.Tensor], names: dict[str, str], kid_subsets: int = 100
+    real: dict[str, torch.Tensor],
+    fake: dict[str, torch.Tensor],
+    names: dict[str, str],
+    kid_subsets: int = 100,
 ) -> dict[str, float]:
     """All distribution metrics between two feature dicts, under the extractor's metric names."""
     out = {names["fd"]: frechet_distance(real["pool"], fake["pool"])}
@@ -103,6 +114,8 @@ def distribution_metrics(
         out[names["sfd"]] = frechet_distance(real["spatial"], fake["spatial"])
     if "logits" in fake:
         out[names["is"]], out[names["is"] + "_std"] = inception_score(fake["logits"])
-    out[names["kd"]], out[names["kd"] + "_std"] = kernel_distance(real["pool"], fake["pool"], kid_subsets)
+    out[names["kd"]], out[names["kd"] + "_std"] = kernel_distance(
+        real["pool"], fake["pool"], kid_subsets
+    )
     out["precision"], out["recall"] = precision_recall(real["pool"], fake["pool"])
     return out

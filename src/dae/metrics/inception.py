@@ -70,46 +70,83 @@ class Branches(nn.Module):
 
 
 def inception_a(c: int, pool_features: int) -> Branches:
-    return Branches({
-        "branch1x1": [("", (c, 64, 1))],
-        "branch5x5": [("_1", (c, 48, 1)), ("_2", (48, 64, 5, 1, 2))],
-        "branch3x3dbl": [("_1", (c, 64, 1)), ("_2", (64, 96, 3, 1, 1)), ("_3", (96, 96, 3, 1, 1))],
-    }, "avg", (c, pool_features))
+    return Branches(
+        {
+            "branch1x1": [("", (c, 64, 1))],
+            "branch5x5": [("_1", (c, 48, 1)), ("_2", (48, 64, 5, 1, 2))],
+            "branch3x3dbl": [
+                ("_1", (c, 64, 1)),
+                ("_2", (64, 96, 3, 1, 1)),
+                ("_3", (96, 96, 3, 1, 1)),
+            ],
+        },
+        "avg",
+        (c, pool_features),
+    )
 
 
 def inception_b(c: int) -> Branches:
-    return Branches({
-        "branch3x3": [("", (c, 384, 3, 2))],
-        "branch3x3dbl": [("_1", (c, 64, 1)), ("_2", (64, 96, 3, 1, 1)), ("_3", (96, 96, 3, 2))],
-    }, "max", None)
+    return Branches(
+        {
+            "branch3x3": [("", (c, 384, 3, 2))],
+            "branch3x3dbl": [("_1", (c, 64, 1)), ("_2", (64, 96, 3, 1, 1)), ("_3", (96, 96, 3, 2))],
+        },
+        "max",
+        None,
+    )
 
 
 def inception_c(c: int, c7: int) -> Branches:
     h, v = ((1, 7), 1, (0, 3)), ((7, 1), 1, (3, 0))
-    return Branches({
-        "branch1x1": [("", (c, 192, 1))],
-        "branch7x7": [("_1", (c, c7, 1)), ("_2", (c7, c7, *h)), ("_3", (c7, 192, *v))],
-        "branch7x7dbl": [("_1", (c, c7, 1)), ("_2", (c7, c7, *v)), ("_3", (c7, c7, *h)),
-                         ("_4", (c7, c7, *v)), ("_5", (c7, 192, *h))],
-    }, "avg", (c, 192))
+    return Branches(
+        {
+            "branch1x1": [("", (c, 192, 1))],
+            "branch7x7": [("_1", (c, c7, 1)), ("_2", (c7, c7, *h)), ("_3", (c7, 192, *v))],
+            "branch7x7dbl": [
+                ("_1", (c, c7, 1)),
+                ("_2", (c7, c7, *v)),
+                ("_3", (c7, c7, *h)),
+                ("_4", (c7, c7, *v)),
+                ("_5", (c7, 192, *h)),
+            ],
+        },
+        "avg",
+        (c, 192),
+    )
 
 
 def inception_d(c: int) -> Branches:
-    return Branches({
-        "branch3x3": [("_1", (c, 192, 1)), ("_2", (192, 320, 3, 2))],
-        "branch7x7x3": [("_1", (c, 192, 1)), ("_2", (192, 192, (1, 7), 1, (0, 3))),
-                        ("_3", (192, 192, (7, 1), 1, (3, 0))), ("_4", (192, 192, 3, 2))],
-    }, "max", None)
+    return Branches(
+        {
+            "branch3x3": [("_1", (c, 192, 1)), ("_2", (192, 320, 3, 2))],
+            "branch7x7x3": [
+                ("_1", (c, 192, 1)),
+                ("_2", (192, 192, (1, 7), 1, (0, 3))),
+                ("_3", (192, 192, (7, 1), 1, (3, 0))),
+                ("_4", (192, 192, 3, 2)),
+            ],
+        },
+        "max",
+        None,
+    )
 
 
 def inception_e(c: int, pool: str) -> Branches:
     h, v = ((1, 3), 1, (0, 1)), ((3, 1), 1, (1, 0))
-    return Branches({
-        "branch1x1": [("", (c, 320, 1))],
-        "branch3x3": [("_1", (c, 384, 1)), ("_2a", (384, 384, *h)), ("_2b", (384, 384, *v))],
-        "branch3x3dbl": [("_1", (c, 448, 1)), ("_2", (448, 384, 3, 1, 1)),
-                         ("_3a", (384, 384, *h)), ("_3b", (384, 384, *v))],
-    }, pool, (c, 192))
+    return Branches(
+        {
+            "branch1x1": [("", (c, 320, 1))],
+            "branch3x3": [("_1", (c, 384, 1)), ("_2a", (384, 384, *h)), ("_2b", (384, 384, *v))],
+            "branch3x3dbl": [
+                ("_1", (c, 448, 1)),
+                ("_2", (448, 384, 3, 1, 1)),
+                ("_3a", (384, 384, *h)),
+                ("_3b", (384, 384, *v)),
+            ],
+        },
+        pool,
+        (c, 192),
+    )
 
 
 def resize_like_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -138,7 +175,11 @@ class FIDInceptionV3(nn.Module):
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, 1, 1)
         self.Conv2d_3b_1x1 = BasicConv2d(64, 80, 1)
         self.Conv2d_4a_3x3 = BasicConv2d(80, 192, 3)
-        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = inception_a(192, 32), inception_a(256, 64), inception_a(288, 64)
+        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = (
+            inception_a(192, 32),
+            inception_a(256, 64),
+            inception_a(288, 64),
+        )
         self.Mixed_6a = inception_b(288)
         self.Mixed_6b, self.Mixed_6c = inception_c(768, 128), inception_c(768, 160)
         self.Mixed_6d, self.Mixed_6e = inception_c(768, 160), inception_c(768, 192)
@@ -152,7 +193,9 @@ class FIDInceptionV3(nn.Module):
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)  # (B, 64, 73, 73)
         x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, stride=2)  # (B, 192, 35, 35)
-        x = self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x))))))
+        x = self.Mixed_6c(
+            self.Mixed_6b(self.Mixed_6a(self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))))
+        )
         # sFID (Nash et al.; ADM's evaluator): TF "mixed_6/conv" = Mixed_6d's 1x1 branch, first 7
         # channels of its 17x17 map, flattened: (B, 7 * 17 * 17) = (B, 2023).
         spatial = self.Mixed_6d.branch1x1(x)[:, :7].flatten(1)
@@ -173,7 +216,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_inception(path: str | Path, sha256: str | None = INCEPTION_SHA256_PREFIX) -> FIDInceptionV3:
+def load_inception(
+    path: str | Path, sha256: str | None = INCEPTION_SHA256_PREFIX
+) -> FIDInceptionV3:
     """Load the FID Inception from a `.pth` (torch.load weights_only) or `.safetensors` state dict,
     refusing a file whose SHA-256 does not start with `sha256` (None: skip the check)."""
     path = Path(path)
@@ -184,7 +229,9 @@ def load_inception(path: str | Path, sha256: str | None = INCEPTION_SHA256_PREFI
         )
     digest = sha256_file(path)
     if sha256 and not digest.startswith(sha256):
-        raise ValueError(f"{path}: SHA-256 {digest} does not match the expected {sha256}...; wrong or corrupt file")
+        raise ValueError(
+            f"{path}: SHA-256 {digest} does not match the expected {sha256}...; wrong or corrupt file"
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -197,5 +244,7 @@ def load_inception(path: str | Path, sha256: str | None = INCEPTION_SHA256_PREFI
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in unexpected if not k.startswith("AuxLogits.")]
     if missing or unexpected:
-        raise ValueError(f"{path}: not the FID Inception layout (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{path}: not the FID Inception layout (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return net.eval().requires_grad_(False)

@@ -11,7 +11,9 @@ def knn_predict(
 ) -> torch.Tensor:
     """Majority label of the `k` nearest (Euclidean) reference points of each query row."""
     if ref.ndim != 2 or query.ndim != 2 or ref.shape[1] != query.shape[1]:
-        raise ValueError(f"expected (N, D) and (M, D) features, got {tuple(ref.shape)}, {tuple(query.shape)}")
+        raise ValueError(
+            f"expected (N, D) and (M, D) features, got {tuple(ref.shape)}, {tuple(query.shape)}"
+        )
     if not 1 <= k <= len(ref):
         raise ValueError(f"k must be in [1, {len(ref)}], got {k}")
     n_classes = int(ref_labels.max()) + 1
@@ -26,7 +28,11 @@ def knn_predict(
 
 
 def knn_accuracy(
-    ref: torch.Tensor, ref_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor, k: int = 1
+    ref: torch.Tensor,
+    ref_labels: torch.Tensor,
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+    k: int = 1,
 ) -> float:
     """Fraction of query rows whose k-NN label (among `ref`) equals their own label."""
     return (knn_predict(ref, ref_labels, query, k) == query_labels).double().mean().item()

@@ -81,8 +81,12 @@ def encoder_decoder_lipschitz(
         "lipschitz/decoder": lipschitz_ratio(decode, z, pairing, eps, seed),
     }
     if phi is not None:
-        out["lipschitz/encoder_perceptual"] = lipschitz_ratio(encode, x, pairing, eps, seed, phi_in=phi)
-        out["lipschitz/decoder_perceptual"] = lipschitz_ratio(decode, z, pairing, eps, seed, phi_out=phi)
+        out["lipschitz/encoder_perceptual"] = lipschitz_ratio(
+            encode, x, pairing, eps, seed, phi_in=phi
+        )
+        out["lipschitz/decoder_perceptual"] = lipschitz_ratio(
+            decode, z, pairing, eps, seed, phi_out=phi
+        )
     return out
 
 
@@ -94,7 +98,11 @@ class LipschitzHook:
     """
 
     def __init__(
-        self, batch: torch.Tensor, every: int, pairing: Pairing = "perturb", eps: float = 0.05,
+        self,
+        batch: torch.Tensor,
+        every: int,
+        pairing: Pairing = "perturb",
+        eps: float = 0.05,
         phi: Callable | None = None,
     ):
         if every < 1:
@@ -112,7 +120,11 @@ class LipschitzHook:
         was_training = {m: m.training for m in model.modules()}
         model.eval()  # dropout off: measure the function, not a random draw of it
         device = next(model.parameters()).device
-        logs.update(encoder_decoder_lipschitz(model, self.batch.to(device), self.pairing, self.eps, 0, self.phi))
+        logs.update(
+            encoder_decoder_lipschitz(
+                model, self.batch.to(device), self.pairing, self.eps, 0, self.phi
+            )
+        )
         for m, flag in was_training.items():
             m.train(flag)
 

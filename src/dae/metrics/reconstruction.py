@@ -17,7 +17,9 @@ from torchmetrics.functional.image import (
 
 def is_vq(model: nn.Module) -> bool:
     """Does the model quantise to a codebook (`encode_to_indices` + `quantize.embedding`)?"""
-    return hasattr(model, "encode_to_indices") and hasattr(getattr(model, "quantize", None), "embedding")
+    return hasattr(model, "encode_to_indices") and hasattr(
+        getattr(model, "quantize", None), "embedding"
+    )
 
 
 @torch.no_grad()
@@ -44,7 +46,9 @@ def _mean(out) -> torch.Tensor:
 def decode_to_data(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """`model.decode(z)`, unwrapped from tuples / diffusers outputs."""
     out = model.decode(z)
-    return out if isinstance(out, torch.Tensor) else (out.sample if hasattr(out, "sample") else out[0])
+    return (
+        out if isinstance(out, torch.Tensor) else (out.sample if hasattr(out, "sample") else out[0])
+    )
 
 
 @torch.no_grad()
@@ -58,11 +62,15 @@ def reconstruct(model: nn.Module, x: torch.Tensor, batch_size: int = 250) -> tor
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> float:
     """Peak signal-to-noise ratio in dB over the whole set (images in [-1, 1]: range 2)."""
-    return float(peak_signal_noise_ratio(pred.float().clamp(-1, 1), target.float(), data_range=data_range))
+    return float(
+        peak_signal_noise_ratio(pred.float().clamp(-1, 1), target.float(), data_range=data_range)
+    )
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> float:
     """Mean structural similarity (Gaussian window 11, sigma 1.5), images in [-1, 1]."""
     return float(
-        structural_similarity_index_measure(pred.float().clamp(-1, 1), target.float(), data_range=data_range)
+        structural_similarity_index_measure(
+            pred.float().clamp(-1, 1), target.float(), data_range=data_range
+        )
     )

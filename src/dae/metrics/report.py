@@ -50,15 +50,21 @@ def _stage_spans(rows: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
     return spans
 
 
-def _numeric_keys(rows: list[dict[str, Any]], prefix: str = "", exclude: str | None = None) -> list[str]:
+def _numeric_keys(
+    rows: list[dict[str, Any]], prefix: str = "", exclude: str | None = None
+) -> list[str]:
     keys = {k for r in rows for k, v in r.items() if isinstance(v, int | float) and k != "step"}
     keys = {k for k in keys if k.startswith(prefix) and not (exclude and k.startswith(exclude))}
     return sorted(keys)
 
 
-def plot_curves(runs: list[Path], out: Path, prefix: str, exclude: str | None, title: str, log_y: bool) -> bool:
+def plot_curves(
+    runs: list[Path], out: Path, prefix: str, exclude: str | None, title: str, log_y: bool
+) -> bool:
     """One panel per metric key, one line per run, stages shaded; False if there is nothing to draw."""
-    histories = {run: read_metrics(run) if (run / "metrics.jsonl").is_file() else [] for run in runs}
+    histories = {
+        run: read_metrics(run) if (run / "metrics.jsonl").is_file() else [] for run in runs
+    }
     keys = sorted({k for rows in histories.values() for k in _numeric_keys(rows, prefix, exclude)})
     if not keys:
         return False
@@ -84,11 +90,14 @@ def plot_curves(runs: list[Path], out: Path, prefix: str, exclude: str | None, t
         ax.set_xlabel("step", fontsize=8)
         if log_y and all(r.get(key, 1) > 0 for rows in histories.values() for r in rows):
             ax.set_yscale("log")
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"{title} (shaded: stages of {labels[runs[0]]}: stage 1 orange, stage 2 blue; "
-                 "dashed: other runs' stage changes)", fontsize=10)
+    fig.suptitle(
+        f"{title} (shaded: stages of {labels[runs[0]]}: stage 1 orange, stage 2 blue; "
+        "dashed: other runs' stage changes)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -113,11 +122,22 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
         e_ax.semilogy(range(1, len(eig) + 1), eig, marker=".", color=f"C{i}", label=labels[run])
         if "usage" in book:
             counts = book["usage"]["counts_sorted"]
-            u_ax.plot(range(1, len(counts) + 1), counts, color=f"C{i}",
-                      label=f"{labels[run]} (ppl {book['usage']['perplexity']:.0f}, dead {book['usage']['dead_codes']})")
-    h_ax.set(title="pairwise cosine similarity of codes", xlabel="cosine similarity", ylabel="fraction of pairs")
-    e_ax.set(title="eigenvalues of cosine-distance matrix (non-zero, first 64)", xlabel="rank",
-             ylabel="|eigenvalue| / max")
+            u_ax.plot(
+                range(1, len(counts) + 1),
+                counts,
+                color=f"C{i}",
+                label=f"{labels[run]} (ppl {book['usage']['perplexity']:.0f}, dead {book['usage']['dead_codes']})",
+            )
+    h_ax.set(
+        title="pairwise cosine similarity of codes",
+        xlabel="cosine similarity",
+        ylabel="fraction of pairs",
+    )
+    e_ax.set(
+        title="eigenvalues of cosine-distance matrix (non-zero, first 64)",
+        xlabel="rank",
+        ylabel="|eigenvalue| / max",
+    )
     u_ax.set(title="code usage on the test set (sorted)", xlabel="code rank", ylabel="count")
     u_ax.set_yscale("symlog")
     for ax in (h_ax, e_ax, u_ax):
@@ -145,24 +165,47 @@ def write_report(runs: list[Path], out: Path) -> Path:
         keys = {k for e in measured.values() for k in e["metrics"] if not k.endswith("_std")}
         columns = [k for k in LEAD_COLUMNS if k in keys] + sorted(keys - set(LEAD_COLUMNS))
         # One row per metric, one column per run: many metrics, few runs, and it stays readable.
-        lines += ["## Metrics (`dae evaluate`)", "", "| metric | " + " | ".join(labels[r] for r in measured) + " |",
-                  "|---|" + "---:|" * len(measured)]
+        lines += [
+            "## Metrics (`dae evaluate`)",
+            "",
+            "| metric | " + " | ".join(labels[r] for r in measured) + " |",
+            "|---|" + "---:|" * len(measured),
+        ]
         for c in columns:
-            lines.append(f"| {c} | " + " | ".join(_fmt(e["metrics"].get(c)) for e in measured.values()) + " |")
+            lines.append(
+                f"| {c} | "
+                + " | ".join(_fmt(e["metrics"].get(c)) for e in measured.values())
+                + " |"
+            )
         lines.append("")
         for run, e in measured.items():
-            feats = f"features `{e['features']}` {e.get('feature_info', {})}" if "features" in e else "no feature metrics"
+            feats = (
+                f"features `{e['features']}` {e.get('feature_info', {})}"
+                if "features" in e
+                else "no feature metrics"
+            )
             notes = "; ".join(f"{k}: {v}" for k, v in e["skipped"].items()) or "none"
-            lines.append(f"- {labels[run]}: {e['n']} held-out {e['data']} examples; {feats}; skipped: {notes}")
+            lines.append(
+                f"- {labels[run]}: {e['n']} held-out {e['data']} examples; {feats}; skipped: {notes}"
+            )
         lines.append("")
     missing = [run for run, e in evals.items() if not e]
     if missing:
-        lines += ["Not evaluated (run `dae evaluate` first): " + ", ".join(f"`{r}`" for r in missing), ""]
+        lines += [
+            "Not evaluated (run `dae evaluate` first): " + ", ".join(f"`{r}`" for r in missing),
+            "",
+        ]
     figures = [
-        ("loss_curves.png", "Training curves across stages (paper Figure 3)",
-         lambda p: plot_curves(runs, p, "", "lipschitz/", "training curves", log_y=False)),
-        ("lipschitz.png", "Lipschitz complexity of encoder and decoder during training (paper Figure 4)",
-         lambda p: plot_curves(runs, p, "lipschitz/", None, "Lipschitz complexity", log_y=True)),
+        (
+            "loss_curves.png",
+            "Training curves across stages (paper Figure 3)",
+            lambda p: plot_curves(runs, p, "", "lipschitz/", "training curves", log_y=False),
+        ),
+        (
+            "lipschitz.png",
+            "Lipschitz complexity of encoder and decoder during training (paper Figure 4)",
+            lambda p: plot_curves(runs, p, "lipschitz/", None, "Lipschitz complexity", log_y=True),
+        ),
         ("codebook.png", "Codebook analysis (paper Figure 6)", lambda p: plot_codebooks(evals, p)),
     ]
     for name, caption, draw in figures:
@@ -173,7 +216,12 @@ def write_report(runs: list[Path], out: Path) -> Path:
         if grid.is_file():
             name = f"recon_{i}_{run.name}.png"
             shutil.copyfile(grid, out / name)
-            lines += [f"## Reconstructions: {labels[run]} (top real, bottom reconstructed)", "", f"![]({name})", ""]
+            lines += [
+                f"## Reconstructions: {labels[run]} (top real, bottom reconstructed)",
+                "",
+                f"![]({name})",
+                "",
+            ]
     md = out / "report.md"
     md.write_text("\n".join(lines))
     return md

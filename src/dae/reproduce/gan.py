@@ -44,7 +44,9 @@ class GANDataConfig:
 
 @dataclass
 class GANLossConfig:
-    recon_weight: float = field(default=1.0, metadata={"help": "per-pixel L1 reconstruction weight"})
+    recon_weight: float = field(
+        default=1.0, metadata={"help": "per-pixel L1 reconstruction weight"}
+    )
     kl_weight: float = field(
         default=0.01, metadata={"help": "weight of KL(q(z|x) || N(0, I)) per pixel (vaegan)"}
     )
@@ -90,7 +92,8 @@ class GANExperimentConfig:
             f"the DAE schedule needs a trainable encoder; variant {self.variant!r} has none",
         )
         check(
-            self.variant != "dcgan-simclr" or self.simclr.model.feature_dim == self.model.latent_dim,
+            self.variant != "dcgan-simclr"
+            or self.simclr.model.feature_dim == self.model.latent_dim,
             "simclr.model.feature_dim",
             f"must equal model.latent_dim ({self.model.latent_dim}) for dcgan-simclr",
         )
@@ -126,7 +129,9 @@ class ImageBatches:
 
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, hflip: bool):
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         self.images, self.seed, self.hflip = images, seed, hflip
         self.sampler = EpochSampler(len(images), batch_size, seed)
 
@@ -159,8 +164,14 @@ def train_simclr(
 ) -> tuple[SimCLR, list[dict]]:
     """Train a SimCLR encoder in memory on uint8 `images`; returns it (eval mode) and its log rows."""
     task = SimCLRTask(cfg, images, seed)
-    train = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, seed=seed, log_every=max(1, cfg.steps // 10),
-                        progress=progress, tensorboard=False)
+    train = TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        seed=seed,
+        log_every=max(1, cfg.steps // 10),
+        progress=progress,
+        tensorboard=False,
+    )
     trainer = Trainer(task, DAESchedule(ScheduleConfig(), cfg.steps), train, OptimConfig(lr=cfg.lr))
     history = trainer.fit()
     return task.model.eval(), history
@@ -231,22 +242,31 @@ class GANTask(Task):
             adv = _bce(self.disc(out), real=True)  # non-saturating generator loss
             # A plain DCGAN has only the adversarial term; autoencoders weigh it against the rest.
             total = (1.0 if type(self.model) is DCGAN else w.adv_weight) * adv
-            total = total + w.recon_weight * terms.get("recon", 0.0) + w.kl_weight * terms.get("kl", 0.0)
+            total = (
+                total
+                + w.recon_weight * terms.get("recon", 0.0)
+                + w.kl_weight * terms.get("kl", 0.0)
+            )
             logs = {"g_adv": adv.item(), **{k: v.item() for k, v in terms.items()}}
             return total, logs
         with torch.no_grad():
             out, _ = self.fake(batch)
         real, fake = self.disc(batch), self.disc(out)
         d_loss = 0.5 * (_bce(real, True) + _bce(fake, False))
-        return d_loss, {"d_loss": d_loss.item(), "d_real": torch.sigmoid(real).mean().item(),
-                        "d_fake": torch.sigmoid(fake).mean().item()}
+        return d_loss, {
+            "d_loss": d_loss.item(),
+            "d_real": torch.sigmoid(real).mean().item(),
+            "d_fake": torch.sigmoid(fake).mean().item(),
+        }
 
 
 EXPERIMENTS.register("gan")(ExperimentKind(GANExperimentConfig, GANTask))
 
 
 @torch.no_grad()
-def generate(model: DCGAN, images: torch.Tensor, n: int, seed: int = 0, batch_size: int = 250) -> torch.Tensor:
+def generate(
+    model: DCGAN, images: torch.Tensor, n: int, seed: int = 0, batch_size: int = 250
+) -> torch.Tensor:
     """uint8 outputs to score: prior samples of a DCGAN, reconstructions of `images[:n]` otherwise."""
     model.eval()
     model.use_aux_decoder = False

@@ -43,25 +43,54 @@ ROWS = (
     Row("DCGAN", ("variant=dcgan",), "samples", 5.68, 51.76),
     Row("DCGAN-SimCLR", ("variant=dcgan-simclr",), "reconstructions", 3.93, 168.23),
     Row("VAEGAN", ("variant=vaegan", "schedule.mode=baseline"), "reconstructions", 5.82, 48.11),
-    Row("DAE-VAEGAN", ("variant=vaegan", "schedule.mode=dae", "schedule.weak_decoder=aux",
-                       "schedule.aux_width=0.5"), "reconstructions", 6.16, 46.12),
+    Row(
+        "DAE-VAEGAN",
+        (
+            "variant=vaegan",
+            "schedule.mode=dae",
+            "schedule.weak_decoder=aux",
+            "schedule.aux_width=0.5",
+        ),
+        "reconstructions",
+        6.16,
+        46.12,
+    ),
     # Not in the paper: the other weak decoder of the method. The full generator trains through both
     # stages (channel dropout in stage 1), so it gets as many steps as the joint VAEGAN's.
-    Row("DAE-VAEGAN-dropout", ("variant=vaegan", "schedule.mode=dae", "schedule.weak_decoder=dropout2d",
-                               "schedule.stage2.decoder_init=continue"), "reconstructions", None, None),
+    Row(
+        "DAE-VAEGAN-dropout",
+        (
+            "variant=vaegan",
+            "schedule.mode=dae",
+            "schedule.weak_decoder=dropout2d",
+            "schedule.stage2.decoder_init=continue",
+        ),
+        "reconstructions",
+        None,
+        None,
+    ),
 )
 REAL = "real train images"  # a disjoint real set: the FD floor and IS ceiling at this set size
 
 # `--quick`: small nets and short runs that finish in ~25 minutes on a busy, shared 2-core CPU.
 QUICK = (
-    "model.gen_width=8", "model.disc_width=16", "model.enc_width=8", "simclr.model.width=8",
-    "train.steps=1000", "train.batch_size=32", "simclr.steps=200", "simclr.batch_size=128",
+    "model.gen_width=8",
+    "model.disc_width=16",
+    "model.enc_width=8",
+    "simclr.model.width=8",
+    "train.steps=1000",
+    "train.batch_size=32",
+    "simclr.steps=200",
+    "simclr.batch_size=128",
 )
 
 
 def classifier_scorer(
-    reference: torch.Tensor, root: str | None = None, inception: str | None = None,
-    train_if_missing: bool = False, classifier_cfg: Any = None,
+    reference: torch.Tensor,
+    root: str | None = None,
+    inception: str | None = None,
+    train_if_missing: bool = False,
+    classifier_cfg: Any = None,
 ) -> Scorer:
     """FD / IS in dae's CIFAR-10 classifier features against `reference` (uint8), plus Inception
     FID / IS if `inception` names a weights file. `classifier_cfg` (a `ClassifierConfig`) replaces
@@ -70,8 +99,11 @@ def classifier_scorer(
     from dae.metrics.features import build_features, reference_features
     from dae.metrics.fid import frechet_distance, inception_score
 
-    extractors = [build_features("classifier:cifar10", root=root, train_if_missing=train_if_missing,
-                                 cfg=classifier_cfg)]
+    extractors = [
+        build_features(
+            "classifier:cifar10", root=root, train_if_missing=train_if_missing, cfg=classifier_cfg
+        )
+    ]
     if inception:
         extractors.append(build_features(f"inception:{inception}"))
     refs = [reference_features(e, reference, "cifar10-test") for e in extractors]
@@ -88,7 +120,9 @@ def classifier_scorer(
     return score
 
 
-def _train_row(base: GANExperimentConfig, row: Row, images: torch.Tensor, backbone) -> tuple[GANTask, list]:
+def _train_row(
+    base: GANExperimentConfig, row: Row, images: torch.Tensor, backbone
+) -> tuple[GANTask, list]:
     cfg = replace(base, list(row.overrides))
     task = GANTask(cfg, images, backbone)
     rows = Trainer(task, DAESchedule(cfg.schedule, cfg.train.steps), cfg.train, cfg.optim).fit()
@@ -120,8 +154,13 @@ def run_table(
     test_images = random_subset(test_images, n_eval)
     meta = {
         "experiment": "CIFAR-10 GANs with learned latents (paper Sec. 6.2, Table 2 right)",
-        "budget": {"steps": base.train.steps, "batch_size": base.train.batch_size,
-                   "simclr_steps": base.simclr.steps, "n_train": len(train_images), "n_eval": n_eval},
+        "budget": {
+            "steps": base.train.steps,
+            "batch_size": base.train.batch_size,
+            "simclr_steps": base.simclr.steps,
+            "n_train": len(train_images),
+            "n_eval": n_eval,
+        },
         "simclr_seconds": round(simclr_seconds, 1),
         "simclr_final_loss": simclr_history[-1]["simclr"] if simclr_history else None,
         "config": to_dict(base),
@@ -135,11 +174,16 @@ def run_table(
         t0 = time.time()
         task, history = _train_row(base, row, train_images, backbone)
         outputs[row.name] = generate(task.model, test_images, n_eval, seed=base.train.seed)
-        results.append({
-            "name": row.name, "scored_on": row.scored_on, "overrides": list(row.overrides),
-            "seconds": round(time.time() - t0, 1), "final_losses": history[-1] if history else {},
-            "paper": {"IS": row.paper_is, "FID": row.paper_fid},
-        })
+        results.append(
+            {
+                "name": row.name,
+                "scored_on": row.scored_on,
+                "overrides": list(row.overrides),
+                "seconds": round(time.time() - t0, 1),
+                "final_losses": history[-1] if history else {},
+                "paper": {"IS": row.paper_is, "FID": row.paper_fid},
+            }
+        )
         if out is not None:
             _save_outputs(out, row, outputs[row.name], test_images)
             # A partial summary after each model: a run cut short still leaves its numbers.
@@ -153,7 +197,9 @@ def run_table(
 def score_all(outputs: dict[str, torch.Tensor], scorer: Scorer | None, real: torch.Tensor) -> dict:
     """Scores per row, plus those of `real` images not in the reference set; `pending` if no scorer."""
     if scorer is None:
-        return {"pending": "no feature network available; rerun with --rescore once dae.metrics exists"}
+        return {
+            "pending": "no feature network available; rerun with --rescore once dae.metrics exists"
+        }
     scores = {name: scorer(images) for name, images in outputs.items()}
     scores[REAL] = scorer(real)
     return scores
@@ -185,7 +231,9 @@ def save_grid(path: Path, images: torch.Tensor, nrow: int = 8, pad: int = 2) -> 
         y, x = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
         canvas[:, y : y + h, x : x + w] = img
     array = canvas.permute(1, 2, 0).squeeze(-1).numpy()
-    atomic_write(path, lambda p: plt.imsave(p, array, format="png", cmap="gray" if c == 1 else None))
+    atomic_write(
+        path, lambda p: plt.imsave(p, array, format="png", cmap="gray" if c == 1 else None)
+    )
 
 
 def rescore(out: Path, scorer: Scorer, train_images: torch.Tensor) -> dict[str, Any]:
@@ -216,8 +264,10 @@ def markdown_table(summary: dict[str, Any]) -> str:
     ]
     for r in summary["rows"]:
         vals = ["pending"] if not names else [f"{scores[r['name']][k]:.2f}" for k in names]
-        lines.append(f"| {r['name']} | {r['scored_on']} | {' | '.join(vals)} "
-                     f"| {_num(r['paper']['IS'])} | {_num(r['paper']['FID'])} |")
+        lines.append(
+            f"| {r['name']} | {r['scored_on']} | {' | '.join(vals)} "
+            f"| {_num(r['paper']['IS'])} | {_num(r['paper']['FID'])} |"
+        )
     if names:
         vals = [f"{scores[REAL][k]:.2f}" for k in names]
         lines.append(f"| {REAL} | - | {' | '.join(vals)} | - | - |")
@@ -232,4 +282,3 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
     atomic_write(out / "results.md", lambda p: p.write_text(markdown_table(summary)))
-

@@ -30,14 +30,34 @@ class Row:
 
 
 ROWS = (
-    Row("latent: enc 64 / dec 128", "latent_acc",
-        ("model.enc_hidden=64", "model.dec_hidden=128"), 80.6, 7.0),
-    Row("latent: enc 128 / dec 64", "latent_acc",
-        ("model.enc_hidden=128", "model.dec_hidden=64"), 87.8, 5.8),
-    Row("recon: joint 128 / 128", "recon_acc",
-        ("model.enc_hidden=128", "model.dec_hidden=128", "schedule.mode=baseline"), 92.2, 6.1),
-    Row("recon: DAE 128 / 128", "recon_acc",
-        ("model.enc_hidden=128", "model.dec_hidden=128", "schedule.mode=dae"), 98.0, 1.3),
+    Row(
+        "latent: enc 64 / dec 128",
+        "latent_acc",
+        ("model.enc_hidden=64", "model.dec_hidden=128"),
+        80.6,
+        7.0,
+    ),
+    Row(
+        "latent: enc 128 / dec 64",
+        "latent_acc",
+        ("model.enc_hidden=128", "model.dec_hidden=64"),
+        87.8,
+        5.8,
+    ),
+    Row(
+        "recon: joint 128 / 128",
+        "recon_acc",
+        ("model.enc_hidden=128", "model.dec_hidden=128", "schedule.mode=baseline"),
+        92.2,
+        6.1,
+    ),
+    Row(
+        "recon: DAE 128 / 128",
+        "recon_acc",
+        ("model.enc_hidden=128", "model.dec_hidden=128", "schedule.mode=dae"),
+        98.0,
+        1.3,
+    ),
 )
 FIGURE_ROWS = (2, 3)  # the latents drawn: joint vs DAE at equal width and budget
 # The paper's two effects, as (reference row, row expected to be better); seeds share their data.
@@ -100,16 +120,18 @@ def run_table(
     for i, row in enumerate(ROWS):
         runs = results[i * seeds : (i + 1) * seeds]
         values = [100 * r[row.metric] for r in runs]
-        rows.append({
-            "name": row.name,
-            "metric": row.metric,
-            "mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "seeds": values,
-            "data_acc_mean": statistics.fmean(100 * r["data_acc"] for r in runs),
-            "paper": {"mean": row.paper_mean, "std": row.paper_std},
-            "overrides": list(row.overrides),
-        })
+        rows.append(
+            {
+                "name": row.name,
+                "metric": row.metric,
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "seeds": values,
+                "data_acc_mean": statistics.fmean(100 * r["data_acc"] for r in runs),
+                "paper": {"mean": row.paper_mean, "std": row.paper_std},
+                "overrides": list(row.overrides),
+            }
+        )
     summary = {
         "experiment": "toy gaussian mixture (paper Sec. 6.1, Table 2 left)",
         "comparisons": [paired(rows[b], rows[a]) for a, b in COMPARISONS],
@@ -162,8 +184,11 @@ def plot_latents(path: Path, runs: list[dict[str, Any]], titles: list[str]) -> N
     for ax, run, title in zip(axes, runs, titles):
         z = torch.tensor(run["latent"])
         ax.scatter(z[:, 0], z[:, 1], c=run["labels"], cmap="tab10", s=4, vmin=0, vmax=9)
-        ax.set_title(f"{title}\nlatent k-NN acc {100 * run['latent_acc']:.1f}%, "
-                     f"recon {100 * run['recon_acc']:.1f}%", fontsize=10)
+        ax.set_title(
+            f"{title}\nlatent k-NN acc {100 * run['latent_acc']:.1f}%, "
+            f"recon {100 * run['recon_acc']:.1f}%",
+            fontsize=10,
+        )
         ax.set_xlabel("z1")
         ax.set_ylabel("z2")
         ax.set_aspect("equal", adjustable="datalim")

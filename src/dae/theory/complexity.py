@@ -51,8 +51,9 @@ class ComplexityConfig:
 def _toy_data(cfg: ComplexityConfig) -> LatentData:
     from dae.reproduce.toy import train_toy
 
-    toy = replace(cfg.toy, [f"train.seed={cfg.seed}", "train.progress=false",
-                            "train.tensorboard=false"])
+    toy = replace(
+        cfg.toy, [f"train.seed={cfg.seed}", "train.progress=false", "train.tensorboard=false"]
+    )
     data = make_toy_data(toy.data, seed=toy.train.seed)  # the very set the VAEs train on
 
     def train_vae(mode: str) -> torch.nn.Module:
@@ -61,10 +62,13 @@ def _toy_data(cfg: ComplexityConfig) -> LatentData:
         return model
 
     return LatentData(
-        x_train=data.x_train[: cfg.n_train], x_eval=data.x_test[: cfg.n_eval],
-        latent_dim=toy.model.latent_dim, train_vae=train_vae,
-        contrastive=lambda: train_contrastive(data.x_train, toy.model.latent_dim,
-                                              cfg.contrastive, cfg.seed),
+        x_train=data.x_train[: cfg.n_train],
+        x_eval=data.x_test[: cfg.n_eval],
+        latent_dim=toy.model.latent_dim,
+        train_vae=train_vae,
+        contrastive=lambda: train_contrastive(
+            data.x_train, toy.model.latent_dim, cfg.contrastive, cfg.seed
+        ),
         seed=cfg.seed,
     )
 
@@ -76,15 +80,16 @@ def _mnist_data(cfg: ComplexityConfig) -> LatentData:
     x = x[torch.randperm(len(x), generator=gen)[: cfg.mnist.n_train]]
     x_eval = x_test[torch.randperm(len(x_test), generator=gen)[: cfg.n_eval]]
     return LatentData(
-        x_train=x[: cfg.n_train], x_eval=x_eval, latent_dim=cfg.mnist.latent_dim,
+        x_train=x[: cfg.n_train],
+        x_eval=x_eval,
+        latent_dim=cfg.mnist.latent_dim,
         train_vae=lambda mode: train_mnist_vae(cfg.mnist, x, mode, cfg.seed),
         contrastive=lambda: train_contrastive(x, cfg.mnist.latent_dim, cfg.contrastive, cfg.seed),
         seed=cfg.seed,
     )
 
 
-def run_complexity(cfg: ComplexityConfig, out: Path | None,
-                   log=print) -> dict[str, Any]:  # noqa: ANN001
+def run_complexity(cfg: ComplexityConfig, out: Path | None, log=print) -> dict[str, Any]:  # noqa: ANN001
     """Curves for every latent, the eps-table, a figure and results.json in `out`."""
     start = time.time()
     data = _toy_data(cfg) if cfg.dataset == "toy" else _mnist_data(cfg)
@@ -99,10 +104,18 @@ def run_complexity(cfg: ComplexityConfig, out: Path | None,
         curves[name] = distance_curve(z_train, z_eval, data.x_train, data.x_eval, est)
         best = ", ".join(f"{p['complexity']:g}: {p['best']:.4f}" for p in curves[name]["points"])
         log(f"[{name}] {time.time() - t0:.0f} s  best MMD per c: {best}")
-    table = {name: {str(eps): smallest_complexity(curve, eps) for eps in est.epsilons}
-             for name, curve in curves.items()}
-    summary = {"dataset": cfg.dataset, "config": to_dict(cfg), "noise_floor": floor,
-               "curves": curves, "epsilon_table": table, "seconds": round(time.time() - start, 1)}
+    table = {
+        name: {str(eps): smallest_complexity(curve, eps) for eps in est.epsilons}
+        for name, curve in curves.items()
+    }
+    summary = {
+        "dataset": cfg.dataset,
+        "config": to_dict(cfg),
+        "noise_floor": floor,
+        "curves": curves,
+        "epsilon_table": table,
+        "seconds": round(time.time() - start, 1),
+    }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         text = json.dumps(summary, indent=1, default=lambda v: None if v == math.inf else v)
@@ -117,17 +130,24 @@ def markdown_table(summary: dict[str, Any]) -> str:
     curves, table = summary["curves"], summary["epsilon_table"]
     ladder = [p["complexity"] for p in next(iter(curves.values()))["points"]]
     family = summary["config"]["estimator"]["generator"]["family"]
-    lines = [f"Best held-out MMD (min over restarts; worst restart in parentheses) vs generator complexity "
-             f"({family} family); noise floor {summary['noise_floor']:.4f}", "",
-             "| latent | " + " | ".join(f"c={c:g}" for c in ladder) + " |",
-             "|---|" + "---|" * len(ladder)]
+    lines = [
+        f"Best held-out MMD (min over restarts; worst restart in parentheses) vs generator complexity "
+        f"({family} family); noise floor {summary['noise_floor']:.4f}",
+        "",
+        "| latent | " + " | ".join(f"c={c:g}" for c in ladder) + " |",
+        "|---|" + "---|" * len(ladder),
+    ]
     for name, curve in curves.items():
         cells = [f"{p['best']:.4f} (worst {p['worst']:.3f})" for p in curve["points"]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     eps = list(next(iter(table.values())))
-    lines += ["", "Smallest complexity reaching MMD <= eps (inf: none on the ladder)", "",
-              "| latent | " + " | ".join(f"eps={e}" for e in eps) + " |",
-              "|---|" + "---|" * len(eps)]
+    lines += [
+        "",
+        "Smallest complexity reaching MMD <= eps (inf: none on the ladder)",
+        "",
+        "| latent | " + " | ".join(f"eps={e}" for e in eps) + " |",
+        "|---|" + "---|" * len(eps),
+    ]
     for name, row in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[e]:g}" for e in eps) + " |")
     return "\n".join(lines) + "\n"
@@ -145,16 +165,24 @@ def plot_curves(summary: dict[str, Any], path: Path) -> None:
         pts = curve["points"]
         xs = range(len(pts))
         (line,) = ax.plot(xs, [p["best"] for p in pts], "o-", label=name)
-        ax.fill_between(xs, [p["best"] for p in pts], [p["worst"] for p in pts],
-                        color=line.get_color(), alpha=0.15)
+        ax.fill_between(
+            xs,
+            [p["best"] for p in pts],
+            [p["worst"] for p in pts],
+            color=line.get_color(),
+            alpha=0.15,
+        )
         # Nested families: the running minimum is also an upper bound on d_c (dashed).
         ax.plot(xs, [p.get("envelope", p["best"]) for p in pts], "--", color=line.get_color(), lw=1)
     ladder = [p["complexity"] for p in next(iter(summary["curves"].values()))["points"]]
     ax.set_xticks(range(len(ladder)), [f"{c:g}" for c in ladder])
     ax.axhline(summary["noise_floor"], color="grey", ls=":", label="noise floor (data vs data)")
     family = summary["config"]["estimator"]["generator"]["family"]
-    ax.set_xlabel("generator complexity c (" + ("hidden width" if family == "width"
-                                                 else "Lipschitz bound") + ")")
+    ax.set_xlabel(
+        "generator complexity c ("
+        + ("hidden width" if family == "width" else "Lipschitz bound")
+        + ")"
+    )
     ax.set_ylabel("held-out MMD (best restart; band: all; dashed: running min)")
     # Linear scale: the unbiased estimate often reads exactly 0 (MMD^2 <= 0) at the noise floor.
     ax.set_ylim(bottom=0)
@@ -172,9 +200,12 @@ def aggregate(summaries: list[dict[str, Any]], epsilons: list[float]) -> str:
     names = list(summaries[0]["curves"])
     ladder = [p["complexity"] for p in summaries[0]["curves"][names[0]]["points"]]
     floors = [s["noise_floor"] for s in summaries]
-    lines = [f"{len(summaries)} seeds; noise floor (data vs data) mean {statistics.fmean(floors):.4f}", "",
-             "| latent | " + " | ".join(f"c={c:g}" for c in ladder) + " |",
-             "|---|" + "---|" * len(ladder)]
+    lines = [
+        f"{len(summaries)} seeds; noise floor (data vs data) mean {statistics.fmean(floors):.4f}",
+        "",
+        "| latent | " + " | ".join(f"c={c:g}" for c in ladder) + " |",
+        "|---|" + "---|" * len(ladder),
+    ]
     for name in names:
         cells = []
         for i in range(len(ladder)):
@@ -182,11 +213,17 @@ def aggregate(summaries: list[dict[str, Any]], epsilons: list[float]) -> str:
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.fmean(vals):.4f} ({sd:.4f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Smallest complexity reaching MMD <= eps, per seed", "",
-              "| latent | " + " | ".join(f"eps={e}" for e in epsilons) + " |",
-              "|---|" + "---|" * len(epsilons)]
+    lines += [
+        "",
+        "Smallest complexity reaching MMD <= eps, per seed",
+        "",
+        "| latent | " + " | ".join(f"eps={e}" for e in epsilons) + " |",
+        "|---|" + "---|" * len(epsilons),
+    ]
     for name in names:
-        row = [", ".join(f"{smallest_complexity(s['curves'][name], e):g}" for s in summaries)
-               for e in epsilons]
+        row = [
+            ", ".join(f"{smallest_complexity(s['curves'][name], e):g}" for s in summaries)
+            for e in epsilons
+        ]
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

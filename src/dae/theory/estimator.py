@@ -44,8 +44,11 @@ class EstimatorConfig:
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.batch_size >= 2, "batch_size", f"must be >= 2, got {self.batch_size}")
-        check(len(self.kernel_scales) >= 1 and all(s > 0 for s in self.kernel_scales),
-              "kernel_scales", f"must be positive numbers, got {self.kernel_scales}")
+        check(
+            len(self.kernel_scales) >= 1 and all(s > 0 for s in self.kernel_scales),
+            "kernel_scales",
+            f"must be positive numbers, got {self.kernel_scales}",
+        )
         check(all(e > 0 for e in self.epsilons), "epsilons", f"must be > 0, got {self.epsilons}")
 
 
@@ -78,7 +81,9 @@ def init_affine_(gen: BatchedGenerator, x: torch.Tensor, seed: int) -> None:
     q, _ = torch.linalg.qr(torch.randn(r, k, k, generator=rng))
     # Alternate the orientation (det q = +1 / -1) across restarts: gradient descent cannot turn a
     # map's orientation through a singular matrix, so restarts must start on both sides.
-    q[:, 0] *= torch.linalg.det(q).sign().view(r, 1) * torch.tensor([(-1.0) ** i for i in range(r)]).view(r, 1)
+    q[:, 0] *= torch.linalg.det(q).sign().view(r, 1) * torch.tensor(
+        [(-1.0) ** i for i in range(r)]
+    ).view(r, 1)
     skip = torch.zeros(r, d_in, d_out)
     skip[:, :k] = q @ axes
     if gen.family == "lipschitz":
@@ -88,8 +93,14 @@ def init_affine_(gen: BatchedGenerator, x: torch.Tensor, seed: int) -> None:
     gen.project_()
 
 
-def fit_generators(z: torch.Tensor, x: torch.Tensor, complexity: float, mmd: MultiScaleMMD,
-                   cfg: EstimatorConfig, seed: int) -> BatchedGenerator:
+def fit_generators(
+    z: torch.Tensor,
+    x: torch.Tensor,
+    complexity: float,
+    mmd: MultiScaleMMD,
+    cfg: EstimatorConfig,
+    seed: int,
+) -> BatchedGenerator:
     """Train `cfg.restarts` generators of complexity `c` pushing `z (N, d)` towards `x (M, D)`."""
     gen = BatchedGenerator(cfg.generator, complexity, z.shape[1], x.shape[1], cfg.restarts, seed)
     init_affine_(gen, x, seed)
@@ -109,8 +120,13 @@ def fit_generators(z: torch.Tensor, x: torch.Tensor, complexity: float, mmd: Mul
     return gen
 
 
-def distance_curve(z_train: torch.Tensor, z_eval: torch.Tensor, x_train: torch.Tensor,
-                   x_eval: torch.Tensor, cfg: EstimatorConfig) -> dict[str, Any]:
+def distance_curve(
+    z_train: torch.Tensor,
+    z_eval: torch.Tensor,
+    x_train: torch.Tensor,
+    x_eval: torch.Tensor,
+    cfg: EstimatorConfig,
+) -> dict[str, Any]:
     """Held-out MMD per complexity: best over restarts, median, max, and all restarts.
 
     The latent is standardised first (`standardize`, with the training sample's statistics).
@@ -122,13 +138,15 @@ def distance_curve(z_train: torch.Tensor, z_eval: torch.Tensor, x_train: torch.T
         gen = fit_generators(z_train, x_train, c, mmd, cfg, seed=cfg.seed * 1000 + i)
         with torch.no_grad():
             d = mmd.distance(gen(z_eval), x_eval).tolist()
-        points.append({
-            "complexity": c,
-            "best": min(d),
-            "median": statistics.median(d),
-            "worst": max(d),
-            "restarts": d,
-        })
+        points.append(
+            {
+                "complexity": c,
+                "best": min(d),
+                "median": statistics.median(d),
+                "worst": max(d),
+                "restarts": d,
+            }
+        )
     # The families are nested (a narrower MLP is a wider one with zero units; a smaller Lipschitz
     # ball sits in a larger one), so the true d_c is non-increasing: the running minimum of the
     # best restarts is also an upper bound on d_c, and a tighter one.

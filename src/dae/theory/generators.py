@@ -28,7 +28,8 @@ from dae.config import check
 @dataclass
 class GeneratorConfig:
     family: Literal["width", "lipschitz"] = field(
-        default="width", metadata={"help": "width: c = hidden width; lipschitz: c = Lipschitz bound"}
+        default="width",
+        metadata={"help": "width: c = hidden width; lipschitz: c = Lipschitz bound"},
     )
     ladder: list[float] = field(
         default_factory=lambda: [0, 2, 4, 8, 16, 32, 64],
@@ -39,16 +40,25 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         check(len(self.ladder) >= 1, "ladder", "must list at least one complexity")
-        check(all(a < b for a, b in zip(self.ladder, self.ladder[1:], strict=False)), "ladder",
-              f"must be strictly increasing, got {self.ladder}")
+        check(
+            all(a < b for a, b in zip(self.ladder, self.ladder[1:], strict=False)),
+            "ladder",
+            f"must be strictly increasing, got {self.ladder}",
+        )
         check(self.depth >= 1, "depth", f"must be >= 1, got {self.depth}")
         check(self.width >= 1, "width", f"must be >= 1, got {self.width}")
         if self.family == "width":
-            check(all(float(c).is_integer() and c >= 0 for c in self.ladder), "ladder",
-                  f"width family needs integer widths >= 0, got {self.ladder}")
+            check(
+                all(float(c).is_integer() and c >= 0 for c in self.ladder),
+                "ladder",
+                f"width family needs integer widths >= 0, got {self.ladder}",
+            )
         else:
-            check(all(c > 0 for c in self.ladder), "ladder",
-                  f"lipschitz family needs bounds > 0, got {self.ladder}")
+            check(
+                all(c > 0 for c in self.ladder),
+                "ladder",
+                f"lipschitz family needs bounds > 0, got {self.ladder}",
+            )
 
 
 @torch.no_grad()
@@ -71,8 +81,15 @@ def _batched_linear(restarts: int, d_in: int, d_out: int, gain: float, gen: torc
 class BatchedGenerator(nn.Module):
     """R independent generators `z (N, d) or (R, N, d) -> (R, N, D)` of one family and complexity."""
 
-    def __init__(self, cfg: GeneratorConfig, complexity: float, d_in: int, d_out: int,
-                 restarts: int, seed: int):
+    def __init__(
+        self,
+        cfg: GeneratorConfig,
+        complexity: float,
+        d_in: int,
+        d_out: int,
+        restarts: int,
+        seed: int,
+    ):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.family, self.complexity, self.restarts = cfg.family, float(complexity), restarts
@@ -80,11 +97,10 @@ class BatchedGenerator(nn.Module):
         dims = [d_in] + [width] * cfg.depth if width > 0 else [d_in]
         # Hidden layers: weights (R, in, out), biases (R, 1, out); ReLU gain keeps activations O(1).
         self.weights = nn.ParameterList(
-            _batched_linear(restarts, a, b, math.sqrt(2), gen) for a, b in zip(dims, dims[1:], strict=False)
+            _batched_linear(restarts, a, b, math.sqrt(2), gen)
+            for a, b in zip(dims, dims[1:], strict=False)
         )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.zeros(restarts, 1, b)) for b in dims[1:]
-        )
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(restarts, 1, b)) for b in dims[1:])
         self.head = _batched_linear(restarts, dims[-1], d_out, 1.0, gen) if width > 0 else None
         self.skip = _batched_linear(restarts, d_in, d_out, 1.0, gen)
         self.bias = nn.Parameter(torch.zeros(restarts, 1, d_out))
@@ -127,4 +143,3 @@ class BatchedGenerator(nn.Module):
             return norms(self.skip) + (mlp if self.head is not None else 0.0)
         lam = self.mix.view(-1)
         return self.complexity * (lam * norms(self.skip) + (1 - lam) * mlp)
-

@@ -39,7 +39,9 @@ LATENTS: Registry[Callable[[LatentData], Latent]] = Registry("latent")
 def gaussian_latent(data: LatentData) -> Latent:
     gen = torch.Generator().manual_seed(data.seed + 7)
     d = data.latent_dim
-    return torch.randn(len(data.x_train), d, generator=gen), torch.randn(len(data.x_eval), d, generator=gen)
+    return torch.randn(len(data.x_train), d, generator=gen), torch.randn(
+        len(data.x_eval), d, generator=gen
+    )
 
 
 @torch.no_grad()
@@ -54,8 +56,10 @@ def _posterior_samples(vae: torch.nn.Module, x: torch.Tensor, seed: int) -> torc
 def _vae_latent(mode: str) -> Callable[[LatentData], Latent]:
     def latent(data: LatentData) -> Latent:
         vae = data.train_vae(mode)
-        return (_posterior_samples(vae, data.x_train, data.seed + 11),
-                _posterior_samples(vae, data.x_eval, data.seed + 12))
+        return (
+            _posterior_samples(vae, data.x_train, data.seed + 11),
+            _posterior_samples(vae, data.x_eval, data.seed + 12),
+        )
 
     return latent
 

@@ -51,12 +51,18 @@ class LinearAEConfig:
         p = len(self.singular_values)
         check(p >= 2, "singular_values", "needs at least 2 values")
         check(all(s > 0 for s in self.singular_values), "singular_values", "must be > 0")
-        check(list(self.singular_values) == sorted(self.singular_values, reverse=True),
-              "singular_values", "must be non-increasing")
+        check(
+            list(self.singular_values) == sorted(self.singular_values, reverse=True),
+            "singular_values",
+            "must be non-increasing",
+        )
         check(1 <= self.rank < p, "rank", f"must be in [1, {p - 1}], got {self.rank}")
         for key in ("enc_bounds", "dec_bounds"):
-            check(len(getattr(self, key)) >= 1 and all(v > 0 for v in getattr(self, key)), key,
-                  "must list positive bounds")
+            check(
+                len(getattr(self, key)) >= 1 and all(v > 0 for v in getattr(self, key)),
+                key,
+                "must list positive bounds",
+            )
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         check(self.restarts >= 1, "restarts", f"must be >= 1, got {self.restarts}")
 
@@ -92,8 +98,12 @@ def closed_form(lam: torch.Tensor, k: int, a: float, b: float, norm: str) -> dic
     top, tail = lam[:k], lam[k:].sum().item()
     m = torch.full_like(top, min(c, 1.0)) if norm == "spectral" else waterfill(top, c)
     error = (top * (1 - m).square()).sum().item() + tail
-    return {"error": error, "pca_error": tail, "excess": error - tail,
-            "components": int((m > 0).sum().item())}
+    return {
+        "error": error,
+        "pca_error": tail,
+        "excess": error - tail,
+        "components": int((m > 0).sum().item()),
+    }
 
 
 def _project(w: torch.Tensor, bound: torch.Tensor, norm: str) -> None:
@@ -147,7 +157,9 @@ def train_grid(cfg: LinearAEConfig) -> dict[str, Any]:
     with torch.no_grad():
         err = errors().view(len(grid), cfg.restarts)
         best = err.argmin(1)
-        maps = (b_bound[:, None, None] * dec1 @ (a_bound[:, None, None] * enc1)).view(len(grid), cfg.restarts, p, p)[torch.arange(len(grid)), best]
+        maps = (b_bound[:, None, None] * dec1 @ (a_bound[:, None, None] * enc1)).view(
+            len(grid), cfg.restarts, p, p
+        )[torch.arange(len(grid)), best]
     _, eigvec = torch.linalg.eigh(sigma)
     top = eigvec.flip(-1)[:, :k]  # (p, k) top-k principal directions
     cells = []
@@ -156,9 +168,14 @@ def train_grid(cfg: LinearAEConfig) -> dict[str, Any]:
         svals = torch.linalg.svdvals(maps[i])
         # Subspace check: how much of the map's output lies in the top-k principal subspace.
         in_top = (top.T @ maps[i]).norm() / maps[i].norm().clamp_min(1e-30)
-        cells.append({
-            "a": a, "b": b, "error": err[i, best[i]].item(), **{f"theory_{key}": v for key, v in theory.items()},
-            "components": int((svals > 1e-3 * max(svals[0].item(), 1e-12)).sum().item()),
-            "top_subspace_fraction": in_top.item(),
-        })
+        cells.append(
+            {
+                "a": a,
+                "b": b,
+                "error": err[i, best[i]].item(),
+                **{f"theory_{key}": v for key, v in theory.items()},
+                "components": int((svals > 1e-3 * max(svals[0].item(), 1e-12)).sum().item()),
+                "top_subspace_fraction": in_top.item(),
+            }
+        )
     return {"config_norm": cfg.norm, "rank": k, "eigenvalues": lam.tolist(), "cells": cells}

@@ -44,9 +44,15 @@ class MnistVAETask(Task):
     def __init__(self, cfg: MnistVAEConfig, x: torch.Tensor, seed: int):
         self.x = x
         torch.manual_seed(seed)
-        self.model = ToyVAE(ToyVAEConfig(data_dim=x.shape[1], latent_dim=cfg.latent_dim,
-                                         enc_hidden=cfg.hidden, dec_hidden=cfg.hidden,
-                                         recon_std=cfg.recon_std))
+        self.model = ToyVAE(
+            ToyVAEConfig(
+                data_dim=x.shape[1],
+                latent_dim=cfg.latent_dim,
+                enc_hidden=cfg.hidden,
+                dec_hidden=cfg.hidden,
+                recon_std=cfg.recon_std,
+            )
+        )
         self.sampler = EpochSampler(len(x), cfg.batch_size, seed)
 
     def batch(self, step: int) -> torch.Tensor:
@@ -60,8 +66,14 @@ def train_mnist_vae(cfg: MnistVAEConfig, x: torch.Tensor, mode: str, seed: int) 
     """Train the MLP VAE on `x` with the `baseline` or `dae` schedule; returns it in eval mode."""
     schedule_cfg = replace(cfg.schedule, [f"mode={mode}"])
     task = MnistVAETask(cfg, x, seed)
-    train = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, seed=seed, progress=False,
-                        tensorboard=False, ckpt_every=0)
+    train = TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        ckpt_every=0,
+    )
     Trainer(task, DAESchedule(schedule_cfg, cfg.steps), train, OptimConfig(lr=cfg.lr)).fit()
     task.model.use_aux_decoder = False
     return task.model.eval()

@@ -45,8 +45,13 @@ def uniform_latent_tv(c: float, half_width: float) -> float:
     return max(0.0, 1.0 - c / half_width)
 
 
-def _tv_piecewise(slopes: torch.Tensor, offset: torch.Tensor, knots: torch.Tensor,
-                  mass: torch.Tensor, half_width: float) -> torch.Tensor:
+def _tv_piecewise(
+    slopes: torch.Tensor,
+    offset: torch.Tensor,
+    knots: torch.Tensor,
+    mass: torch.Tensor,
+    half_width: float,
+) -> torch.Tensor:
     """Exact TV between the push-forward of a piecewise-linear increasing map and the uniform."""
     u = 1.0 / (2 * half_width)
     lengths = slopes * (knots[1:] - knots[:-1])  # image length of each cell
@@ -59,8 +64,15 @@ def _tv_piecewise(slopes: torch.Tensor, offset: torch.Tensor, knots: torch.Tenso
     return 0.5 * (l1.sum() + uncovered)
 
 
-def numerical_tv(c: float, half_width: float, cells: int = 400, span: float = 7.0,
-                 steps: int = 1500, lr: float = 0.05, seed: int = 0) -> float:
+def numerical_tv(
+    c: float,
+    half_width: float,
+    cells: int = 400,
+    span: float = 7.0,
+    steps: int = 1500,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> float:
     """Minimise TV over monotone piecewise-linear G with slopes in (0, c] by Adam."""
     knots = torch.linspace(-span, span, cells + 1, dtype=torch.float64)
     cdf = 0.5 * (1 + torch.erf(knots / math.sqrt(2)))
@@ -90,7 +102,9 @@ def scaling_exponent(half_width: float, gaps: list[float]) -> float:
     xs = [math.log(g) for g in gaps]
     ys = [math.log(closed_form_tv(c_star * (1 - g), half_width)) for g in gaps]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=False)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=False)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
 
 
 @dataclass
@@ -116,10 +130,21 @@ def run_oned(cfg: OneDConfig) -> dict[str, Any]:
     rows = []
     for r in cfg.ratios:
         c = r * c_star
-        rows.append({"c": c, "ratio": r, "closed_form": closed_form_tv(c, a),
-                     "numerical": numerical_tv(c, a, cells=cfg.cells, steps=cfg.steps),
-                     "uniform_latent": uniform_latent_tv(c, a)})
+        rows.append(
+            {
+                "c": c,
+                "ratio": r,
+                "closed_form": closed_form_tv(c, a),
+                "numerical": numerical_tv(c, a, cells=cfg.cells, steps=cfg.steps),
+                "uniform_latent": uniform_latent_tv(c, a),
+            }
+        )
     gaps = [1e-4, 1e-3, 1e-2]
-    return {"half_width": a, "c_star": c_star, "rows": rows,
-            "exponent_near_threshold": scaling_exponent(a, gaps), "exponent_gaps": gaps,
-            "c_star_per_unit_width": c_star / a}
+    return {
+        "half_width": a,
+        "c_star": c_star,
+        "rows": rows,
+        "exponent_near_threshold": scaling_exponent(a, gaps),
+        "exponent_gaps": gaps,
+        "c_star_per_unit_width": c_star / a,
+    }

@@ -61,7 +61,14 @@ def plot_linear_ae(results: dict[str, dict[str, Any]], path: Path) -> None:
             for i in range(1, k):
                 levels[f"PC {i + 1} appears"] = sum(1 - lam[i] / lam[j] for j in range(i))
         for (label, level), style in zip(levels.items(), ["-", "--", ":", "-."], strict=False):
-            ax.plot(a_line, level / a_line, style, color="cyan", lw=2, label=f"{label}: ab = {level:.2f}")
+            ax.plot(
+                a_line,
+                level / a_line,
+                style,
+                color="cyan",
+                lw=2,
+                label=f"{label}: ab = {level:.2f}",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor log labels collide
@@ -71,8 +78,11 @@ def plot_linear_ae(results: dict[str, dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("encoder bound a")
         ax.set_ylabel("decoder bound b")
         worst = max(abs(c["error"] - c["theory_error"]) / c["theory_error"] for c in res["cells"])
-        ax.set_title(f"{norm} norms, k = {k}: trained AE vs PCA\n"
-                     f"max |trained - closed form| / closed form = {worst:.1e}", fontsize=10)
+        ax.set_title(
+            f"{norm} norms, k = {k}: trained AE vs PCA\n"
+            f"max |trained - closed form| / closed form = {worst:.1e}",
+            fontsize=10,
+        )
         ax.legend(fontsize=8, loc="lower left")
     _save(fig, path)
 
@@ -86,8 +96,12 @@ def plot_oned(res: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
     cs = np.linspace(0.01, 1.3, 300) * c_star
     left.plot(cs, [closed_form_tv(c, a) for c in cs], label="Gaussian latent: closed form")
-    left.plot([r["c"] for r in res["rows"]], [r["numerical"] for r in res["rows"]], "o",
-              label="Gaussian latent: optimised piecewise-linear G")
+    left.plot(
+        [r["c"] for r in res["rows"]],
+        [r["numerical"] for r in res["rows"]],
+        "o",
+        label="Gaussian latent: optimised piecewise-linear G",
+    )
     left.plot(cs, [max(0.0, 1 - c / a) for c in cs], "--", label="Uniform[-1, 1] latent")
     left.axvline(c_star, color="grey", lw=0.8)
     left.set_xlabel("Lipschitz bound c")
@@ -112,23 +126,32 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         cells = res["cells"]
         worst = max(abs(c["error"] - c["theory_error"]) / c["theory_error"] for c in cells)
         agree = sum(c["components"] == c["theory_components"] for c in cells)
-        lines += [f"## Linear autoencoder, {norm} norms (k = {res['rank']})", "",
-                  f"- {len(cells)} cells (a, b); max relative gap between projected-GD error and the "
-                  f"closed form: {worst:.2e}",
-                  f"- recovered-component count equals the prediction in {agree}/{len(cells)} cells",
-                  f"- share of the trained map's output in PCA's top-{res['rank']} subspace: "
-                  f"min {min(c['top_subspace_fraction'] for c in cells):.6f} over cells",
-                  f"- PCA's error is reached iff a*b >= {1 if norm == 'spectral' else res['rank']}",
-                  ""]
+        lines += [
+            f"## Linear autoencoder, {norm} norms (k = {res['rank']})",
+            "",
+            f"- {len(cells)} cells (a, b); max relative gap between projected-GD error and the "
+            f"closed form: {worst:.2e}",
+            f"- recovered-component count equals the prediction in {agree}/{len(cells)} cells",
+            f"- share of the trained map's output in PCA's top-{res['rank']} subspace: "
+            f"min {min(c['top_subspace_fraction'] for c in cells):.6f} over cells",
+            f"- PCA's error is reached iff a*b >= {1 if norm == 'spectral' else res['rank']}",
+            "",
+        ]
     o = summary["oned"]
-    lines += ["## 1-D toy: N(0, 1) -> Uniform[-A, A], monotone, G' <= c", "",
-              f"A = {o['half_width']}, c* = {o['c_star']:.4f} (= A sqrt(2/pi)); exponent of TV* in "
-              f"(1 - c/c*) near c*: {o['exponent_near_threshold']:.3f} (theory 1.5)", "",
-              "| c / c* | c | TV* closed form | TV numerical | TV from Uniform[-1,1] latent |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "## 1-D toy: N(0, 1) -> Uniform[-A, A], monotone, G' <= c",
+        "",
+        f"A = {o['half_width']}, c* = {o['c_star']:.4f} (= A sqrt(2/pi)); exponent of TV* in "
+        f"(1 - c/c*) near c*: {o['exponent_near_threshold']:.3f} (theory 1.5)",
+        "",
+        "| c / c* | c | TV* closed form | TV numerical | TV from Uniform[-1,1] latent |",
+        "|---|---|---|---|---|",
+    ]
     for r in o["rows"]:
-        lines.append(f"| {r['ratio']:.2f} | {r['c']:.3f} | {r['closed_form']:.4f} | "
-                     f"{r['numerical']:.4f} | {r['uniform_latent']:.4f} |")
+        lines.append(
+            f"| {r['ratio']:.2f} | {r['c']:.3f} | {r['closed_form']:.4f} | "
+            f"{r['numerical']:.4f} | {r['uniform_latent']:.4f} |"
+        )
     lines += ["", f"{summary['seconds']} s; figures: linear_ae.png, oned.png"]
     return "\n".join(lines) + "\n"
 
@@ -136,11 +159,17 @@ def markdown_summary(summary: dict[str, Any]) -> str:
 def run_theory(cfg: TheoryConfig, out: Path) -> dict[str, Any]:
     """Run both analyses and write results.json, summary.md, linear_ae.png, oned.png to `out`."""
     start = time.time()
-    linear = {norm: train_grid(replace(cfg.linear_ae, [f"norm={norm}"]))
-              for norm in ("spectral", "frobenius")}
+    linear = {
+        norm: train_grid(replace(cfg.linear_ae, [f"norm={norm}"]))
+        for norm in ("spectral", "frobenius")
+    }
     oned = run_oned(cfg.oned)
-    summary = {"config": to_dict(cfg), "linear_ae": linear, "oned": oned,
-               "seconds": round(time.time() - start, 1)}
+    summary = {
+        "config": to_dict(cfg),
+        "linear_ae": linear,
+        "oned": oned,
+        "seconds": round(time.time() - start, 1),
+    }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(summary, indent=1)))
     plot_linear_ae(linear, out / "linear_ae.png")

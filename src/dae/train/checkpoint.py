@@ -70,7 +70,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({err})") from None
     if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: not a dae checkpoint (top level is {type(payload).__name__})")
+        raise CheckpointError(
+            f"{path}: not a dae checkpoint (top level is {type(payload).__name__})"
+        )
     return payload
 
 

@@ -23,12 +23,16 @@ class MetricsLogger:
         if self.path is None:
             return
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
+            kept = [
+                line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+            self._tb = SummaryWriter(
+                str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None
+            )
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         row = {"step": step, **values}

@@ -31,7 +31,9 @@ class OptimConfig:
 def build_optimizer(cfg: OptimConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     """An optimiser over exactly `params` (the stage's trainable parameters)."""
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.betas[0], weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.betas[0], weight_decay=cfg.weight_decay
+        )
     cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
     # The fused kernel is several times faster than the default per-tensor loop on CPU, too.
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)

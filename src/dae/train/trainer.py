@@ -53,7 +53,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for init, batches and sampling"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
     log_every: int = field(default=50, metadata={"help": "steps between log rows"})
-    ckpt_every: int = field(default=500, metadata={"help": "steps between checkpoints; 0: end only"})
+    ckpt_every: int = field(
+        default=500, metadata={"help": "steps between checkpoints; 0: end only"}
+    )
     ema_decay: float = field(default=0.0, metadata={"help": "EMA of weights; 0 disables"})
     on_nan: Literal["stop", "skip"] = field(
         default="stop", metadata={"help": "non-finite loss: stop (keep last checkpoint) or skip"}
@@ -63,7 +65,9 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard scalars"})
     precision: Literal["fp32", "bf16", "fp16"] = field(
         default="fp32",
-        metadata={"help": "autocast dtype: bf16 (CUDA; CPUs with AVX512-BF16/AMX), fp16 (CUDA only)"},
+        metadata={
+            "help": "autocast dtype: bf16 (CUDA; CPUs with AVX512-BF16/AMX), fp16 (CUDA only)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -122,7 +126,9 @@ class Task:
         """The batch of `step` (a pure function of the step, for exact resume)."""
         raise NotImplementedError
 
-    def loss(self, name: str, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, name: str, batch: Any, ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss for optimiser `name` on `batch`, and scalars to log; a None loss skips this
         optimiser for the step (e.g. a discriminator before its start)."""
         raise NotImplementedError
@@ -223,7 +229,9 @@ class Trainer:
     def _load_last(self) -> dict[str, Any]:
         payload = load_checkpoint(self.ckpt_path)
         if payload.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(f"{self.ckpt_path}: unknown checkpoint version {payload.get('version')}")
+            raise CheckpointError(
+                f"{self.ckpt_path}: unknown checkpoint version {payload.get('version')}"
+            )
         for name, module in self.task.modules().items():
             if name not in payload["modules"]:
                 raise CheckpointError(f"{self.ckpt_path}: has no weights for {name!r}")
@@ -267,10 +275,16 @@ class Trainer:
         """Train to `cfg.steps`; returns the logged rows."""
         cfg = self.cfg
         main = self.dist.is_main
-        logger = MetricsLogger(self.run_dir if main else None, self.step, tensorboard=cfg.tensorboard)
+        logger = MetricsLogger(
+            self.run_dir if main else None, self.step, tensorboard=cfg.tensorboard
+        )
         bar = tqdm(
-            total=cfg.steps, initial=self.step, disable=not (cfg.progress and main),
-            dynamic_ncols=True, desc="train", unit="step",
+            total=cfg.steps,
+            initial=self.step,
+            disable=not (cfg.progress and main),
+            dynamic_ncols=True,
+            desc="train",
+            unit="step",
         )
         try:
             while self.step < cfg.steps:
@@ -361,4 +375,3 @@ class Trainer:
             logger.log(self.step, row)
             shown = {k: f"{v:.3g}" for k, v in list(logs.items())[:3]}
             bar.set_postfix({**shown, "samples/s": f"{self.samples_per_s:.1f}"})
-
