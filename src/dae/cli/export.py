@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from dae.autoencoder.registry import model_from_config
-from dae.train.checkpoint import CheckpointError, load_checkpoint, load_state
+from dae.train.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, load_state
 from dae.train.export import load_weights
 
 
@@ -26,7 +26,7 @@ def export_diffusers(run_dir: Path, out: Path, ema: bool = False) -> Path:
     """Write `out` (config.json + diffusion_pytorch_model.safetensors) from the run in `run_dir`."""
     state, config = load_weights(run_dir / "model.safetensors")
     if ema:
-        ckpt = run_dir / "checkpoints" / "last.pt"
+        ckpt = last_checkpoint(run_dir)
         state = load_checkpoint(ckpt).get("ema")
         if state is None:
             raise CheckpointError(f"{ckpt}: the run kept no EMA (train.ema_decay was 0)")

@@ -23,7 +23,7 @@ from dae.metrics.codebook import codebook_report
 from dae.metrics.knn import knn_accuracy
 from dae.metrics.lipschitz import encoder_decoder_lipschitz
 from dae.metrics.reconstruction import is_vq, latent_of, psnr, reconstruct, ssim
-from dae.train.checkpoint import atomic_write
+from dae.train.checkpoint import atomic_write, last_checkpoint
 
 METRIC_GROUPS = ("recon", "fd", "knn", "lipschitz", "codebook")
 
@@ -74,7 +74,7 @@ def load_run(run_dir: Path) -> tuple[Any, Any]:
     if weights.is_file():
         state, _ = load_weights(weights)
     else:
-        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")["modules"]["model"]
+        state = load_checkpoint(last_checkpoint(run_dir))["modules"]["model"]
     load_state(task.model, state, f"model of {run_dir}")
     task.model.eval()
     task.model.use_aux_decoder = False  # measure the final (full) decoder

@@ -24,7 +24,13 @@ from dae.autoencoder.base import DecoupledAutoencoder
 from dae.config import check, from_dict, to_dict
 from dae.data.images import ImageDataConfig, load_from_config
 from dae.data.transforms import to_float
-from dae.train.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_state
+from dae.train.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    last_checkpoint,
+    load_checkpoint,
+    load_state,
+)
 from dae.train.export import load_weights
 
 AEWeights = Literal["auto", "final", "checkpoint"]
@@ -74,7 +80,7 @@ def load_autoencoder(run_dir: str | Path, weights: AEWeights = "auto") -> Loaded
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a dae run: no config.yaml")
     kind, cfg = load_experiment_config(config_path)
-    final, ckpt = run_dir / "model.safetensors", run_dir / "checkpoints" / "last.pt"
+    final, ckpt = run_dir / "model.safetensors", last_checkpoint(run_dir)
     if weights == "final" or (weights == "auto" and final.is_file()):
         state, saved = load_weights(final)
         cfg = from_dict(kind.config_cls, saved) if saved else cfg

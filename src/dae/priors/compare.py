@@ -11,7 +11,7 @@ from dae.data.images import load_from_config
 from dae.priors.generate import sample_run, score_samples
 from dae.priors.models import load_prior_config
 from dae.priors.task import train_prior
-from dae.train.checkpoint import atomic_write
+from dae.train.checkpoint import atomic_write, last_checkpoint
 
 
 def compare_priors(
@@ -31,7 +31,7 @@ def compare_priors(
         kind, cfg = load_prior_config(config, overrides)
         prior_dir = out / name
         if not (prior_dir / "prior.safetensors").is_file():
-            resume = (prior_dir / "checkpoints" / "last.pt").is_file()
+            resume = last_checkpoint(prior_dir).is_file()
             train_prior(kind, cfg, ae_run, prior_dir, resume=resume)
         info = sample_run(prior_dir, n, prior_dir / "samples", seed, overrides=overrides)
         row: dict[str, Any] = {"run": name, "ae_run": str(ae_run), "n": n, **_final_loss(prior_dir)}

@@ -11,7 +11,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,11 @@ from dae.priors.cache import LatentCache, build_cache
 from dae.train.checkpoint import (
     CheckpointError,
     atomic_write,
+    host_rng_state,
+    last_checkpoint,
     load_checkpoint,
     load_state,
+    restore_host_rng_state,
     save_checkpoint,
 )
 from dae.train.export import save_weights
@@ -90,7 +92,7 @@ class PriorTrainer:
     @property
     def ckpt_path(self) -> Path:
         assert self.run_dir is not None
-        return self.run_dir / "checkpoints" / "last.pt"
+        return last_checkpoint(self.run_dir)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -99,7 +101,7 @@ class PriorTrainer:
             "modules": {"prior": self.prior.state_dict()},
             "ema": self.ema.shadow if self.ema else None,
             "optimizers": {"prior": self.optimizer.state_dict()},
-            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+            "rng": host_rng_state(),
             "config": self.config,
         }
 
@@ -114,8 +116,7 @@ class PriorTrainer:
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.shadow = payload["ema"]
         self.step = int(payload["step"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        random.setstate((3, tuple(payload["rng"]["python"]), None))
+        restore_host_rng_state(payload["rng"])
 
     def save(self) -> None:
         if self.run_dir is not None:

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """Where a run folder keeps its latest checkpoint (the run layout is defined here only)."""
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
+def host_rng_state() -> dict[str, Any]:
+    """The CPU torch and Python RNG states, as checkpointable plain data."""
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+
+
+def restore_host_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `host_rng_state` (Python's state tuple is (version 3, words, gauss_next))."""
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
 
 
 class CheckpointError(RuntimeError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,9 +25,12 @@ from dae.config import check
 from dae.schedule import DAESchedule, Stage, StagePlan
 from dae.train.checkpoint import (
     CheckpointError,
+    host_rng_state,
+    last_checkpoint,
     load_checkpoint,
     load_state,
     remove_stale_temporaries,
+    restore_host_rng_state,
     save_checkpoint,
 )
 from dae.train.distributed import (
@@ -154,8 +156,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                 "to replace it"
             )
         shutil.rmtree(run_dir)
-    if resume and not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise CheckpointError(f"--resume: no checkpoint at {run_dir / 'checkpoints' / 'last.pt'}")
+    if resume and not last_checkpoint(run_dir).is_file():
+        raise CheckpointError(f"--resume: no checkpoint at {last_checkpoint(run_dir)}")
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -200,7 +202,7 @@ class Trainer:
     @property
     def ckpt_path(self) -> Path:
         assert self.run_dir is not None
-        return self.run_dir / "checkpoints" / "last.pt"
+        return last_checkpoint(self.run_dir)
 
     def state(self) -> dict[str, Any]:
         """The whole training state as plain data and tensors."""
@@ -212,7 +214,7 @@ class Trainer:
             "modules": {k: m.state_dict() for k, m in self.task.modules().items()},
             "ema": self.ema.shadow if self.ema else None,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+            "rng": host_rng_state(),
             "rng_ranks": gather_objects(device_rng_state(self.device)),
             "scaler": self.scaler.state_dict(),
             "config": self.config,
@@ -239,8 +241,7 @@ class Trainer:
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.shadow = payload["ema"]
         self.step = int(payload["step"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        random.setstate((3, tuple(payload["rng"]["python"]), None))
+        restore_host_rng_state(payload["rng"])
         ranks = payload.get("rng_ranks") or []
         if len(ranks) == self.dist.world_size:
             set_device_rng_state(self.device, ranks[self.dist.rank])
