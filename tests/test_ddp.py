@@ -21,7 +21,10 @@ from image_utils import synthetic_images, tiny_config
 
 out = sys.argv[1]
 info = init_distributed("cpu")
-cfg = tiny_config("{kind}", schedule={{"mode": "dae"}}, train={{"steps": 4, "batch_size": 2}})
+sections = {{"model": {{"restart_dead_codes": 1}}}} if "{kind}" == "vqgan" else {{}}
+cfg = tiny_config(
+    "{kind}", schedule={{"mode": "dae"}}, train={{"steps": 4, "batch_size": 2}}, **sections
+)
 if info.is_main:
     prepare_run_dir(__import__("pathlib").Path(out) / "run", resume=False, overwrite=False)
 task = {task}(cfg, synthetic_images(16))

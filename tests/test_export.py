@@ -23,7 +23,12 @@ def tiny_preset(tmp_path, kind: str) -> str:
     root = write_image_folder(tmp_path / "images", data)
     model = dict(
         TINY_MODEL,
-        **({"n_embed": 16, "embed_dim": 4} if kind == "vqgan" else {"scaling_images": 8}),
+        # (the VQGAN's dead-code usage buffers are training-only: export leaves them out)
+        **(
+            {"n_embed": 16, "embed_dim": 4, "restart_dead_codes": 2}
+            if kind == "vqgan"
+            else {"scaling_images": 8}
+        ),
     )
     preset = {
         "kind": kind,

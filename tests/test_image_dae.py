@@ -26,6 +26,7 @@ def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, r
     cfg = tiny_config(
         "vqgan",
         schedule={"mode": "dae", "weak_decoder": weak, "stage2": {"reset_discriminator": reset}},
+        model={"restart_dead_codes": 1},  # restarts on every stage-1 step; none in stage 2
     )
     task = VQGANTask(cfg, synthetic_images(16))
     model = task.model
@@ -68,6 +69,7 @@ def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path):
         schedule={"mode": "dae", "weak_decoder": "dropout2d"},
         train={"steps": 4, "grad_accum": 2, "ema_decay": 0.9},
         data={"hflip": True},
+        model={"restart_dead_codes": 3},  # the usage window spans the interruption
     )
     images = synthetic_images(16)
 

@@ -38,6 +38,30 @@ def test_quantised_output_is_the_codebook_row_of_its_index():
     assert torch.equal(out.indices, dist.argmin(-1))
 
 
+def test_dead_codes_restart_onto_encoder_outputs_only_while_the_codebook_trains():
+    torch.manual_seed(0)
+    q = Quantizer(16, 4, restart_every=2)
+    z = torch.randn(2, 4, 3, 5)
+    before = q.embedding.weight.detach().clone()
+    used = q.quantize(z).indices.unique()
+    assert torch.equal(q.embedding.weight, before)  # mid-window: nothing moves
+    assert q.quantize(z).indices.unique().tolist() == used.tolist()
+    dead = torch.tensor([i for i in range(16) if i not in used.tolist()])
+    after = q.embedding.weight.detach()
+    assert q.restarted == len(dead) > 0
+    assert torch.equal(after[used], before[used])  # used codes keep their values
+    outputs = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    # every restarted code is exactly one of the batch's encoder outputs
+    assert all((outputs == row).all(1).any() for row in after[dead])
+    assert float(q.code_usage.sum()) == 0 and int(q.usage_clock) == 2  # a fresh window
+    # a codebook that does not train (DAE stage 2, or eval mode) never moves
+    for frozen in (q.requires_grad_(False).train(), q.requires_grad_(True).eval()):
+        snapshot = frozen.embedding.weight.detach().clone()
+        for _ in range(4):
+            frozen.quantize(torch.randn(2, 4, 3, 5) * 10)
+        assert torch.equal(frozen.embedding.weight, snapshot)
+
+
 def test_nearest_neighbour_search_runs_in_fp32_under_bf16_autocast():
     q = Quantizer(64, 8)
     z = torch.randn(2, 8, 4, 4)

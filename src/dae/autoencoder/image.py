@@ -141,10 +141,12 @@ class ImageAutoencoder(DecoupledAutoencoder):
     def to_diffusers(self) -> nn.Module:
         """The same network as a diffusers model (`VQModel` / `AutoencoderKL`), weights copied.
 
-        The keys are identical by construction; only the DAE-only aux decoder is left out.
+        The keys are identical by construction; only the DAE-only aux decoder and training-only
+        buffers (the quantizer's dead-code usage window) are left out.
         """
         target = self.diffusers_cls(**self.diffusers_config())
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("aux_decoder.")}
+        training_only = ("aux_decoder.", "quantize.code_usage", "quantize.usage_clock")
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(training_only)}
         target.load_state_dict(state, strict=True)
         return target.eval()
 

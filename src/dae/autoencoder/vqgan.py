@@ -29,12 +29,20 @@ class VQGANConfig(ImageArchConfig):
         default=False,
         metadata={"help": "taming's swapped form: beta on the codebook term (only for comparison)"},
     )
+    restart_dead_codes: int = field(
+        default=0,
+        metadata={
+            "help": "every N training forwards, move codes unused in that window onto random "
+            "encoder outputs of the batch (0: off, the taming recipe)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.n_embed >= 2, "n_embed", f"must be >= 2, got {self.n_embed}")
         check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
         check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
+        check(self.restart_dead_codes >= 0, "restart_dead_codes", "must be >= 0 (0 disables)")
 
 
 class Quantized(NamedTuple):
@@ -49,12 +57,24 @@ class Quantizer(VectorQuantizer):
     """diffusers' `VectorQuantizer` (same `embedding` parameter) with the correct commitment form
     and a nearest-neighbour search that always runs in fp32, also under bf16/fp16 autocast.
 
-    The codebook learns only by gradient (no EMA or dead-code restarts), so a frozen quantizer
-    (`requires_grad_(False)`) cannot change.
+    The codebook learns by gradient and, if `restart_every > 0`, by dead-code restarts: codes
+    no training batch picked in the last `restart_every` forwards are moved onto random encoder
+    outputs (as in Jukebox / SoundStream). diffusers' tiny uniform(-1/K, 1/K) initialisation
+    otherwise leaves most codes far from every encoder output, and small CIFAR-10 VQGANs use
+    ~15 of 512 codes (docs/results.md). Restarts happen only in training mode with a codebook
+    that requires grad, so a frozen quantizer (DAE stage 2, `requires_grad_(False)`) cannot change.
     """
 
-    def __init__(self, n_e: int, dim: int, beta: float = 0.25, legacy: bool = False):
+    def __init__(
+        self, n_e: int, dim: int, beta: float = 0.25, legacy: bool = False, restart_every: int = 0
+    ):
         super().__init__(n_e, dim, beta=beta, remap=None, sane_index_shape=True, legacy=legacy)
+        self.restart_every = restart_every
+        self.restarted = 0  # codes moved by the last restart (for the logs)
+        if restart_every:
+            # buffers, so that an exact resume continues the same window
+            self.register_buffer("code_usage", torch.zeros(n_e))
+            self.register_buffer("usage_clock", torch.zeros((), dtype=torch.long))
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) -> (B, h, w) index of the closest codebook row (Euclidean, fp32)."""
@@ -69,8 +89,33 @@ class Quantizer(VectorQuantizer):
         """(B, h, w) long -> (B, D, h, w) codebook rows."""
         return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
 
+    @torch.no_grad()
+    def _track_and_restart(self, z: torch.Tensor, indices: torch.Tensor) -> None:
+        """Count the codes this batch picked; at the end of a window, restart the unused ones."""
+        self.code_usage += torch.bincount(indices.flatten(), minlength=self.n_e).to(self.code_usage)
+        self.usage_clock += 1
+        self.restarted = 0
+        if int(self.usage_clock) % self.restart_every:
+            return
+        usage = self.code_usage.clone()
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed:  # every rank must see the same dead set and move it to the same vectors
+            torch.distributed.all_reduce(usage)
+        dead = (usage == 0).nonzero().squeeze(1)
+        if len(dead):
+            flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
+            pick = torch.randint(0, len(flat), (len(dead),), device=flat.device)
+            new = flat[pick]
+            if distributed:
+                torch.distributed.broadcast(new, 0)
+            self.embedding.weight[dead] = new.to(self.embedding.weight.dtype)
+            self.restarted = len(dead)
+        self.code_usage.zero_()
+
     def quantize(self, z: torch.Tensor) -> Quantized:
         indices = self.nearest(z)
+        if self.restart_every and self.training and self.embedding.weight.requires_grad:
+            self._track_and_restart(z, indices)
         z = z.float()
         z_q = self.lookup(indices)
         losses = vq_losses(z, z_q, self.beta, self.legacy)
@@ -100,7 +145,9 @@ class VQGAN(ImageAutoencoder):
         super().__init__(cfg)
         self.encoder = build_encoder(cfg, double_z=False)
         self.quant_conv = torch.nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
-        self.quantize = Quantizer(cfg.n_embed, cfg.embed_dim, cfg.beta, cfg.legacy_commitment)
+        self.quantize = Quantizer(
+            cfg.n_embed, cfg.embed_dim, cfg.beta, cfg.legacy_commitment, cfg.restart_dead_codes
+        )
         self.post_quant_conv = torch.nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
         self.decoder = build_image_decoder(cfg)
 
