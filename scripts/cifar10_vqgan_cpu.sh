@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CPU-scale CIFAR-10 VQGAN comparison of docs/results.md: baseline, DAE with the half-width
-# aux decoder, DAE with Dropout2d, same total steps. A smaller model and budget than
-# configs/cifar10_vqgan.yaml so that it finishes on 2 CPU cores in about an hour.
+# aux decoder, DAE with Dropout2d (stage-2 decoder from scratch, and continued), same total
+# steps. A smaller model and budget than configs/cifar10_vqgan.yaml: the runs share 2 CPU cores
+# and finish in about an hour.
 #
 # Fairness: every final decoder gets the same number of GAN steps. DAE counts `disc.start` from
 # the start of stage 2 (STEPS/2), so the baseline's discriminator starts at STEPS/2 + DISC_START.
@@ -21,4 +22,7 @@ run --set disc.start=$((STEPS / 2 + DISC_START)) --out $OUT-baseline "$@" &
 run --set schedule.mode=dae --set disc.start=$DISC_START --out $OUT-dae-aux "$@" &
 run --set schedule.mode=dae --set schedule.weak_decoder=dropout2d --set disc.start=$DISC_START \
     --out $OUT-dae-drop "$@" &
+# Dropout2d with the stage-1 decoder continued (not re-initialised) into stage 2
+run --set schedule.mode=dae --set schedule.weak_decoder=dropout2d --set disc.start=$DISC_START \
+    --set schedule.stage2.decoder_init=continue --out $OUT-dae-drop-cont "$@" &
 wait
