@@ -24,7 +24,13 @@ from dae.data.images import ImageDataConfig, load_from_config
 from dae.data.sampler import EpochSampler
 from dae.data.transforms import to_float
 from dae.experiments import EXPERIMENTS, ExperimentKind
-from dae.priors.cache import CacheConfig, LatentCache, build_cache
+from dae.priors.cache import (
+    CacheConfig,
+    LatentCache,
+    build_cache,
+    from_prior_space,
+    to_prior_space,
+)
 from dae.priors.generate import read_samples
 from dae.priors.models import PRIORS, load_prior_config
 from dae.priors.task import PriorTrainer
@@ -235,6 +241,16 @@ def test_train_prior_sample_end_to_end(tmp_path, image_folder, latent, preset):
         assert cache.tensors["codes"].shape == (16, 4, 4) and cache.meta["codebook_size"] == 16
     else:
         assert cache.tensors["mean"].shape == (16, 3, 4, 4) and cache.meta["scaling_factor"] > 0
+        # the preset centres the latents: the prior sees zero-mean channels (posterior means)
+        z, _ = cache.batch(torch.arange(16), None, sample=False)
+        assert len(cache.meta["shift"]) == 3 and cache.meta["shift"] != [0.0] * 3
+        torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+        # and decoding adds the shift back: prior space -> decoder latents inverts the cache's map
+        raw = cache.tensors["mean"][:4]
+        torch.testing.assert_close(
+            from_prior_space(to_prior_space(raw, cache.meta), cache.meta), raw
+        )
+        torch.testing.assert_close(z[:4], to_prior_space(raw, cache.meta))
     assert (tmp_path / "prior" / "prior_ema.safetensors").is_file()
     assert main(["sample", str(tmp_path / "prior"), "--n", "6", "--out", str(tmp_path / "s")]) == 0
     images, labels = read_samples(tmp_path / "s" / "samples.npz")

@@ -51,6 +51,13 @@ class CacheConfig:
     sample_posterior: bool = field(
         default=True, metadata={"help": "KL: draw z ~ N(mean, var) each step; false: use the mean"}
     )
+    center: bool = field(
+        default=False,
+        metadata={
+            "help": "KL: also subtract the per-channel mean of the scaled latents (stored in the "
+            "cache as `shift`, added back before decoding)"
+        },
+    )
 
     def __post_init__(self) -> None:
         check(self.max_images >= 0, "max_images", f"must be >= 0, got {self.max_images}")
@@ -172,7 +179,7 @@ class LatentCache:
         if sample:
             std = (0.5 * self.tensors["logvar"][index]).exp()
             mean = mean + std * torch.randn(mean.shape, generator=generator)
-        return mean * self.meta["scaling_factor"], labels
+        return to_prior_space(mean, self.meta), labels
 
     def save(self, path: str | Path) -> None:
         tensors = {k: v.contiguous() for k, v in self.tensors.items()}
@@ -244,7 +251,31 @@ def encode_dataset(
             )
             scale = 1.0 / z.flatten().std().item()
         meta["scaling_factor"] = float(scale)
+        if cfg.center:
+            # `scaling_factor` (1 / global std) leaves each channel's mean where the encoder put
+            # it, here up to 1 std from 0. A small DiT learns that offset slowly, and at large t
+            # its eps bias is amplified by sqrt(1/abar - 1) into a colour cast of every sample
+            # (docs/results.md), so the prior can model centred latents instead.
+            channel_mean = tensors["mean"].transpose(0, 1).flatten(1).mean(1)  # (C,)
+            meta["shift"] = (channel_mean * scale).tolist()
     return LatentCache(tensors, meta)
+
+
+def _shift(meta: dict[str, Any], like: torch.Tensor) -> torch.Tensor | float:
+    """The cache's per-channel shift `(1, C, 1, 1)`, or 0 for an uncentred cache."""
+    if "shift" not in meta:
+        return 0.0
+    return torch.tensor(meta["shift"], dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
+def to_prior_space(z: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+    """Autoencoder latents `(B, C, h, w)` -> what the prior models: scaled, centred if asked."""
+    return z * meta["scaling_factor"] - _shift(meta, z)
+
+
+def from_prior_space(z: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+    """The inverse of `to_prior_space`: prior samples -> latents the decoder takes."""
+    return (z + _shift(meta, z)) / meta["scaling_factor"]
 
 
 def build_cache(

@@ -18,7 +18,13 @@ from torch import nn
 
 from dae.config import apply_overrides, from_dict
 from dae.data.transforms import to_uint8
-from dae.priors.cache import LoadedAutoencoder, latent_kind, load_autoencoder, read_cache_meta
+from dae.priors.cache import (
+    LoadedAutoencoder,
+    from_prior_space,
+    latent_kind,
+    load_autoencoder,
+    read_cache_meta,
+)
 from dae.priors.models import PRIORS
 from dae.train.checkpoint import atomic_write, load_state
 from dae.train.export import load_weights
@@ -65,7 +71,7 @@ def decode_latents(
         raise ValueError(f"the prior was trained on {meta['kind']} latents, the autoencoder is not")
     if meta["kind"] == "vq":
         return model.decode_indices(latents.long())
-    return model.decode(latents / meta["scaling_factor"])
+    return model.decode(from_prior_space(latents, meta))
 
 
 @torch.no_grad()
