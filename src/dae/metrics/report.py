@@ -71,7 +71,8 @@ def plot_curves(
     plt = _plt()
     labels = run_labels(runs)
     spans = {run: _stage_spans(rows) for run, rows in histories.items()}
-    first = next(iter(spans.values()))
+    # shade the stages of the first two-stage run (a baseline first in the list has nothing to shade)
+    shaded = next((run for run in runs if len(spans[run]) > 1), runs[0])
     cols = min(3, len(keys))
     n_rows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.4 * n_rows), squeeze=False)
@@ -80,10 +81,10 @@ def plot_curves(
             pts = [(r["step"], r[key]) for r in rows if key in r]
             if pts:
                 ax.plot(*zip(*pts, strict=True), label=labels[run], color=f"C{i}")
-            if i == 0:  # shade the first run's stages
+            if run == shaded:
                 for stage, a, b in spans[run]:
                     ax.axvspan(a, b, color=STAGE_COLOURS.get(stage, "#eeeeee"), zorder=0, lw=0)
-            elif spans[run] != first:  # another schedule: its stage changes as dashed lines
+            elif spans[run] != spans[shaded]:  # another schedule: its stage changes as dashed lines
                 for _, a, _ in spans[run][1:]:
                     ax.axvline(a, color=f"C{i}", ls="--", lw=1)
         ax.set_title(key, fontsize=9)
@@ -94,7 +95,7 @@ def plot_curves(
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(
-        f"{title} (shaded: stages of {labels[runs[0]]}: stage 1 orange, stage 2 blue; "
+        f"{title} (shaded: stages of {labels[shaded]}: stage 1 orange, stage 2 blue; "
         "dashed: other runs' stage changes)",
         fontsize=10,
     )
