@@ -7,10 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} DAE_DATA=${DAE_DATA:-../shared/data}
-IN=${IN:-runs/c10kl}
+IN=${IN:-runs/c10kl}  # the KL runs; results go to ${OUT:-runs/cmp-dit-c}
 PRIOR=(--set model.hidden_size=128 --set model.num_heads=4 --set model.depth=4
        --set train.steps=${PRIOR_STEPS:-2500} --set train.batch_size=128 --set train.log_every=50
        --set train.ckpt_every=500 --set optim.lr=5e-4 --set optim.warmup_steps=100
        --set sample.steps=${SAMPLE_STEPS:-100})
 .venv/bin/dae compare-priors $IN-baseline $IN-dae configs/prior_dit_cifar10.yaml \
-    --out ${OUT:-runs/cmp-dit} --n "${N:-2000}" "${PRIOR[@]}" "$@"
+    --out ${OUT:-runs/cmp-dit-c} --n "${N:-2000}" "${PRIOR[@]}" "$@"
