@@ -99,39 +99,22 @@ def _gray_folder(root, n=8):
         Image.new("L", (32, 32)).save(root / "train" / "a" / f"{i}.png")
 
 
+def _train_on_folder(root, out, *sets: str) -> list[str]:
+    """`dae train` of the CIFAR-10 VQGAN preset on an image folder, 2 steps."""
+    args = ["train", "configs/cifar10_vqgan.yaml", "--out", str(out)]
+    for item in ("data.name=folder", f"data.root={root}", "train.steps=2", *sets):
+        args += ["--set", item]
+    return args
+
+
 def test_image_mode_mismatch_names_the_key(tmp_path, capsys):
     _gray_folder(tmp_path / "gray")
-    args = [
-        "train",
-        "configs/cifar10_vqgan.yaml",
-        "--set",
-        "data.name=folder",
-        "--set",
-        f"data.root={tmp_path / 'gray'}",
-        "--set",
-        "train.steps=2",
-        "--set",
-        "train.batch_size=4",
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    args = _train_on_folder(tmp_path / "gray", tmp_path / "run", "train.batch_size=4")
     assert main(args) == 2
     assert "model.in_channels: is 3, the images have 1" in capsys.readouterr().err
 
 
 def test_empty_dataset_names_the_folder(tmp_path, capsys):
     (tmp_path / "empty" / "train").mkdir(parents=True)
-    args = [
-        "train",
-        "configs/cifar10_vqgan.yaml",
-        "--set",
-        "data.name=folder",
-        "--set",
-        f"data.root={tmp_path / 'empty'}",
-        "--set",
-        "train.steps=2",
-        "--out",
-        str(tmp_path / "run"),
-    ]
-    assert main(args) == 1
+    assert main(_train_on_folder(tmp_path / "empty", tmp_path / "run")) == 1
     assert f"{tmp_path / 'empty' / 'train'}: no images" in capsys.readouterr().err

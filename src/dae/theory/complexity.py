@@ -125,6 +125,11 @@ def run_complexity(cfg: ComplexityConfig, out: Path | None, log=print) -> dict[s
     return summary
 
 
+def _table_header(columns: list[str]) -> list[str]:
+    """A Markdown table's header and separator rows: a `latent` column, then `columns`."""
+    return ["| latent | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
     """Best MMD per complexity and the smallest complexity reaching each eps, as Markdown."""
     curves, table = summary["curves"], summary["epsilon_table"]
@@ -134,8 +139,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
         f"Best held-out MMD (min over restarts; worst restart in parentheses) vs generator complexity "
         f"({family} family); noise floor {summary['noise_floor']:.4f}",
         "",
-        "| latent | " + " | ".join(f"c={c:g}" for c in ladder) + " |",
-        "|---|" + "---|" * len(ladder),
+        *_table_header([f"c={c:g}" for c in ladder]),
     ]
     for name, curve in curves.items():
         cells = [f"{p['best']:.4f} (worst {p['worst']:.3f})" for p in curve["points"]]
@@ -145,8 +149,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
         "",
         "Smallest complexity reaching MMD <= eps (inf: none on the ladder)",
         "",
-        "| latent | " + " | ".join(f"eps={e}" for e in eps) + " |",
-        "|---|" + "---|" * len(eps),
+        *_table_header([f"eps={e}" for e in eps]),
     ]
     for name, row in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[e]:g}" for e in eps) + " |")
@@ -203,8 +206,7 @@ def aggregate(summaries: list[dict[str, Any]], epsilons: list[float]) -> str:
     lines = [
         f"{len(summaries)} seeds; noise floor (data vs data) mean {statistics.fmean(floors):.4f}",
         "",
-        "| latent | " + " | ".join(f"c={c:g}" for c in ladder) + " |",
-        "|---|" + "---|" * len(ladder),
+        *_table_header([f"c={c:g}" for c in ladder]),
     ]
     for name in names:
         cells = []
@@ -217,8 +219,7 @@ def aggregate(summaries: list[dict[str, Any]], epsilons: list[float]) -> str:
         "",
         "Smallest complexity reaching MMD <= eps, per seed",
         "",
-        "| latent | " + " | ".join(f"eps={e}" for e in epsilons) + " |",
-        "|---|" + "---|" * len(epsilons),
+        *_table_header([f"eps={e}" for e in epsilons]),
     ]
     for name in names:
         row = [
