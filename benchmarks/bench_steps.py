@@ -1,13 +1,12 @@
 """What `bench.py` times: each preset family's real training step, its sampler, the evaluators.
 
 Every model comes from the project's own builders and presets, and every step is the one training
-runs: `Trainer._train_step` (autoencoders: loss, backward, each optimiser, EMA) or
-`PriorTrainer._train_step` (priors), on random data of the preset's shape.
+runs: `Trainer._train_step` (loss, backward, each optimiser, EMA) of an autoencoder or a prior
+task, on random data of the preset's shape.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 import warnings
@@ -23,8 +22,7 @@ from dae.config import replace
 from dae.data.images import LabelledImages
 from dae.experiments import load_experiment_config
 from dae.priors.cache import LatentCache
-from dae.priors.models import load_prior_config
-from dae.priors.task import PriorTrainer
+from dae.priors.task import PriorTask
 from dae.schedule import DAESchedule
 from dae.train.logger import MetricsLogger
 from dae.train.trainer import Trainer
@@ -69,9 +67,10 @@ def time_calls(fn: Callable[[], object], n: int, device: torch.device) -> list[f
     return times
 
 
-def _trainer_step(task, cfg) -> Callable[[], None]:
+def _trainer_step(task, cfg, schedule="dae") -> Callable[[], None]:
     """The trainer's own step, with a logger and progress bar that write nothing."""
-    trainer = Trainer(task, DAESchedule(cfg.schedule, cfg.train.steps), cfg.train, cfg.optim)
+    plan = DAESchedule(cfg.schedule, cfg.train.steps) if schedule == "dae" else None
+    trainer = Trainer(task, plan, cfg.train, cfg.optim)
     logger, bar = MetricsLogger(None, 0, tensorboard=False), tqdm(disable=True)
     return lambda: trainer._train_step(logger, bar)
 
@@ -82,7 +81,7 @@ def toy_bench(precision: str, device: torch.device) -> StepBench:
         CONFIGS / "toy_vae.yaml",
         [*TRAIN_OVERRIDES, f"train.precision={precision}", f"train.device={device}"],
     )
-    task = kind.build_task(cfg)
+    task = kind.task(cfg)
     task.model.to(device)
     task.data.x_train = task.data.x_train.to(device)
     return StepBench(_trainer_step(task, cfg), cfg.train.batch_size, [task.model], images=False)
@@ -104,7 +103,7 @@ def image_bench(preset: str, precision: str, device: torch.device) -> StepBench:
     pixels = torch.randint(
         0, 256, (2 * b, m.in_channels, m.resolution, m.resolution), dtype=torch.uint8
     )
-    task = kind.build_task(cfg, LabelledImages(pixels, torch.zeros(2 * b, dtype=torch.long), ["x"]))
+    task = kind.task(cfg, LabelledImages(pixels, torch.zeros(2 * b, dtype=torch.long), ["x"]))
     nets = list(task.modules().values())
     return StepBench(_trainer_step(task, cfg), b, nets, images=True)
 
@@ -127,22 +126,13 @@ def _random_cache(prior_kind: str, ae_preset: str, n: int) -> LatentCache:
 
 def prior_bench(preset: str, ae_preset: str, precision: str, device: torch.device) -> StepBench:
     """A prior preset's model and step on random latents/codes from `_random_cache`."""
-    kind, cfg = load_prior_config(CONFIGS / preset, [*TRAIN_OVERRIDES, f"train.device={device}"])
-    cache = _random_cache(cfg.kind, ae_preset, 2 * cfg.train.batch_size)
-    prior = kind.build(cfg, cache.meta)
-    trainer = PriorTrainer(prior, cache, cfg.train, cfg.optim)
-    # PriorTrainer has no train.precision; autocast here is what it would do.
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if precision == "bf16"
-        else contextlib.nullcontext
+    kind, cfg = load_experiment_config(
+        CONFIGS / preset,
+        [*TRAIN_OVERRIDES, f"train.precision={precision}", f"train.device={device}"],
     )
-
-    def step() -> None:
-        with autocast():
-            trainer._train_step()
-        trainer.step += 1
-
+    cache = _random_cache(cfg.kind, ae_preset, 2 * cfg.train.batch_size)
+    prior = kind.model(cfg, cache.meta)
+    step = _trainer_step(PriorTask(cfg, cache, prior), cfg, schedule=None)
     net = prior.gpt if cfg.kind == "prior_gpt" else prior.dit
     return StepBench(step, cfg.train.batch_size, [net], cfg.kind == "prior_dit", prior, cfg)
 

@@ -51,7 +51,7 @@ def main() -> None:
     pixels = torch.randint(
         0, 256, (n, m.in_channels, m.resolution, m.resolution), dtype=torch.uint8
     )
-    task = kind.build_task(cfg, LabelledImages(pixels, torch.zeros(n, dtype=torch.long), ["x"]))
+    task = kind.task(cfg, LabelledImages(pixels, torch.zeros(n, dtype=torch.long), ["x"]))
     cpu = torch.backends.cpu.get_cpu_capability()
     print(
         f"{args.preset} {' '.join(args.overrides)}  batch={batch}  threads={args.threads}  cpu={cpu}"

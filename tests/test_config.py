@@ -93,3 +93,30 @@ def test_schedule_and_train_ranges():
 def test_every_preset_loads(preset):
     cfg = load_preset(preset)
     assert from_dict(type(cfg), to_dict(cfg)) == cfg
+
+
+def test_config_show_explain_prints_each_key_with_its_help(capsys):
+    from dae.cli import main
+
+    assert (
+        main(["config", "show", "configs/toy_vae.yaml", "--explain", "--set", "train.steps=7"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert 'kind: "toy_vae"' in out
+    assert "  steps: 7  # total optimisation steps (both stages)" in out
+    assert "schedule:" in out and "  stage2:" in out and "    decoder_init:" in out
+
+
+def test_cli_reports_user_errors_but_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    from dae.cli import main
+    from dae.cli import train as train_cmd
+
+    assert main(["config", "show", "configs/nope.yaml"]) == 1  # dae's MissingFileError
+    assert "error: config file not found" in capsys.readouterr().err
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(train_cmd, "train", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["train", "configs/toy_vae.yaml", "--out", "/nonexistent/never-written"])

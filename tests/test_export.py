@@ -10,9 +10,9 @@ import torch
 import yaml
 from diffusers import AutoencoderKL, VQModel
 
-from dae.autoencoder.registry import model_from_config
 from dae.cli import main
 from dae.data.images import to_float
+from dae.run import Run
 from dae.train.export import load_weights
 from image_utils import TINY_MODEL, synthetic_images, write_image_folder
 
@@ -61,8 +61,7 @@ def test_train_export_and_load_in_diffusers(tmp_path, kind, diffusers_cls):
 
     state, config = load_weights(run / "model.safetensors")
     assert any(k.startswith("aux_decoder.") for k in state)
-    ours = model_from_config(config)
-    ours.load_state_dict({k: v for k, v in state.items() if not k.startswith("aux_decoder.")})
+    ours = Run(run).autoencoder("final").model  # the full decoder, eval mode
     theirs = diffusers_cls.from_pretrained(str(out)).eval()
     ours.eval()
     x = to_float(synthetic_images(4, seed=1).images)
@@ -72,6 +71,7 @@ def test_train_export_and_load_in_diffusers(tmp_path, kind, diffusers_cls):
     if kind == "kl":
         factor = config["model"]["scaling_factor"]
         assert factor is not None and factor > 0
+        assert Run(run).config().model.scaling_factor == factor  # config.yaml agrees
         assert json.loads((out / "config.json").read_text())["scaling_factor"] == factor
     # EMA weights export too, and differ from the raw ones
     assert main(["export", str(run), "--out", str(tmp_path / "ema"), "--ema"]) == 0

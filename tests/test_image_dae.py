@@ -117,7 +117,7 @@ def test_paper_scale_presets_build_and_take_one_step(preset):
         "log.image_every=0",
     ]
     kind, cfg = load_experiment_config(preset, overrides)
-    task = kind.build_task(cfg, synthetic_images(2, size=32))
+    task = kind.task(cfg, synthetic_images(2, size=32))
     ch_mult = [1, 1, 2, 2, 4] if cfg.kind == "vqgan" else [1, 2, 4, 4]
     assert cfg.model.ch == 128 and cfg.model.ch_mult == ch_mult and cfg.model.num_res_blocks == 2
     before = task.model.decoder.conv_out.weight.detach().clone()
@@ -141,7 +141,7 @@ def test_mnist_preset_fits_the_real_data(data_root):
         "train.log_every=1",
     ]
     kind, cfg = load_experiment_config("configs/mnist_vqgan.yaml", overrides)
-    task = kind.build_task(cfg)
+    task = kind.task(cfg)
     rows = Trainer(task, DAESchedule(cfg.schedule, 2), cfg.train, cfg.optim).fit()
     assert [r["stage"] for r in rows] == ["stage1", "stage2"]
 

@@ -17,9 +17,9 @@ from dae.autoencoder.base import DecoupledAutoencoder
 from dae.cli import main
 from dae.config import to_dict
 from dae.data.images import ImageDataConfig, load_from_config
-from dae.experiments import EXPERIMENTS, ExperimentKind
+from dae.experiments import KINDS, Kind
 from dae.metrics.codebook import codebook_report
-from dae.metrics.reconstruction import is_vq, latent_of, reconstruct
+from dae.metrics.reconstruction import reconstruct
 from dae.metrics.report import write_report
 from dae.schedule import ScheduleConfig
 from dae.train.export import save_weights
@@ -95,26 +95,38 @@ def test_evaluate_and_report(toy_run, tmp_path):
         assert (out / png).stat().st_size > 10_000 and f"]({png})" in md
 
 
-class TinyVQ(nn.Module):
-    """The VQ protocol: encode -> (B, D, h, w), quantize.embedding, encode_to_indices, decode."""
+class TinyVQ(DecoupledAutoencoder):
+    """The VQ contract: kind "vq", encode_to_indices, codebook, latent = code vectors, decode."""
+
+    kind = "vq"
 
     def __init__(self):
         super().__init__()
         self.enc = nn.Conv2d(1, 2, 2, stride=2)
-        self.quantize = nn.Module()
-        self.quantize.embedding = nn.Embedding(4, 2)
+        self.embedding = nn.Embedding(4, 2)
         self.dec = nn.ConvTranspose2d(2, 1, 2, stride=2)
+
+    def encoder_modules(self):
+        return [self.enc, self.embedding]
+
+    def decoder_modules(self):
+        return [self.dec]
+
+    @property
+    def codebook(self):
+        return self.embedding.weight
 
     def encode(self, x):
         return self.enc(x)
 
     def encode_to_indices(self, x):
-        z = self.encode(x).permute(0, 2, 3, 1)  # (B, h, w, D)
-        return (
-            torch.cdist(z.flatten(0, 2), self.quantize.embedding.weight).argmin(1).view(z.shape[:3])
-        )
+        z = self.encode(x).permute(0, 2, 3, 1)  # (B, D, h, w) -> (B, h, w, D)
+        return torch.cdist(z.flatten(0, 2), self.codebook).argmin(1).view(z.shape[:3])
 
-    def decode(self, z):
+    def latent(self, x):
+        return self.embedding(self.encode_to_indices(x)).permute(0, 3, 1, 2)
+
+    def decode_full(self, z):
         return self.dec(z)
 
 
@@ -122,26 +134,16 @@ def test_vq_protocol_and_codebook_plot(tmp_path):
     torch.manual_seed(0)
     model = TinyVQ()
     x = torch.randn(3, 1, 4, 4)
-    assert is_vq(model) and not is_vq(nn.Linear(2, 2))
     idx = model.encode_to_indices(x)
-    z = latent_of(model, x)
-    # The latent of a VQ model is exactly the codebook rows of its indices.
-    assert torch.equal(z.permute(0, 2, 3, 1), model.quantize.embedding.weight[idx])
-    assert reconstruct(model, x).shape == x.shape
+    assert torch.equal(reconstruct(model, x), model.decode(model.latent(x)))
     run = tmp_path / "vq"
     run.mkdir()
-    book = codebook_report(model.quantize.embedding.weight.detach(), idx)
+    book = codebook_report(model.codebook.detach(), idx)
     (run / "eval.json").write_text(
         json.dumps({"metrics": {"mse": 1.0}, "skipped": {}, "n": 3, "data": "x", "codebook": book})
     )
     md = write_report([run], tmp_path / "out").read_text()
     assert "codebook.png" in md and (tmp_path / "out" / "codebook.png").stat().st_size > 10_000
-
-
-class VQAE(TinyVQ, DecoupledAutoencoder):
-    def __init__(self):
-        DecoupledAutoencoder.__init__(self)
-        TinyVQ.__init__(self)
 
 
 @dataclass
@@ -155,7 +157,7 @@ class ImageVQConfig:
 class ImageVQTask:
     def __init__(self, cfg: ImageVQConfig):
         torch.manual_seed(0)
-        self.model, self.data = VQAE(), load_from_config(cfg.data)
+        self.model, self.data = TinyVQ(), load_from_config(cfg.data)
 
 
 def test_evaluate_image_vq_run(tmp_path, monkeypatch):
@@ -170,8 +172,7 @@ def test_evaluate_image_vq_run(tmp_path, monkeypatch):
                 arr = np.clip(level + rng.normal(0, 20, (8, 8)), 0, 255).astype(np.uint8)
                 Image.fromarray(arr).save(tmp_path / "imgs" / split / c / f"{i}.png")
 
-    if "test_image_vq" not in EXPERIMENTS:
-        EXPERIMENTS.register("test_image_vq")(ExperimentKind(ImageVQConfig, ImageVQTask))
+    monkeypatch.setitem(KINDS, "test_image_vq", Kind(ImageVQConfig, "autoencoder", ImageVQTask))
     cfg = ImageVQConfig(data=ImageDataConfig(name="folder", root=str(tmp_path / "imgs")))
     run = tmp_path / "run"
     run.mkdir()

@@ -1,12 +1,13 @@
 """Tiny end-to-end runs: autoencoder run -> latent cache -> prior -> samples, for VQ+GPT and KL+DiT.
 
-The real VQGAN / KL-AE live elsewhere; here two tiny conv stand-ins obey the same protocol
-(VQ: `encode_to_indices`, `decode_indices`, `cfg.n_embed`; KL: `encode -> (mean, logvar)`,
-`decode`, `cfg.scaling_factor`) and train through the ordinary `dae train`.
+The real VQGAN / KL-AE live elsewhere; here two tiny conv stand-ins keep the same contract
+(dae/autoencoder/base.py; VQ: `encode_to_indices`, `decode_indices`, `codebook`; gaussian:
+`posterior -> (mean, logvar)`, `scaling_factor`) and train through the ordinary `dae train`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,20 +24,15 @@ from dae.cli import main
 from dae.data.images import ImageDataConfig, load_from_config
 from dae.data.sampler import EpochSampler
 from dae.data.transforms import to_float
-from dae.experiments import EXPERIMENTS, ExperimentKind
-from dae.priors.cache import (
-    CacheConfig,
-    LatentCache,
-    build_cache,
-    from_prior_space,
-    to_prior_space,
-)
-from dae.priors.generate import read_samples
-from dae.priors.models import PRIORS, load_prior_config
-from dae.priors.task import PriorTrainer
+from dae.experiments import KINDS, Kind, load_config
+from dae.metrics.evaluate import score_samples
+from dae.priors.cache import CacheConfig, LatentCache, from_prior_space, to_prior_space
+from dae.priors.generate import read_samples, write_samples
+from dae.priors.task import PriorTask
+from dae.priors.train import build_cache
 from dae.schedule import ScheduleConfig
 from dae.train.checkpoint import CheckpointError
-from dae.train.trainer import OptimConfig, Task, TrainConfig
+from dae.train.trainer import OptimConfig, Task, TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,6 +69,8 @@ def _decoder(cfg: FakeAEConfig, width: int) -> nn.Sequential:
 class FakeImageAE(DecoupledAutoencoder):
     """(B, 3, 8, 8) -> (B, z, 4, 4): a KL (or, in FakeVQ, VQ) bottleneck -> (B, 3, 8, 8)."""
 
+    kind = "gaussian"
+
     def __init__(self, cfg: FakeAEConfig):
         super().__init__()
         self.cfg = cfg
@@ -80,11 +78,11 @@ class FakeImageAE(DecoupledAutoencoder):
         self.encoder = nn.Sequential(
             nn.Conv2d(3, cfg.width, 4, 2, 1), nn.SiLU(), nn.Conv2d(cfg.width, out, 1)
         )
-        self.codebook = nn.Embedding(cfg.n_embed, cfg.z_channels)
+        self.codebook_ = nn.Embedding(cfg.n_embed, cfg.z_channels)
         self.decoder = _decoder(cfg, cfg.width)
 
     def encoder_modules(self):
-        return [self.encoder, self.codebook]
+        return [self.encoder, self.codebook_]
 
     def decoder_modules(self):
         return [self.decoder]
@@ -92,15 +90,21 @@ class FakeImageAE(DecoupledAutoencoder):
     def build_decoder(self, width_factor: float) -> nn.Module:
         return _decoder(self.cfg, max(1, round(self.cfg.width * width_factor)))
 
-    def _decoder_now(self) -> nn.Module:
-        return self.aux_decoder if self.use_aux_decoder else self.decoder
+    @property
+    def scaling_factor(self):
+        return self.cfg.scaling_factor
 
     def encode(self, x):
         h = self.encoder(x)
         return tuple(h.chunk(2, dim=1)) if self.cfg.latent == "kl" else h
 
-    def decode(self, z):
-        return self._decoder_now()(z)
+    posterior = encode
+
+    def latent(self, x):
+        return self.encode(x)[0]
+
+    def decode_full(self, z):
+        return self.decoder(z)
 
     def loss(self, x):
         if self.cfg.latent == "kl":
@@ -111,7 +115,7 @@ class FakeImageAE(DecoupledAutoencoder):
         else:
             h = self.encode(x)
             idx = self.nearest(h)
-            zq = self.codebook(idx).permute(0, 3, 1, 2)
+            zq = self.codebook_(idx).permute(0, 3, 1, 2)
             commit = (h - zq.detach()).pow(2).mean() + (zq - h.detach()).pow(2).mean()
             loss = (self.decode(h + (zq - h).detach()) - x).pow(2).mean() + commit
         return loss, {"loss": loss.item()}
@@ -119,7 +123,7 @@ class FakeImageAE(DecoupledAutoencoder):
     def nearest(self, h):
         flat = h.permute(0, 2, 3, 1)  # (B, z, h, w) -> (B, h, w, z)
         return (
-            torch.cdist(flat.reshape(-1, flat.shape[-1]), self.codebook.weight)
+            torch.cdist(flat.reshape(-1, flat.shape[-1]), self.codebook_.weight)
             .argmin(1)
             .view(flat.shape[:3])
         )
@@ -128,11 +132,20 @@ class FakeImageAE(DecoupledAutoencoder):
 class FakeVQ(FakeImageAE):
     """The VQ stand-in: the KL one plus the code-grid interface."""
 
+    kind = "vq"
+
+    @property
+    def codebook(self):
+        return self.codebook_.weight
+
+    def latent(self, x):
+        return self.codebook_(self.encode_to_indices(x)).permute(0, 3, 1, 2)
+
     def encode_to_indices(self, x):
         return self.nearest(self.encode(x))  # (B, h, w)
 
     def decode_indices(self, idx):
-        return self.decode(self.codebook(idx).permute(0, 3, 1, 2))
+        return self.decode(self.codebook_(idx).permute(0, 3, 1, 2))
 
 
 class FakeTask(Task):
@@ -149,8 +162,10 @@ class FakeTask(Task):
         return self.model.loss(batch)
 
 
-if "fake_image_ae" not in EXPERIMENTS:
-    EXPERIMENTS.register("fake_image_ae")(ExperimentKind(FakeExperimentConfig, FakeTask))
+@pytest.fixture(autouse=True)
+def fake_kind(monkeypatch):
+    """The stand-in autoencoders as an experiment kind, for this module's tests only."""
+    monkeypatch.setitem(KINDS, "fake_image_ae", Kind(FakeExperimentConfig, "autoencoder", FakeTask))
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +266,7 @@ def test_train_prior_sample_end_to_end(tmp_path, image_folder, latent, preset):
             from_prior_space(to_prior_space(raw, cache.meta), cache.meta), raw
         )
         torch.testing.assert_close(z[:4], to_prior_space(raw, cache.meta))
-    assert (tmp_path / "prior" / "prior_ema.safetensors").is_file()
+    assert (tmp_path / "prior" / "model_ema.safetensors").is_file()
     assert main(["sample", str(tmp_path / "prior"), "--n", "6", "--out", str(tmp_path / "s")]) == 0
     images, labels = read_samples(tmp_path / "s" / "samples.npz")
     assert images.dtype == torch.uint8 and images.shape == (6, 3, 8, 8)
@@ -295,28 +310,46 @@ def test_dae_prior_can_cache_from_the_stage2_checkpoint(tmp_path, image_folder):
         build_cache(tmp_path / "baseline", data, CacheConfig())
 
 
-def test_prior_training_resumes_exactly(tmp_path):
+def kl_cache() -> LatentCache:
+    """8 random KL latents (2, 4, 4) in two classes."""
     gen = torch.Generator().manual_seed(0)
     meta = {"kind": "kl", "latent_shape": [2, 4, 4], "classes": ["a", "b"], "scaling_factor": 0.5}
-    cache = LatentCache(
-        {
-            "mean": torch.randn(8, 2, 4, 4, generator=gen),
-            "logvar": torch.full((8, 2, 4, 4), -2.0),
-            "labels": torch.arange(8) % 2,
-        },
-        meta,
-    )
-    kind, cfg = load_prior_config(
-        REPO / "configs" / "prior_dit_cifar10.yaml", TINY["prior_dit"] + FAST
-    )
+    tensors = {
+        "mean": torch.randn(8, 2, 4, 4, generator=gen),
+        "logvar": torch.full((8, 2, 4, 4), -2.0),
+        "labels": torch.arange(8) % 2,
+    }
+    return LatentCache(tensors, meta)
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_prior_trainer_honours_precision(precision, dtype):
+    cache = kl_cache()
+    overrides = TINY["prior_dit"] + FAST + [f"train.precision={precision}", "train.steps=2"]
+    kind, cfg = load_config(REPO / "configs" / "prior_dit_cifar10.yaml", overrides)
+    prior = kind.model(cfg, cache.meta)
+    seen = set()
+    first = next(m for m in prior.modules() if isinstance(m, nn.Linear))
+    first.register_forward_hook(lambda module, args, out: seen.add(out.dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CPUs without native bf16 warn that it is emulated
+        Trainer(PriorTask(cfg, cache, prior), None, cfg.train, cfg.optim).fit()
+    assert seen == {dtype}  # the linear layers ran under autocast ...
+    assert {p.dtype for p in prior.parameters()} == {torch.float32}  # ... on fp32 weights
+
+
+def test_prior_training_resumes_exactly(tmp_path):
+    cache = kl_cache()
+    meta = cache.meta
+    kind, cfg = load_config(REPO / "configs" / "prior_dit_cifar10.yaml", TINY["prior_dit"] + FAST)
 
     def run(out: Path, steps: int, resume: bool) -> dict:
         torch.manual_seed(0)
-        prior = kind.build(cfg, meta)
+        task = PriorTask(cfg, cache, kind.model(cfg, meta))
         train = TrainConfig(**{**vars(cfg.train), "steps": steps})
-        trainer = PriorTrainer(prior, cache, train, cfg.optim, out, {}, resume)
+        trainer = Trainer(task, None, train, cfg.optim, out, {}, resume)
         trainer.fit()
-        return trainer.prior.state_dict() | {f"ema.{k}": v for k, v in trainer.ema.shadow.items()}
+        return task.model.state_dict() | {f"ema.{k}": v for k, v in trainer.ema.shadow.items()}
 
     whole = run(tmp_path / "a", 4, False)
     run(tmp_path / "b", 2, False)
@@ -327,8 +360,8 @@ def test_prior_training_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "configs").glob("prior_*.yaml")))
 def test_every_prior_preset_builds_and_steps(preset):
-    kind, cfg = load_prior_config(REPO / "configs" / f"{preset}.yaml")
-    assert kind is PRIORS.get(cfg.kind)
+    kind, cfg = load_config(REPO / "configs" / f"{preset}.yaml")
+    assert kind is KINDS[cfg.kind] and kind.family == "prior"
     paper_scale = "cifar10" not in preset
     if cfg.kind == "prior_gpt":
         meta = {
@@ -351,7 +384,7 @@ def test_every_prior_preset_builds_and_steps(preset):
     if paper_scale:
         # Hundreds of millions of parameters: build and run forward + backward on the meta device.
         with torch.device("meta"):
-            prior = kind.build(cfg, meta)
+            prior = kind.model(cfg, meta)
         n_params = sum(p.numel() for p in prior.parameters())
         assert n_params > 3e8
         if cfg.kind == "prior_gpt":
@@ -368,24 +401,22 @@ def test_every_prior_preset_builds_and_steps(preset):
             assert out.shape == (2, 8, 32, 32)
         return
     torch.manual_seed(0)
-    prior = kind.build(cfg, meta)
+    prior = kind.model(cfg, meta)
     loss, logs = prior.loss(batch, labels, gen)
     loss.backward()
     assert torch.isfinite(loss) and "loss" in logs
 
 
-def test_score_samples_hook_uses_the_metrics_harness(tmp_path, image_folder):
-    pytest.importorskip("dae.metrics.fid", reason="the metrics harness is not on this branch")
-    from dae.priors.generate import score_samples, write_samples
-
-    real = load_from_config(ImageDataConfig(name="folder", root=str(image_folder), cache=False))
+def test_score_samples_against_a_split(tmp_path, image_folder):
+    data = ImageDataConfig(name="folder", root=str(image_folder), cache=False)
+    real = load_from_config(data)
     noise = torch.randint(
         0, 256, real.images.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     write_samples(tmp_path / "same", real.images, real.labels, {})
     write_samples(tmp_path / "noise", noise, real.labels, {})
-    same = score_samples(tmp_path / "same" / "samples.npz", real.images, "pixels")
-    other = score_samples(tmp_path / "noise" / "samples.npz", real.images, "pixels")
+    same = score_samples(tmp_path / "same" / "samples.npz", data, "pixels")[0]
+    other = score_samples(tmp_path / "noise" / "samples.npz", data, "pixels")[0]
     fd = next(k for k in same if k.lower().startswith(("fd", "fid")))
     assert same[fd] < 1e-6 < other[fd]
 

@@ -153,6 +153,24 @@ def test_aux_decoder_is_half_width_and_owns_the_gan_layer():
     assert model.last_layer() is model.decoder.conv_out.weight
 
 
+def test_model_contract_latent_is_the_codebook_row_and_decode_follows_the_stage():
+    model = tiny_vqgan().eval()
+    x = torch.randn(2, 3, 16, 16)
+    idx = model.encode_to_indices(x)
+    assert model.kind == "vq" and model.codebook.shape == (16, 4)
+    # (B, D, h, w) -> (B, h, w, D): the latent is exactly the codebook row of each index
+    assert torch.equal(model.latent(x).permute(0, 2, 3, 1), model.codebook[idx])
+    # forward passes straight-through z + (z_q - z).detach(): equal up to rounding
+    torch.testing.assert_close(model.decode(model.latent(x)), model(x).sample)
+    schedule = DAESchedule(ScheduleConfig(mode="dae", aux_width=0.5), 4)
+    schedule.prepare(model)
+    schedule.enter(model, "stage1")
+    z = model.latent(x)
+    assert torch.equal(model.decode(z), model.aux_decoder(z))
+    schedule.finish(model)  # the trained model decodes with its full decoder
+    assert torch.equal(model.decode(z), model.decoder(model.post_quant_conv(z)))
+
+
 def test_registry_names_build_the_paper_architectures():
     f16 = build_image_autoencoder("vqgan-f16", resolution=32, ch=32)  # narrow, same layout
     assert f16.cfg.ch_mult == [1, 1, 2, 2, 4] and f16.quantize.embedding.weight.shape == (1024, 256)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,16 +17,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from dae.errors import ConfigError, MissingFileError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config key is unknown, mistyped or out of range; the message starts with the key."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        self.detail = message
-        super().__init__(f"{key}: {message}" if key else message)
 
 
 def check(condition: bool, key: str, message: str) -> None:
@@ -171,7 +165,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingFileError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -186,16 +180,24 @@ def replace(cfg: T, overrides: Sequence[str]) -> T:
     return from_dict(type(cfg), apply_overrides(to_dict(cfg), overrides))
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> help text, from `field(metadata={"help": ...})`, for CLI help."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+def explain(cfg: Any, indent: int = 0) -> str:
+    """`cfg` as YAML, each key followed by its help text (`field(metadata={"help": ...})`)."""
+    lines = []
+    for f in dataclasses.fields(cfg):
+        value, pad = getattr(cfg, f.name), "  " * indent
+        note = f"  # {f.metadata['help']}" if "help" in f.metadata else ""
+        if dataclasses.is_dataclass(value):
+            lines += [f"{pad}{f.name}:{note}", explain(value, indent + 1)]
+        else:  # JSON is YAML's flow style: one line per key
+            lines.append(f"{pad}{f.name}: {json.dumps(to_dict(value))}{note}")
+    return "\n".join(lines)
 
 
 __all__ = [
     "ConfigError",
     "apply_overrides",
     "check",
-    "field_docs",
+    "explain",
     "from_dict",
     "parse_override",
     "read_yaml",

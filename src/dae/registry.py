@@ -6,6 +6,8 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from dae.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -21,7 +23,7 @@ class Registry(Generic[T]):
 
         def add(obj: T) -> T:
             if name in self._items:
-                raise KeyError(f"{self.kind} {name!r} is already registered")
+                raise UnknownNameError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
             return obj
 
@@ -31,7 +33,7 @@ class Registry(Generic[T]):
         if name not in self._items:
             close = difflib.get_close_matches(name, list(self._items), n=3)
             hint = f"; did you mean {close}?" if close else f"; known: {sorted(self._items)}"
-            raise KeyError(f"unknown {self.kind} {name!r}{hint}")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}")
         return self._items[name]
 
     def __contains__(self, name: str) -> bool:

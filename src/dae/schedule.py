@@ -8,6 +8,10 @@ The weak decoder is either `aux` (a separately built decoder of the same family,
 the channels) or `dropout2d` (the real decoder with channel-wise dropout `dropout_p` in every
 residual / hidden block). Both schedules spend the same total number of steps, so comparisons are
 fair. The trainer asks this module for a `StagePlan`; losses never look at the step counter.
+
+A stage plan is anything with `total_steps`, `stage_at(step)`, `prepare(model)`,
+`enter(model, stage, fresh) -> StagePlan` and `finish(model)`: `SingleStage` (priors, SimCLR; the
+trainer's default) and `DAESchedule` (autoencoders) are the two.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch import nn
 from dae.autoencoder.base import DecoupledAutoencoder
 from dae.config import check
 
-Stage = Literal["joint", "stage1", "stage2"]
+Stage = Literal["train", "joint", "stage1", "stage2"]
 
 
 @dataclass
@@ -88,6 +92,25 @@ class StagePlan:
             module.eval()
 
 
+class SingleStage:
+    """One stage, "train", over all steps: the whole model trains, nothing is frozen."""
+
+    def __init__(self, total_steps: int):
+        self.total_steps = total_steps
+
+    def stage_at(self, step: int) -> Stage:
+        return "train"
+
+    def prepare(self, model: nn.Module) -> None:
+        pass
+
+    def enter(self, model: nn.Module, stage: Stage, fresh: bool = True) -> StagePlan:
+        return StagePlan("train", 0, self.total_steps, [model], [], False, 0.0)
+
+    def finish(self, model: nn.Module) -> None:
+        pass
+
+
 class DAESchedule:
     """Maps a step to its stage and applies that stage's freezing to a `DecoupledAutoencoder`."""
 
@@ -102,9 +125,6 @@ class DAESchedule:
                 raise ValueError("a DAE schedule needs at least 2 steps (one per stage)")
         else:
             self.boundary = total_steps
-
-    def stages(self) -> list[Stage]:
-        return ["stage1", "stage2"] if self.cfg.mode == "dae" else ["joint"]
 
     def stage_at(self, step: int) -> Stage:
         """Stage of the (0-based) optimisation step `step`."""
@@ -157,3 +177,7 @@ class DAESchedule:
             module.requires_grad_(True)
         start, end = self.bounds(stage)
         return StagePlan(stage, start, end, trainable, frozen, use_aux, dropout_p, reset_disc)
+
+    def finish(self, model: DecoupledAutoencoder) -> None:
+        """After the last step: the trained model decodes with its full decoder, no dropout."""
+        model.use_full_decoder()

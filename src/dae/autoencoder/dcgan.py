@@ -132,10 +132,9 @@ class DCGAN(DecoupledAutoencoder):
         width = max(1, round(self.cfg.gen_width * width_factor))
         return Generator(self.cfg.latent_dim, width, self.cfg.channels)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """`(B, latent_dim) -> (B, C, 32, 32)` in [-1, 1], with the decoder the schedule made active."""
-        decoder = self.aux_decoder if self.use_aux_decoder else self.decoder
-        return decoder(z)
+    def decode_full(self, z: torch.Tensor) -> torch.Tensor:
+        """`(B, latent_dim) -> (B, C, 32, 32)` in [-1, 1]."""
+        return self.decoder(z)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """`n` images decoded from the standard Gaussian prior."""
@@ -146,6 +145,8 @@ class DCGAN(DecoupledAutoencoder):
 
 class VAEGAN(DCGAN):
     """A VAE whose decoder is the DCGAN generator (trained with an adversarial term as well)."""
+
+    kind = "gaussian"
 
     def __init__(self, cfg: DCGANConfig):
         super().__init__(cfg)
@@ -158,6 +159,8 @@ class VAEGAN(DCGAN):
         """Posterior mean and log-variance, each `(B, latent_dim)`."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
+
+    posterior = encode
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """The code a reconstruction is decoded from (the posterior mean)."""

@@ -124,10 +124,8 @@ class ImageAutoencoder(DecoupledAutoencoder):
             )
         )
 
-    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, bottleneck, h, w) -> (B, C, H, W) through the active decoder (aux in DAE stage 1)."""
-        if self.use_aux_decoder:
-            return self.aux_decoder(z)
+    def decode_full(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, bottleneck, h, w) -> (B, C, H, W) through the full decoder."""
         return self.decoder(self.post_quant_conv(z))
 
     def last_layer(self) -> nn.Parameter:

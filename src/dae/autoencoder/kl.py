@@ -50,6 +50,7 @@ class KLAutoencoder(ImageAutoencoder):
     """`x (B, C, H, W) -> q(z|x) = N(mean, exp(logvar)) (B, z, H/f, W/f) -> x_hat`."""
 
     diffusers_cls = AutoencoderKL
+    kind = "gaussian"
 
     def __init__(self, cfg: KLAutoencoderConfig):
         super().__init__(cfg)
@@ -69,9 +70,18 @@ class KLAutoencoder(ImageAutoencoder):
         moments = self.quant_conv(self.encoder(x)).float()  # KL and sampling in fp32
         return DiagonalGaussianDistribution(moments)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, z, h, w) -> (B, C, H, W) (unscaled latents: divide by `scaling_factor` first)."""
-        return self.decode_latent(z)
+    @property
+    def scaling_factor(self) -> float | None:
+        return self.cfg.scaling_factor
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar), each (B, z, h, w)."""
+        dist = self.encode(x)
+        return dist.mean, dist.logvar
+
+    @torch.no_grad()
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x).mean
 
     def forward(self, x: torch.Tensor, sample_posterior: bool = True) -> KLOutput:
         posterior = self.encode(x)

@@ -1,4 +1,4 @@
-"""Short names for image autoencoders (`vqgan-f16`, `kl-f8`), and rebuilding one from a run."""
+"""Short names for image autoencoders (`vqgan-f16`, `kl-f8`) at the papers' sizes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dae.autoencoder.vqgan import VQGAN, VQGANConfig
 from dae.config import from_dict
 from dae.registry import Registry
 
-# Experiment kind -> (model class, its config class): how a run's saved config becomes a model.
+# Family -> (model class, its config class).
 FAMILIES: dict[str, tuple[type[ImageAutoencoder], type]] = {
     "vqgan": (VQGAN, VQGANConfig),
     "kl": (KLAutoencoder, KLAutoencoderConfig),
@@ -94,12 +94,3 @@ _preset(
 def build_image_autoencoder(name: str, **overrides: Any) -> ImageAutoencoder:
     """`build_image_autoencoder("kl-f8", resolution=32)`."""
     return IMAGE_AUTOENCODERS.get(name)(**overrides)
-
-
-def model_from_config(config: dict[str, Any]) -> ImageAutoencoder:
-    """The (untrained) model a run's saved experiment config describes (`kind` + `model`)."""
-    kind = config.get("kind")
-    if kind not in FAMILIES:
-        raise KeyError(f"not an image-autoencoder run (kind {kind!r}; known {sorted(FAMILIES)})")
-    model_cls, cfg_cls = FAMILIES[kind]
-    return model_cls(from_dict(cfg_cls, config["model"], prefix="model"))

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dae.autoencoder.base import DecoupledAutoencoder
 from dae.autoencoder.dcgan import ConvEncoder
 from dae.config import check
 
@@ -159,11 +158,11 @@ class SimCLRConfig:
         check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
 
 
-class SimCLR(DecoupledAutoencoder):
+class SimCLR(nn.Module):
     """Backbone (the five-layer `ConvEncoder`) + MLP projection head; the feature is the backbone's.
 
-    It has no decoder: under the baseline schedule the trainer trains its encoder modules as one
-    stage, which gives SimCLR the same loop, logging and checkpoints as every other dae model.
+    It trains on the one `Trainer` with its default single-stage plan: the same loop, logging and
+    checkpoints as every other dae model.
     """
 
     def __init__(self, cfg: SimCLRConfig, channels: int = 3):
@@ -175,15 +174,6 @@ class SimCLR(DecoupledAutoencoder):
             nn.ReLU(True),
             nn.Linear(cfg.feature_dim, cfg.proj_dim),
         )
-
-    def encoder_modules(self) -> list[nn.Module]:
-        return [self.backbone, self.head]
-
-    def decoder_modules(self) -> list[nn.Module]:
-        return []
-
-    def build_decoder(self, width_factor: float) -> nn.Module:
-        raise ValueError("SimCLR has no decoder; train it with schedule.mode=baseline")
 
     def loss(
         self, x: torch.Tensor, gen: torch.Generator | None = None

@@ -47,6 +47,7 @@ def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
 class ToyVAE(DecoupledAutoencoder):
     """Vanilla VAE, `x (B, D) -> (mu, logvar) (B, d) -> x_hat (B, D)`."""
 
+    kind = "gaussian"
     dropout_cls = nn.Dropout  # a hidden unit is an MLP's "channel"
 
     def __init__(self, cfg: ToyVAEConfig):
@@ -70,10 +71,14 @@ class ToyVAE(DecoupledAutoencoder):
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decode with the decoder the schedule made active (aux in DAE stage 1)."""
-        decoder = self.aux_decoder if self.use_aux_decoder else self.decoder
-        return decoder(z)
+    posterior = encode
+
+    @torch.no_grad()
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
+
+    def decode_full(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)

@@ -140,6 +140,7 @@ class VQGAN(ImageAutoencoder):
     """`x (B, C, H, W) -> z (B, z, H/f, W/f) -> codes (B, H/f, W/f) -> x_hat (B, C, H, W)`."""
 
     diffusers_cls = VQModel
+    kind = "vq"
 
     def __init__(self, cfg: VQGANConfig):
         super().__init__(cfg)
@@ -165,9 +166,15 @@ class VQGAN(ImageAutoencoder):
         """(B, C, H, W) -> (B, h, w) code indices."""
         return self.quantize.nearest(self.encode(x))
 
-    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
-        """(B, embed_dim, h, w) quantised latent -> (B, C, H, W)."""
-        return self.decode_latent(z_q)
+    @property
+    def codebook(self) -> torch.Tensor:
+        """(n_embed, embed_dim) code vectors."""
+        return self.quantize.embedding.weight
+
+    @torch.no_grad()
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, embed_dim, h, w) code vectors of the nearest codes."""
+        return self.quantize.lookup(self.encode_to_indices(x))
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) code indices -> (B, C, H, W)."""

@@ -6,10 +6,7 @@ import argparse
 import importlib
 import sys
 
-from dae.config import ConfigError
-from dae.data.formats import DataFormatError
-from dae.train.checkpoint import CheckpointError
-from dae.train.trainer import NonFiniteLossError
+from dae.errors import UserError
 
 # Subcommand modules, in the order `dae --help` lists them (the architecture's order).
 COMMANDS = [
@@ -23,20 +20,6 @@ COMMANDS = [
     "dae.cli.report",
     "dae.cli.config",
 ]
-
-# Errors a user can fix: a one-line message and a non-zero exit, not a traceback.
-USER_ERRORS = (
-    ConfigError,
-    CheckpointError,
-    FileNotFoundError,
-    FileExistsError,
-    NonFiniteLossError,
-    KeyError,
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
-    DataFormatError,
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"dae {args.command}: error: {message}", file=sys.stderr)
-        return 2 if isinstance(err, ConfigError | KeyError) else 1
+    except UserError as err:  # anything else is a bug and keeps its traceback
+        print(f"dae {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print(f"dae {args.command}: interrupted", file=sys.stderr)
         return 130

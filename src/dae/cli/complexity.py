@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dae.cli import add_overrides
 from dae.config import apply_overrides, from_dict, read_yaml
+from dae.errors import MissingFileError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +61,7 @@ def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None) -> int
     for run_dir in runs:
         path = run_dir / "results.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no results.json in {run_dir}")
+            raise MissingFileError(f"no results.json in {run_dir}")
         summaries.append(json.loads(path.read_text()))
     text = aggregate(summaries, epsilons)
     print(text, end="")

@@ -1,4 +1,5 @@
-"""`dae config show CONFIG`: the fully resolved, validated config with every default filled in."""
+"""`dae config show CONFIG [--explain]`: the resolved, validated config, every default filled in;
+with `--explain`, each key's help text as a comment."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import yaml
 
 from dae.cli import add_overrides
-from dae.config import to_dict
+from dae.config import explain, to_dict
 from dae.experiments import load_preset
 
 
@@ -16,10 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("action", choices=["show"])
     parser.add_argument("config", help="YAML preset, e.g. configs/toy_vae.yaml")
     add_overrides(parser)
+    parser.add_argument("--explain", action="store_true", help="comment every key with its help")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_preset(args.config, args.overrides)
-    print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    print(explain(cfg) if args.explain else yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
     return 0

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from dae.metrics.evaluate import METRIC_GROUPS, EvalOptions, evaluate_run
+from dae.run import Run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.run / "config.yaml").is_file():
-        raise FileNotFoundError(f"{args.run} is not a run folder (no config.yaml)")
+    Run(args.run).require()
     opts = EvalOptions(
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
         features=args.features,
@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(result["metrics"], indent=1))
     for name, why in result["skipped"].items():
         print(f"skipped {name}: {why}")
-    print(f"wrote {args.run / 'eval.json'}")
+    print(f"wrote {Run(args.run).eval_path}")
     return 0

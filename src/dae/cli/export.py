@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dae.autoencoder.registry import model_from_config
-from dae.train.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, load_state
-from dae.train.export import load_weights
+from dae.autoencoder.image import ImageAutoencoder
+from dae.errors import ConfigError
+from dae.run import Run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,26 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run", type=Path, help="run folder written by `dae train`")
     parser.add_argument("--format", choices=["diffusers"], default="diffusers")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument(
-        "--ema", action="store_true", help="export the EMA weights of the run's last checkpoint"
-    )
+    parser.add_argument("--ema", action="store_true", help="export the run's EMA weights")
     parser.set_defaults(func=run)
 
 
 def export_diffusers(run_dir: Path, out: Path, ema: bool = False) -> Path:
     """Write `out` (config.json + diffusion_pytorch_model.safetensors) from the run in `run_dir`."""
-    state, config = load_weights(run_dir / "model.safetensors")
-    if ema:
-        ckpt = last_checkpoint(run_dir)
-        state = load_checkpoint(ckpt).get("ema")
-        if state is None:
-            raise CheckpointError(f"{ckpt}: the run kept no EMA (train.ema_decay was 0)")
-    model = model_from_config(config)
-    model_keys = set(model.state_dict())
-    # The DAE aux decoder (stage 1 only) is not part of the final model.
-    state = {k: v for k, v in state.items() if k in model_keys or not k.startswith("aux_decoder.")}
-    load_state(model, state, f"model in {run_dir}")
-    model.to_diffusers().save_pretrained(str(out), safe_serialization=True)
+    loaded = Run(run_dir).autoencoder("ema" if ema else "final")
+    if not isinstance(loaded.model, ImageAutoencoder):
+        raise ConfigError("kind", f"{loaded.cfg.kind}: only image autoencoders (vqgan, kl) export")
+    # The DAE aux decoder (stage 1 only) is not part of the diffusers model.
+    loaded.model.to_diffusers().save_pretrained(str(out), safe_serialization=True)
     return out
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dae.cli import add_overrides
-from dae.config import ConfigError
+from dae.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,12 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from dae.priors.models import load_prior_config
-    from dae.priors.task import train_prior
+    from dae.experiments import load_config
+    from dae.priors.train import train_prior
 
-    kind, cfg = load_prior_config(args.config, args.overrides)
+    kind, cfg = load_config(args.config, args.overrides)
+    if kind.family != "prior":
+        raise ConfigError(
+            "kind", f"{args.config}: {cfg.kind} is not a prior (prior_gpt, prior_dit)"
+        )
     out = args.out or Path("runs") / f"{args.ae_run.name}-{Path(args.config).stem}"
-    train_prior(kind, cfg, args.ae_run, out, resume=args.resume, overwrite=args.overwrite)
+    train_prior(cfg, args.ae_run, out, resume=args.resume, overwrite=args.overwrite)
     print(f"trained {cfg.train.steps} steps; prior run folder: {out}")
     return 0
 
@@ -100,16 +104,13 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace, out: Path) -> None:
     """`--score FEATURES`: metrics against the prior's data set, to `out/scores.json`."""
-    import dataclasses
     import json
 
-    from dae.data.images import load_from_config
-    from dae.priors.generate import load_prior_run, score_samples
+    from dae.metrics.evaluate import score_samples
+    from dae.run import Run
 
-    data = load_prior_run(args.run, args.overrides).cfg.data
-    reference = load_from_config(dataclasses.replace(data, split=args.reference_split))
-    tag = f"{data.name}-{args.reference_split}"
-    scores = score_samples(out / "samples.npz", reference.images, args.score, tag)
+    data = Run(args.run).config(args.overrides).data
+    scores = score_samples(out / "samples.npz", data, args.score, args.reference_split)
     (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores))
 

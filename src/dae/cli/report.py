@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dae.errors import MissingFileError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="compare runs: Markdown table and plots")
@@ -20,6 +22,6 @@ def run(args: argparse.Namespace) -> int:
 
     for run_dir in args.runs:
         if not run_dir.is_dir():
-            raise NotADirectoryError(f"run folder not found: {run_dir}")
+            raise MissingFileError(f"run folder not found: {run_dir}")
     print(f"wrote {write_report(args.runs, args.out)}")
     return 0

@@ -5,16 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from dae.cli import add_overrides
-from dae.config import ConfigError, to_dict
-from dae.experiments import load_experiment_config
-from dae.schedule import DAESchedule
-from dae.train.checkpoint import atomic_write
-from dae.train.distributed import barrier, init_distributed, shutdown
-from dae.train.export import save_weights
-from dae.train.trainer import Trainer, prepare_run_dir
+from dae.experiments import load_config
+from dae.experiments.train import train
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,56 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _first_difference(a: object, b: object, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            diff = _first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
-            if diff:
-                return diff
-        return None
-    return None if a == b else f"{prefix}: {b!r} in the run, {a!r} now"
-
-
 def run(args: argparse.Namespace) -> int:
-    kind, cfg = load_experiment_config(args.config, args.overrides)
+    _, cfg = load_config(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
-    config = to_dict(cfg)
-    # Under `torchrun` every process runs this; rank 0 alone touches the run folder.
-    info = init_distributed(cfg.train.device)
-    try:
-        if info.is_main:
-            prepare_run_dir(out, resume=args.resume, overwrite=args.overwrite)
-            saved = out / "config.yaml"
-            if args.resume and saved.is_file():
-                diff = _first_difference(config, yaml.safe_load(saved.read_text()))
-                if diff:
-                    raise ConfigError(
-                        diff.split(":")[0], f"differs from the run being resumed ({diff})"
-                    )
-            atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
-        barrier()
-        task = kind.build_task(cfg)
-        hooks = []
-        if args.lipschitz_every:
-            from dae.metrics.lipschitz import hook_for_task
+    hooks = None
+    if args.lipschitz_every:
+        from dae.metrics.lipschitz import hook_for_task
 
-            hooks.append(hook_for_task(task, args.lipschitz_every))
-        trainer = Trainer(
-            task,
-            DAESchedule(cfg.schedule, cfg.train.steps),
-            cfg.train,
-            cfg.optim,
-            run_dir=out,
-            config=config,
-            resume=args.resume,
-            hooks=hooks,
-        )
-        trainer.fit()
-        task.finish()  # may fill in measured config values (a KL-AE's scaling_factor)
-        if info.is_main:
-            save_weights(out / "model.safetensors", task.model, to_dict(cfg))
-            print(f"trained {cfg.train.steps} steps; run folder: {out}")
-        barrier()
-    finally:
-        shutdown()
+        hooks = lambda task: [hook_for_task(task, args.lipschitz_every)]  # noqa: E731
+    trainer = train(cfg, out, resume=args.resume, overwrite=args.overwrite, hooks=hooks)
+    if trainer.dist.is_main:
+        print(f"trained {cfg.train.steps} steps; run folder: {out}")
     return 0

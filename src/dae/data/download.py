@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from dae.data.formats import DataFormatError
+from dae.errors import UnknownNameError
 from dae.train.checkpoint import atomic_write
 
 # Published MD5s of the official archives (the same ones torchvision and tfds check).
@@ -63,7 +64,7 @@ def download(
     """Fetch dataset `name`'s archives into `to` (skipping files whose MD5 already matches);
     CIFAR-10 is also extracted to `to/cifar-10-batches-py`. Returns the files written."""
     if name not in CHECKSUMS:
-        raise KeyError(f"unknown dataset {name!r}; downloadable: {sorted(CHECKSUMS)}")
+        raise UnknownNameError(f"unknown dataset {name!r}; downloadable: {sorted(CHECKSUMS)}")
     checksums = checksums or CHECKSUMS[name]
     base = (base_url or BASE_URLS[name]).rstrip("/") + "/"
     to.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dae.errors import DataFormatError, MissingFileError
 from dae.train.checkpoint import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-class DataFormatError(ValueError):
-    """A data file is missing, truncated or not in the expected format; the message names it."""
 
 
 # -- MNIST idx ------------------------------------------------------------------------------------
@@ -53,7 +50,7 @@ def _find(folder: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(f"MNIST file {stem}(.gz) not found in {folder}")
+    raise MissingFileError(f"MNIST file {stem}(.gz) not found in {folder}")
 
 
 def read_mnist(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +96,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One `data_batch_i` / `test_batch` file: images `(N, 3, 32, 32)`, labels `(N,)`."""
     if not path.is_file():
-        raise FileNotFoundError(f"CIFAR-10 batch not found: {path}")
+        raise MissingFileError(f"CIFAR-10 batch not found: {path}")
     try:
         with open(path, "rb") as f:
             batch = _ArrayOnlyUnpickler(f, encoding="bytes").load()
@@ -151,7 +148,7 @@ CIFAR10_CLASSES = [
 def list_image_folder(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     """Files of `folder/<class>/*.png|jpg` (classes sorted) or, flat, `folder/*.png|jpg` (one class)."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise MissingFileError(f"image folder not found: {folder}")
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if class_dirs:
         groups = [(d.name, d) for d in class_dirs]

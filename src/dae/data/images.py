@@ -19,6 +19,7 @@ import torch
 from dae.config import check
 from dae.data.formats import DataFormatError, read_cifar_pickles, read_image_folder, read_mnist
 from dae.data.transforms import random_hflip, resize_center_crop, to_float, to_uint8
+from dae.errors import MissingFileError, UnknownNameError
 from dae.paths import cache_root, resolve_data_root
 
 DatasetName = Literal["mnist", "cifar10", "folder"]
@@ -111,7 +112,7 @@ def _read(name: str, split: str, root: Path, image_size: int | None, cache: bool
             return read_cifar_pickles(pickles, split)
         folder = _first_dir(root / "cifar10" / split, root / split)
         if folder is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"CIFAR-10 not found under {root}: expected cifar-10-batches-py/ or "
                 f"cifar10/{split}/<class>/*.jpg (get it with `dae data download cifar10`)"
             )
@@ -119,9 +120,9 @@ def _read(name: str, split: str, root: Path, image_size: int | None, cache: bool
     if name == "folder":
         folder = _first_dir(root / split) or (root if split == "train" else None)
         if folder is None:
-            raise FileNotFoundError(f"image folder {root} has no '{split}' subfolder")
+            raise MissingFileError(f"image folder {root} has no '{split}' subfolder")
         return read_image_folder(folder, image_size, cache_dir)
-    raise KeyError(f"unknown dataset {name!r}; known: mnist, cifar10, folder")
+    raise UnknownNameError(f"unknown dataset {name!r}; known: mnist, cifar10, folder")
 
 
 def train_val_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,14 @@
-"""Image transforms in plain torch (no torchvision): resize, centre crop, flip, [-1, 1] scaling."""
+"""Image transforms in plain torch (no torchvision): resize, centre crop, flip, [-1, 1] scaling,
+and the one image-grid writer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+
+from dae.train.checkpoint import atomic_write
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -52,3 +57,23 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator | None = None)
     out = images.clone()
     out[flip] = images[flip].flip(-1)
     return out
+
+
+def save_grid(
+    path: str | Path, images: torch.Tensor, nrow: int = 8, pad: int = 0, upscale: int = 1
+) -> None:
+    """uint8 `(N, C, H, W)` -> one PNG, `nrow` images per row, `pad` white pixels between them,
+    each pixel drawn `upscale` times as large; written atomically."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    rows = -(-n // nrow)
+    canvas = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, dtype=torch.uint8)
+    for i, img in enumerate(images.cpu()):
+        y, x = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
+        canvas[:, y : y + h, x : x + w] = img
+    array = canvas.permute(1, 2, 0).contiguous().numpy()  # (C, H, W) -> (H, W, C)
+    picture = Image.fromarray(array[..., 0] if c == 1 else array)
+    if upscale > 1:
+        picture = picture.resize((picture.width * upscale, picture.height * upscale), Image.NEAREST)
+    atomic_write(Path(path), lambda tmp: picture.save(tmp, format="PNG"))

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dae.errors import MissingFileError
+
 # VGG-16 `features`: conv widths, "M" = max-pool. LPIPS reads the ReLU after each stage's last conv.
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 TAPS = (3, 8, 15, 22, 29)  # indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
@@ -35,7 +37,7 @@ def vgg16_features() -> nn.Sequential:
 def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"LPIPS weights file not found: {path}")
+        raise MissingFileError(f"LPIPS weights file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from dae.config import check, from_dict, to_dict
 from dae.data.images import load_images, to_float
+from dae.errors import MissingFileError
 from dae.paths import cache_root
 from dae.train.checkpoint import atomic_write
 
@@ -244,7 +245,7 @@ def get_classifier(
         net, _, info = load_classifier(path)
         return net, info
     if not train_if_missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no trained classifier at {path}; train it with `python -m dae.metrics.classifier "
             f"{cfg.dataset}` (plus the same key=value overrides), or drop --no-train-features"
         )

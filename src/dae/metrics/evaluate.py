@@ -10,7 +10,7 @@ with a note in `eval.json["skipped"]`.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +18,17 @@ from typing import Any
 
 import torch
 
-from dae.config import ConfigError
+from dae.data.images import ImageDataConfig, load_from_config, load_images
+from dae.data.toy import ToyDataConfig, make_toy_data
+from dae.data.transforms import save_grid, to_float, to_uint8
+from dae.errors import ConfigError, UnknownNameError
 from dae.metrics.codebook import codebook_report
+from dae.metrics.features import build_features, default_features, reference_features
+from dae.metrics.fid import distribution_metrics
 from dae.metrics.knn import knn_accuracy
 from dae.metrics.lipschitz import encoder_decoder_lipschitz
-from dae.metrics.reconstruction import is_vq, latent_of, psnr, reconstruct, ssim
-from dae.train.checkpoint import atomic_write, last_checkpoint
+from dae.metrics.reconstruction import psnr, reconstruct, ssim
+from dae.run import Run
 
 METRIC_GROUPS = ("recon", "fd", "knn", "lipschitz", "codebook")
 
@@ -53,69 +58,38 @@ class EvalData:
     root: str | None = None  # data root of image sets (None: DAE_DATA / default)
 
     def as_input(self, x: torch.Tensor) -> torch.Tensor:
-        from dae.data.transforms import to_float
-
         return to_float(x) if x.dtype == torch.uint8 else x
 
 
-def load_run(run_dir: Path) -> tuple[Any, Any]:
-    """(config, task) of a run, with the trained weights loaded into `task.model` (eval mode)."""
-    from dae.experiments import load_experiment_config
-    from dae.schedule import DAESchedule
-    from dae.train.checkpoint import load_checkpoint, load_state
-    from dae.train.export import load_weights
-
-    kind, cfg = load_experiment_config(run_dir / "config.yaml")
-    task = kind.build_task(cfg)
-    DAESchedule(cfg.schedule, cfg.train.steps).prepare(
-        task.model
-    )  # aux decoder, if the run had one
-    weights = run_dir / "model.safetensors"
-    if weights.is_file():
-        state, _ = load_weights(weights)
-    else:
-        state = load_checkpoint(last_checkpoint(run_dir))["modules"]["model"]
-    load_state(task.model, state, f"model of {run_dir}")
-    task.model.eval()
-    task.model.use_aux_decoder = False  # measure the final (full) decoder
-    return cfg, task
+def load_run(run_dir: str | Path) -> tuple[Any, Any]:
+    """(config, model) of a run: its final (else checkpoint) weights, full decoder, eval mode."""
+    loaded = Run(run_dir).autoencoder("auto")
+    return loaded.cfg, loaded.model
 
 
-def eval_data(cfg: Any, task: Any, opts: EvalOptions) -> EvalData:
+def eval_data(cfg: Any, opts: EvalOptions) -> EvalData:
     """The data a run was trained on: its test split and a seeded subset of its train split."""
-    from dae.data.images import ImageDataConfig, load_images
-
     gen = torch.Generator().manual_seed(0)
-    data_cfg = getattr(cfg, "data", None)
-    if isinstance(data_cfg, ImageDataConfig):
-        test = load_images(data_cfg.name, "test", data_cfg.root, data_cfg.image_size)
-        train = getattr(task, "data", None)
-        if train is None or not hasattr(train, "images"):
-            train = load_images(data_cfg.name, "train", data_cfg.root, data_cfg.image_size)
-        idx = torch.randperm(len(train.images), generator=gen)[: opts.knn_train]
-        # A seeded random subset, not the first n: folder layouts are sorted by class.
-        t_idx = torch.randperm(len(test.images), generator=gen)[: opts.n].sort().values
-        return EvalData(
-            "image",
-            data_cfg.name,
-            test.images[t_idx],
-            test.labels[t_idx],
-            train.images[idx],
-            train.labels[idx],
-            data_cfg.root,
-        )
-    d = task.data  # vector data with x_train / x_test (the toy)
-    idx = torch.randperm(len(d.x_train), generator=gen)[: opts.knn_train]
-    t_idx = torch.randperm(len(d.x_test), generator=gen)[: opts.n].sort().values
-    return EvalData(
-        "vector", "toy", d.x_test[t_idx], d.y_test[t_idx], d.x_train[idx], d.y_train[idx]
-    )
+    if isinstance(cfg.data, ImageDataConfig):
+        d = cfg.data
+        test = load_images(d.name, "test", d.root, d.image_size)
+        train = load_images(d.name, "train", d.root, d.image_size)
+        kind, dataset, root = "image", d.name, d.root
+        test_x, test_y, train_x, train_y = test.images, test.labels, train.images, train.labels
+    elif isinstance(cfg.data, ToyDataConfig):
+        toy = make_toy_data(cfg.data, seed=cfg.train.seed)  # the toy's data depends on the seed
+        kind, dataset, root = "vector", "toy", None
+        test_x, test_y, train_x, train_y = toy.x_test, toy.y_test, toy.x_train, toy.y_train
+    else:
+        raise ConfigError("kind", f"dae evaluate does not know the data of a {cfg.kind} run")
+    idx = torch.randperm(len(train_x), generator=gen)[: opts.knn_train]
+    # A seeded random subset, not the first n: folder layouts are sorted by class.
+    t_idx = torch.randperm(len(test_x), generator=gen)[: opts.n].sort().values
+    return EvalData(kind, dataset, test_x[t_idx], test_y[t_idx], train_x[idx], train_y[idx], root)
 
 
 def _flat_latents(model, x: torch.Tensor, batch: int) -> torch.Tensor:
-    return torch.cat(
-        [latent_of(model, x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)]
-    )
+    return torch.cat([model.latent(x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)])
 
 
 @torch.no_grad()
@@ -124,13 +98,13 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     opts = opts or EvalOptions()
     unknown = set(opts.metrics) - set(METRIC_GROUPS)
     if unknown:
-        raise KeyError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_GROUPS)}")
-    run_dir = Path(run_dir)
-    cfg, task = load_run(run_dir)
-    model, data = task.model, eval_data(cfg, task, opts)
+        raise UnknownNameError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_GROUPS)}")
+    run = Run(run_dir)
+    cfg, model = load_run(run.path)
+    data = eval_data(cfg, opts)
     torch.manual_seed(0)
     result: dict[str, Any] = {
-        "run": str(run_dir),
+        "run": str(run.path),
         "data": data.dataset,
         "n": len(data.test_x),
         "metrics": {},
@@ -148,7 +122,9 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         if data.kind == "image":
             metrics["psnr"], metrics["ssim"] = psnr(recon, x_test), ssim(recon, x_test)
             pick = torch.linspace(0, len(recon) - 1, 8).long()  # spread over the (class-sorted) set
-            _save_grid(run_dir / "eval_recon.png", data.test_x[pick], recon[pick])
+            # top row: real test images; bottom row: their reconstructions
+            grid = torch.cat([data.test_x[pick], to_uint8(recon[pick])])
+            save_grid(run.eval_grid_path, grid, nrow=len(pick), upscale=2)
         else:
             skipped["psnr/ssim"] = "not image data"
 
@@ -180,14 +156,14 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         metrics.update(encoder_decoder_lipschitz(model, x_test[: opts.lipschitz_n], phi=phi))
 
     if "codebook" in opts.metrics:
-        if is_vq(model):
+        if model.kind == "vq":
             idx = torch.cat(
                 [
                     model.encode_to_indices(x_test[i : i + opts.batch_size])
                     for i in range(0, len(x_test), opts.batch_size)
                 ]
             )
-            result["codebook"] = codebook_report(model.quantize.embedding.weight.detach(), idx)
+            result["codebook"] = codebook_report(model.codebook.detach(), idx)
             metrics["codebook_perplexity"] = result["codebook"]["usage"]["perplexity"]
             metrics["codebook_dead"] = result["codebook"]["usage"]["dead_codes"]
         else:
@@ -196,27 +172,18 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         t0 = time.time()
         if data.kind != "image":
             raise ConfigError("samples", "generated samples can only be measured for image runs")
-        values, info = sample_metrics(
-            load_samples(opts.samples),
-            data.dataset,
-            opts.features,
-            data.root,
-            train_features=opts.train_features,
+        values, info = score_samples(
+            opts.samples, cfg.data, opts.features, train_features=opts.train_features
         )
         metrics.update({f"sample_{k}": v for k, v in values.items()})
         result["samples"] = {"path": str(opts.samples), **info}
         seconds["samples"] = round(time.time() - t0, 2)
-    text = json.dumps(result, indent=1)
-    atomic_write(run_dir / "eval.json", lambda tmp: tmp.write_text(text))
+    run.write_eval(result)
     return result
 
 
 def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics: dict, log):
     """Reconstruction-FD family: features of reconstructions vs the (cached) real test features."""
-    from dae.data.transforms import to_uint8
-    from dae.metrics.features import build_features, default_features, reference_features
-    from dae.metrics.fid import distribution_metrics
-
     spec = opts.features or default_features(data.dataset)
     ext = build_features(spec, root=data.root, train_if_missing=opts.train_features)
     real = reference_features(ext, data.test_x, f"{data.dataset}-test")
@@ -227,30 +194,22 @@ def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics:
     return ext
 
 
-def sample_metrics(
-    samples: torch.Tensor,
-    dataset: str,
+def score_samples(
+    samples: str | Path | torch.Tensor,
+    data: ImageDataConfig,
     features: str | None = None,
-    root=None,
     split: str = "train",
     train_features: bool = True,
 ) -> tuple[dict[str, float], dict]:
-    """Generation metrics of uint8 samples `(N, C, H, W)` against a dataset split (FID-style:
-    the reference is the training split by default, its features cached)."""
-    from dae.data.images import load_images
-    from dae.metrics.features import build_features, default_features, reference_features
-    from dae.metrics.fid import distribution_metrics
-
-    ref = load_images(dataset, split, root)
-    ext = build_features(
-        features or default_features(dataset), root=root, train_if_missing=train_features
-    )
-    real = reference_features(ext, ref.images, f"{dataset}-{split}")
-    fake = ext.extract(samples)
-    return distribution_metrics(real, fake, ext.names), {
-        "features": ext.spec,
-        "feature_info": ext.info,
-    }
+    """Generation metrics (FD, IS, KD, precision/recall) of uint8 samples `(N, C, H, W)` (or their
+    `.npz`) against a split of `data` (FID-style: the training split by default, features cached)."""
+    images = samples if isinstance(samples, torch.Tensor) else load_samples(samples)
+    ref = load_from_config(dataclasses.replace(data, split=split))
+    spec = features or default_features(data.name)
+    ext = build_features(spec, root=data.root, train_if_missing=train_features)
+    real = reference_features(ext, ref.images, f"{data.name}-{split}")
+    values = distribution_metrics(real, ext.extract(images), ext.names)
+    return values, {"features": ext.spec, "feature_info": ext.info}
 
 
 def load_samples(path: str | Path) -> torch.Tensor:
@@ -270,25 +229,9 @@ def load_samples(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def _save_grid(path: Path, real: torch.Tensor, recon: torch.Tensor) -> None:
-    """Top row: real test images; bottom row: their reconstructions."""
-    from PIL import Image
-
-    from dae.data.transforms import to_uint8
-
-    rows = torch.cat([real, to_uint8(recon)])  # (2n, C, H, W)
-    n, (c, h, w) = len(real), rows.shape[1:]
-    grid = rows.view(2, n, c, h, w).permute(0, 3, 1, 4, 2).reshape(2 * h, n * w, c).numpy()
-    img = Image.fromarray(grid[..., 0] if c == 1 else grid).resize(
-        (n * w * 2, 2 * h * 2), Image.NEAREST
-    )
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
-
-
 def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
     """A run's `eval.json`, or None if it has not been evaluated."""
-    path = Path(run_dir) / "eval.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return Run(run_dir).read_eval()
 
 
-__all__ = ["EvalOptions", "evaluate_run", "load_run", "read_eval"]
+__all__ = ["EvalOptions", "evaluate_run", "load_run", "read_eval", "score_samples"]

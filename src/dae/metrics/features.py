@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dae.data.transforms import resize_center_crop, to_float
+from dae.errors import MissingFileError, UnknownNameError
 from dae.paths import cache_root
 from dae.registry import Registry
 from dae.train.checkpoint import atomic_write
@@ -85,7 +86,7 @@ def inception_features(arg: str, **_) -> FeatureExtractor:
     from dae.metrics.inception import INCEPTION_SHA256_PREFIX, load_inception, sha256_file
 
     if not arg:
-        raise FileNotFoundError("inception features need a weights path: --features inception:PATH")
+        raise MissingFileError("inception features need a weights path: --features inception:PATH")
     # The expected hash (prefix) can be overridden for a re-exported copy; "skip" disables the check.
     expected = os.environ.get("DAE_INCEPTION_SHA256", INCEPTION_SHA256_PREFIX)
     net = load_inception(arg, None if expected == "skip" else expected)
@@ -111,7 +112,9 @@ def classifier_features(
         # "cifar10" or "cifar10:epochs=10,width=64" (overrides of the preset; they change the hash)
         dataset, _, overrides = arg.partition(":")
         if dataset not in PRESETS:
-            raise KeyError(f"classifier features for {dataset!r}: known datasets {sorted(PRESETS)}")
+            raise UnknownNameError(
+                f"classifier features for {dataset!r}: known datasets {sorted(PRESETS)}"
+            )
         cfg = replace(PRESETS[dataset], [o for o in overrides.split(",") if o])
     net, info = get_classifier(cfg, root, train_if_missing)
     size = 28 if cfg.dataset == "mnist" else 32

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dae.errors import MissingFileError
+
 # SHA-256 of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (its URL carries the first 8 hex).
 INCEPTION_SHA256_PREFIX = "6726825d"
 
@@ -223,7 +225,7 @@ def load_inception(
     refusing a file whose SHA-256 does not start with `sha256` (None: skip the check)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Inception weights not found: {path} (download pt_inception-2015-12-05-6726825d.pth "
             "on a machine with internet access and pass its path; see docs/metrics.md)"
         )

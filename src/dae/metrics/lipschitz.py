@@ -18,9 +18,8 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from torch import nn
 
-from dae.metrics.reconstruction import _mean, decode_to_data
+from dae.autoencoder.base import DecoupledAutoencoder
 
 Pairing = Literal["perturb", "shuffle"]
 
@@ -60,7 +59,7 @@ def lipschitz_ratio(
 
 @torch.no_grad()
 def encoder_decoder_lipschitz(
-    model: nn.Module,
+    model: DecoupledAutoencoder,
     x: torch.Tensor,
     pairing: Pairing = "perturb",
     eps: float = 0.05,
@@ -70,10 +69,10 @@ def encoder_decoder_lipschitz(
     """{"lipschitz/encoder", "lipschitz/decoder"} (+ "..._perceptual" with `phi`) on the batch `x`."""
 
     def encode(v):
-        return _mean(model.encode(v))
+        # VQ: the continuous pre-quantisation latent; the quantised one is piecewise constant.
+        return model.encode(v) if model.kind == "vq" else model.latent(v)
 
-    def decode(z):
-        return decode_to_data(model, z)
+    decode = model.decode
 
     z = encode(x)
     out = {

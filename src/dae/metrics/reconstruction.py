@@ -1,62 +1,28 @@
-"""Reconstruction metrics (PSNR, SSIM via torchmetrics) and the small model protocol they rely on.
+"""Reconstruction metrics (PSNR, SSIM via torchmetrics) over the autoencoder contract.
 
-Any dae autoencoder works: `encode(x)` may return a tensor, a `(mean, logvar)` tuple (toy VAE) or
-a distribution with `.mean` (KL-AE); VQ models also have `encode_to_indices` / `decode_indices`.
-Latents are the posterior mean (KL) or the quantised codes (VQ): deterministic, as metrics must be.
+Any dae autoencoder works (dae/autoencoder/base.py): `latent(x)` is deterministic (posterior mean,
+code vectors of the nearest codes, or a feature), `decode` maps it back, as metrics must.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
 
-
-def is_vq(model: nn.Module) -> bool:
-    """Does the model quantise to a codebook (`encode_to_indices` + `quantize.embedding`)?"""
-    return hasattr(model, "encode_to_indices") and hasattr(
-        getattr(model, "quantize", None), "embedding"
-    )
+from dae.autoencoder.base import DecoupledAutoencoder
 
 
 @torch.no_grad()
-def latent_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The deterministic latent of `x`: posterior mean, or the quantised code vectors for VQ."""
-    if is_vq(model):
-        idx = model.encode_to_indices(x)  # (B, h, w)
-        return model.quantize.embedding(idx).permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
-    return _mean(model.encode(x))
-
-
-def _mean(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, tuple | list):
-        return out[0]
-    if hasattr(out, "mean") and isinstance(out.mean, torch.Tensor):
-        return out.mean
-    if hasattr(out, "latent_dist"):
-        return out.latent_dist.mean
-    raise TypeError(f"cannot take a latent from encode() output of type {type(out).__name__}")
-
-
-def decode_to_data(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """`model.decode(z)`, unwrapped from tuples / diffusers outputs."""
-    out = model.decode(z)
-    return (
-        out if isinstance(out, torch.Tensor) else (out.sample if hasattr(out, "sample") else out[0])
-    )
-
-
-@torch.no_grad()
-def reconstruct(model: nn.Module, x: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
-    """Deterministic reconstructions of `x` (float, same shape), batch by batch."""
+def reconstruct(
+    model: DecoupledAutoencoder, x: torch.Tensor, batch_size: int = 250
+) -> torch.Tensor:
+    """Deterministic reconstructions `decode(latent(x))` of `x` (same shape), batch by batch."""
     outs = []
     for i in range(0, len(x), batch_size):
-        outs.append(decode_to_data(model, latent_of(model, x[i : i + batch_size])))
+        outs.append(model.decode(model.latent(x[i : i + batch_size])))
     return torch.cat(outs)
 
 

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dae.metrics.evaluate import read_eval
 from dae.train.logger import read_metrics
+from dae.train.run_folder import RunFolder
 
 STAGE_COLOURS = {"stage1": "#fde9c9", "stage2": "#d9ecf9", "joint": "#ffffff"}
 # Table columns, in order, when present in any run's eval.json (others follow alphabetically).
@@ -63,7 +63,7 @@ def plot_curves(
 ) -> bool:
     """One panel per metric key, one line per run, stages shaded; False if there is nothing to draw."""
     histories = {
-        run: read_metrics(run) if (run / "metrics.jsonl").is_file() else [] for run in runs
+        run: read_metrics(run) if RunFolder(run).metrics_path.is_file() else [] for run in runs
     }
     keys = sorted({k for rows in histories.values() for k in _numeric_keys(rows, prefix, exclude)})
     if not keys:
@@ -158,7 +158,7 @@ def _fmt(v: Any) -> str:
 def write_report(runs: list[Path], out: Path) -> Path:
     """Write `out/report.md` and its PNGs; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
-    evals = {run: read_eval(run) for run in runs}
+    evals = {run: RunFolder(run).read_eval() for run in runs}
     labels = run_labels(runs)
     lines = ["# dae report", "", "Runs: " + ", ".join(f"`{run}`" for run in runs), ""]
     measured = {run: e for run, e in evals.items() if e}
@@ -213,7 +213,7 @@ def write_report(runs: list[Path], out: Path) -> Path:
         if draw(out / name):
             lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
     for i, run in enumerate(runs):
-        grid = run / "eval_recon.png"
+        grid = RunFolder(run).eval_grid_path
         if grid.is_file():
             name = f"recon_{i}_{run.name}.png"
             shutil.copyfile(grid, out / name)

@@ -6,7 +6,7 @@ multiplied by the autoencoder's `scaling_factor` (measured on the cache, 1/std, 
 
 DAE freezes the encoder after stage 1, so a DAE run's codes are final once stage 2 starts: a prior
 can be cached from the stage-2 checkpoint and train while the decoder is still training
-(`ae_weights: auto` does this when the run has no final weights yet).
+(`ae_weights: auto` does this when the run has no final weights yet; see `dae.priors.train`).
 """
 
 from __future__ import annotations
@@ -21,17 +21,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from dae.autoencoder.base import DecoupledAutoencoder
-from dae.config import check, from_dict, to_dict
-from dae.data.images import ImageDataConfig, load_from_config
+from dae.config import check
 from dae.data.transforms import to_float
+from dae.errors import ConfigError, MissingFileError
 from dae.train.checkpoint import (
     CheckpointError,
     atomic_write,
-    last_checkpoint,
-    load_checkpoint,
-    load_state,
 )
-from dae.train.export import load_weights
 
 AEWeights = Literal["auto", "final", "checkpoint"]
 
@@ -62,96 +58,6 @@ class CacheConfig:
     def __post_init__(self) -> None:
         check(self.max_images >= 0, "max_images", f"must be >= 0, got {self.max_images}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-
-
-@dataclass
-class LoadedAutoencoder:
-    """An autoencoder run's model in eval mode, which weights it carries, and its config."""
-
-    model: DecoupledAutoencoder
-    source: str  # "final" or "checkpoint@<step>/<stage>"
-    config: dict[str, Any]
-
-
-def load_autoencoder(run_dir: str | Path, weights: AEWeights = "auto") -> LoadedAutoencoder:
-    """Rebuild an autoencoder run's model from its config and load its weights (eval mode).
-
-    Final weights carry the config they were trained with, including values measured after
-    training (a KL-AE's `scaling_factor`), so that config wins over the run's `config.yaml`.
-    """
-    from dae.experiments import load_experiment_config  # kinds register on import
-    from dae.schedule import DAESchedule
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a dae run: no config.yaml")
-    kind, cfg = load_experiment_config(config_path)
-    final, ckpt = run_dir / "model.safetensors", last_checkpoint(run_dir)
-    if weights == "final" or (weights == "auto" and final.is_file()):
-        state, saved = load_weights(final)
-        cfg = from_dict(kind.config_cls, saved) if saved else cfg
-        source, stage = "final", None
-    else:
-        payload = load_checkpoint(ckpt)
-        stage = payload.get("stage")
-        if stage != "stage2":
-            raise CheckpointError(
-                f"{ckpt}: the encoder is still training (stage {stage!r}); a prior can start from a "
-                f"checkpoint only in DAE stage 2, when the encoder is frozen. Wait for "
-                f"{final.name} or pass ae_weights=final"
-            )
-        state = payload["modules"]["model"]
-        source = f"checkpoint@{payload['step']}/{stage}"
-    model = _build_model(kind, cfg)
-    DAESchedule(cfg.schedule, cfg.train.steps).prepare(
-        model
-    )  # a DAE run's state has its aux decoder
-    load_state(model, state, f"model in {final if source == 'final' else ckpt}")
-    model.use_aux_decoder = False
-    model.set_decoder_dropout(0.0)
-    return LoadedAutoencoder(model.eval(), source, to_dict(cfg))
-
-
-def _build_model(kind: Any, cfg: Any) -> DecoupledAutoencoder:
-    """The untrained model of a run: from the image-AE registry when it knows the kind (no data
-    loading), else from the experiment's task."""
-    try:
-        from dae.autoencoder.registry import model_from_config
-
-        return model_from_config(to_dict(cfg))
-    except (ImportError, KeyError):
-        return kind.build_task(cfg).model
-
-
-def latent_kind(model: torch.nn.Module) -> Literal["vq", "kl"]:
-    return "vq" if hasattr(model, "encode_to_indices") else "kl"
-
-
-def _model_cfg_value(model: torch.nn.Module, names: tuple[str, ...]) -> Any:
-    for holder in (model, getattr(model, "cfg", None), getattr(model, "config", None)):
-        for name in names:
-            value = getattr(holder, name, None) if holder is not None else None
-            if value is not None:
-                return value
-    return None
-
-
-def codebook_size(model: torch.nn.Module) -> int:
-    """The VQ autoencoder's number of codes (its config's `n_embed` or a synonym)."""
-    size = _model_cfg_value(model, ("codebook_size", "n_embed", "num_embeddings", "n_codes"))
-    if size is None:
-        raise AttributeError(f"{type(model).__name__}: no codebook size (cfg.n_embed) found")
-    return int(size)
-
-
-def posterior(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, logvar) of a KL autoencoder's posterior, whether `encode` returns a pair or an object."""
-    out = model.encode(x)
-    out = getattr(out, "latent_dist", out)  # diffusers' AutoencoderKLOutput
-    if isinstance(out, tuple | list):
-        return out[0], out[1]
-    return out.mean, out.logvar
 
 
 @dataclass
@@ -195,7 +101,7 @@ def read_cache_meta(path: str | Path) -> dict[str, Any]:
     """A latent cache's metadata without loading its tensors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"latent cache not found: {path}")
+        raise MissingFileError(f"latent cache not found: {path}")
     with safe_open(str(path), framework="pt") as f:
         raw = (f.metadata() or {}).get("dae_latents")
     if raw is None:
@@ -205,16 +111,20 @@ def read_cache_meta(path: str | Path) -> dict[str, Any]:
 
 @torch.no_grad()
 def encode_dataset(
-    ae: LoadedAutoencoder,
+    model: DecoupledAutoencoder,
+    source: str,
     images: torch.Tensor,
     labels: torch.Tensor,
     classes: list[str],
     cfg: CacheConfig,
     device: torch.device | str = "cpu",
 ) -> LatentCache:
-    """Encode uint8 images `(N, C, H, W)` with the frozen encoder into a `LatentCache`."""
-    model = ae.model.to(device)
-    kind = latent_kind(model)
+    """Encode uint8 images `(N, C, H, W)` with the frozen encoder of `model` into a `LatentCache`
+    (`source` notes which weights: "final", "checkpoint@STEP/stage2", ...)."""
+    if model.kind == "deterministic":
+        raise ConfigError("kind", f"{type(model).__name__} has no VQ or Gaussian latent to cache")
+    model = model.to(device)
+    kind = "vq" if model.kind == "vq" else "kl"
     if cfg.max_images:
         images, labels = images[: cfg.max_images], labels[: cfg.max_images]
     if cfg.hflip:
@@ -225,7 +135,7 @@ def encode_dataset(
         if kind == "vq":
             out = {"codes": model.encode_to_indices(x).to(torch.int32)}  # (B, h, w)
         else:
-            mean, logvar = posterior(model, x)
+            mean, logvar = model.posterior(x)
             out = {"mean": mean.float(), "logvar": logvar.float()}
         for key, value in out.items():
             parts.setdefault(key, []).append(value.cpu())
@@ -237,12 +147,12 @@ def encode_dataset(
         "latent_shape": list(first.shape[1:]),
         "image_shape": list(images.shape[1:]),
         "classes": list(classes),
-        "ae_source": ae.source,
+        "ae_source": source,
     }
     if kind == "vq":
-        meta["codebook_size"] = codebook_size(model)
+        meta["codebook_size"] = len(model.codebook)
     else:
-        scale = _model_cfg_value(model, ("scaling_factor",))
+        scale = model.scaling_factor
         meta["scaling_factor_source"] = "autoencoder" if scale else "measured"
         if not scale:  # LDM's recipe: unit variance of the (sampled) latents over the data
             gen = torch.Generator().manual_seed(0)
@@ -276,14 +186,3 @@ def to_prior_space(z: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
 def from_prior_space(z: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
     """The inverse of `to_prior_space`: prior samples -> latents the decoder takes."""
     return (z + _shift(meta, z)) / meta["scaling_factor"]
-
-
-def build_cache(
-    ae_run: str | Path, data: ImageDataConfig, cfg: CacheConfig, device: str = "cpu"
-) -> LatentCache:
-    """Load the run's frozen autoencoder and the data set, encode, and note where it came from."""
-    ae = load_autoencoder(ae_run, cfg.ae_weights)
-    dataset = load_from_config(data)
-    cache = encode_dataset(ae, dataset.images, dataset.labels, dataset.classes, cfg, device)
-    cache.meta["ae_run"] = str(ae_run)
-    return cache

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from dae.data.images import load_from_config
-from dae.priors.generate import sample_run, score_samples
-from dae.priors.models import load_prior_config
-from dae.priors.task import train_prior
-from dae.train.checkpoint import atomic_write, last_checkpoint
+from dae.experiments import load_config
+from dae.metrics.evaluate import score_samples
+from dae.priors.generate import sample_run
+from dae.priors.train import train_prior
+from dae.train.checkpoint import atomic_write
+from dae.train.run_folder import RunFolder
 
 
 def compare_priors(
@@ -28,21 +28,16 @@ def compare_priors(
     out = Path(out)
     rows = []
     for name, ae_run in ae_runs.items():
-        kind, cfg = load_prior_config(config, overrides)
+        _, cfg = load_config(config, overrides)
         prior_dir = out / name
-        if not (prior_dir / "prior.safetensors").is_file():
-            resume = last_checkpoint(prior_dir).is_file()
-            train_prior(kind, cfg, ae_run, prior_dir, resume=resume)
-        info = sample_run(prior_dir, n, prior_dir / "samples", seed, overrides=overrides)
+        run = RunFolder(prior_dir)
+        if not run.weights_path.is_file():
+            train_prior(cfg, ae_run, prior_dir, resume=run.checkpoint_path.is_file())
+        info = sample_run(prior_dir, n, run.samples_dir, seed, overrides=overrides)
         row: dict[str, Any] = {"run": name, "ae_run": str(ae_run), "n": n, **_final_loss(prior_dir)}
         if features:
-            reference = load_from_config(dataclasses.replace(cfg.data, split=reference_split))
-            tag = f"{cfg.data.name}-{reference_split}"
-            row.update(
-                score_samples(
-                    prior_dir / "samples" / "samples.npz", reference.images, features, tag
-                )
-            )
+            samples = run.samples_dir / "samples.npz"
+            row.update(score_samples(samples, cfg.data, features, reference_split)[0])
         row["latents_from"] = info["latents_from"]
         rows.append(row)
     atomic_write(
@@ -54,7 +49,7 @@ def compare_priors(
 
 def _final_loss(prior_dir: Path) -> dict[str, float]:
     """The last logged training row's losses (a prior's fit to its latent)."""
-    lines = (prior_dir / "metrics.jsonl").read_text().splitlines()
+    lines = RunFolder(prior_dir).metrics_path.read_text().splitlines()
     last = json.loads(lines[-1]) if lines else {}
     return {f"train_{k}": v for k, v in last.items() if k in ("loss", "mse", "vb")}
 

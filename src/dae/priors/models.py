@@ -1,29 +1,26 @@
 """The two prior families as trainable modules with one interface, and their typed configs.
 
-`PRIORS` maps a config's `kind:` (`prior_gpt`, `prior_dit`) to its config class and module. Each
-prior module has `loss(latents, labels, generator) -> (loss, logs)` and
+`dae.experiments.KINDS` maps a config's `kind:` (`prior_gpt`, `prior_dit`) to its config class and
+module. Each prior module has `loss(latents, labels, generator) -> (loss, logs)` and
 `sample(labels, generator, device) -> latents` (one per label; an unconditional prior ignores the
 labels' values), in the layout of the `LatentCache` it was built for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from dae.config import ConfigError, apply_overrides, check, from_dict, read_yaml
+from dae.config import ConfigError, check
 from dae.data.images import ImageDataConfig
 from dae.priors.cache import CacheConfig
 from dae.priors.diffusion import GaussianDiffusion, classifier_free_guidance, linear_betas
 from dae.priors.dit import DiT, DiTConfig
 from dae.priors.gpt import GPT, GPTConfig
 from dae.priors.sampling import TokenSamplingConfig, generate
-from dae.registry import Registry
 from dae.train.trainer import OptimConfig, TrainConfig
 
 
@@ -116,7 +113,16 @@ class DiTPriorConfig:
         _check_data(self.data)
 
 
-class GPTPrior(nn.Module):
+class Prior(nn.Module):
+    """Base of the priors: `forward` is the training loss, so DDP can wrap it."""
+
+    n_classes: int
+
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+        return self.loss(latents, labels, generator)
+
+
+class GPTPrior(Prior):
     """GPT over raster-ordered code grids `(B, h, w)`."""
 
     def __init__(self, cfg: GPTPriorConfig, meta: dict[str, Any]):
@@ -147,7 +153,7 @@ class GPTPrior(nn.Module):
         return codes.view(-1, *self.grid)  # (B, L) -> (B, h, w)
 
 
-class DiTPrior(nn.Module):
+class DiTPrior(Prior):
     """DiT + Gaussian diffusion over scaled KL latents `(B, C, h, w)`."""
 
     def __init__(self, cfg: DiTPriorConfig, meta: dict[str, Any]):
@@ -200,27 +206,3 @@ class DiTPrior(nn.Module):
         if s.sampler == "ddim":
             return diffusion.ddim_sample_loop(model, shape, s.eta, generator, device)
         return diffusion.p_sample_loop(model, shape, generator, device)
-
-
-@dataclass(frozen=True)
-class PriorKind:
-    config_cls: type
-    build: Callable[[Any, dict[str, Any]], nn.Module]
-
-
-PRIORS: Registry[PriorKind] = Registry("prior kind")
-PRIORS.register("prior_gpt")(PriorKind(GPTPriorConfig, GPTPrior))
-PRIORS.register("prior_dit")(PriorKind(DiTPriorConfig, DiTPrior))
-
-
-def load_prior_config(path: str | Path, overrides: list[str] = ()) -> tuple[PriorKind, Any]:
-    """Read a prior preset (`kind: prior_gpt|prior_dit`), apply `--set` overrides, validate."""
-    data = apply_overrides(read_yaml(path), list(overrides))
-    name = data.get("kind")
-    if name is None:
-        raise ConfigError("kind", f"{path}: missing; one of {PRIORS.names()}")
-    try:
-        kind = PRIORS.get(name)
-    except KeyError as err:
-        raise ConfigError("kind", f"{path}: {err.args[0]}") from None
-    return kind, from_dict(kind.config_cls, data)

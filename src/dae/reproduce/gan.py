@@ -20,12 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dae.autoencoder.dcgan import DCGAN, VAEGAN, DCGANConfig, Discriminator, SimCLRGAN
+from dae.autoencoder.dcgan import (
+    DCGAN,
+    VAEGAN,
+    ConvEncoder,
+    DCGANConfig,
+    Discriminator,
+    SimCLRGAN,
+)
 from dae.autoencoder.simclr import SimCLR, SimCLRConfig
 from dae.config import check
 from dae.data.sampler import EpochSampler
-from dae.experiments import EXPERIMENTS, ExperimentKind
-from dae.schedule import DAESchedule, ScheduleConfig, StagePlan
+from dae.data.transforms import to_float, to_uint8
+from dae.schedule import ScheduleConfig, StagePlan
 from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig, Trainer
 
 Variant = Literal["dcgan", "dcgan-simclr", "vaegan"]
@@ -99,16 +106,6 @@ class GANExperimentConfig:
         )
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 `(B, C, H, W)` -> float in [-1, 1]."""
-    return images.float() / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8, rounding to the nearest level."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def random_subset(images: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """`n` images drawn without replacement by a seeded permutation (image folders are sorted by
     class, so a prefix would hold one or two classes only); all of them if `n` is 0 or too large."""
@@ -172,7 +169,7 @@ def train_simclr(
         progress=progress,
         tensorboard=False,
     )
-    trainer = Trainer(task, DAESchedule(ScheduleConfig(), cfg.steps), train, OptimConfig(lr=cfg.lr))
+    trainer = Trainer(task, None, train, OptimConfig(lr=cfg.lr))
     history = trainer.fit()
     return task.model.eval(), history
 
@@ -180,6 +177,16 @@ def train_simclr(
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def build_gan_model(cfg: GANExperimentConfig, backbone: nn.Module | None = None) -> DCGAN:
+    """The variant's model; dcgan-simclr gets `backbone` (default: an untrained one, to load into)."""
+    if cfg.variant == "dcgan":
+        return DCGAN(cfg.model)
+    if cfg.variant == "vaegan":
+        return VAEGAN(cfg.model)
+    s = cfg.simclr.model
+    return SimCLRGAN(cfg.model, backbone or ConvEncoder(s.feature_dim, s.width, cfg.model.channels))
 
 
 class GANTask(Task):
@@ -193,15 +200,10 @@ class GANTask(Task):
     ):
         self.cfg = cfg
         images = load_train_images(cfg.data) if images is None else images
+        if cfg.variant == "dcgan-simclr" and backbone is None:
+            backbone = train_simclr(cfg.simclr, images, cfg.train.seed)[0].backbone
         torch.manual_seed(cfg.train.seed)
-        if cfg.variant == "dcgan":
-            self.model: DCGAN = DCGAN(cfg.model)
-        elif cfg.variant == "vaegan":
-            self.model = VAEGAN(cfg.model)
-        else:
-            if backbone is None:
-                backbone = train_simclr(cfg.simclr, images, cfg.train.seed)[0].backbone
-            self.model = SimCLRGAN(cfg.model, backbone)
+        self.model = build_gan_model(cfg, backbone)
         self.disc = Discriminator(cfg.model.disc_width, cfg.model.channels)
         self.batches = ImageBatches(images, cfg.train.batch_size, cfg.train.seed, cfg.data.hflip)
 
@@ -239,6 +241,7 @@ class GANTask(Task):
         w = self.cfg.loss
         if name == "ae":
             out, terms = self.fake(batch)
+            ctx.outputs[ctx.micro] = out.detach()  # the discriminator's fakes: one forward a step
             adv = _bce(self.disc(out), real=True)  # non-saturating generator loss
             # A plain DCGAN has only the adversarial term; autoencoders weigh it against the rest.
             total = (1.0 if type(self.model) is DCGAN else w.adv_weight) * adv
@@ -249,8 +252,9 @@ class GANTask(Task):
             )
             logs = {"g_adv": adv.item(), **{k: v.item() for k, v in terms.items()}}
             return total, logs
-        with torch.no_grad():
-            out, _ = self.fake(batch)
+        out = ctx.outputs.pop(ctx.micro, None)
+        if out is None:  # the generator's loss was not finite and its step skipped: skip D's too
+            return None, {}
         real, fake = self.disc(batch), self.disc(out)
         d_loss = 0.5 * (_bce(real, True) + _bce(fake, False))
         return d_loss, {
@@ -260,16 +264,12 @@ class GANTask(Task):
         }
 
 
-EXPERIMENTS.register("gan")(ExperimentKind(GANExperimentConfig, GANTask))
-
-
 @torch.no_grad()
 def generate(
     model: DCGAN, images: torch.Tensor, n: int, seed: int = 0, batch_size: int = 250
 ) -> torch.Tensor:
     """uint8 outputs to score: prior samples of a DCGAN, reconstructions of `images[:n]` otherwise."""
     model.eval()
-    model.use_aux_decoder = False
     gen = torch.Generator().manual_seed(seed)
     parts = []
     for i in range(0, n, batch_size):

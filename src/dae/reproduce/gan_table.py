@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dae.config import replace, to_dict
+from dae.data.transforms import save_grid
 from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, random_subset, train_simclr
 from dae.schedule import DAESchedule
 from dae.train.checkpoint import atomic_write
@@ -211,29 +212,13 @@ def _save_outputs(out: Path, row: Row, images: torch.Tensor, originals: torch.Te
     (out / "outputs").mkdir(parents=True, exist_ok=True)
     atomic_write(out / "outputs" / f"{slug}.pt", lambda p: torch.save(images.clone(), p))
     shown = images[:64] if row.scored_on == "samples" else interleave(originals[:32], images[:32])
-    save_grid(out / f"grid_{slug}.png", shown, nrow=8)
+    save_grid(out / f"grid_{slug}.png", shown, nrow=8, pad=2)
 
 
 def interleave(top: torch.Tensor, bottom: torch.Tensor, nrow: int = 8) -> torch.Tensor:
     """Rows of `top` alternating with the matching rows of `bottom` (original / reconstruction)."""
     pairs = [t for i in range(0, len(top), nrow) for t in (top[i : i + nrow], bottom[i : i + nrow])]
     return torch.cat(pairs)
-
-
-def save_grid(path: Path, images: torch.Tensor, nrow: int = 8, pad: int = 2) -> None:
-    """uint8 `(N, C, H, W)` -> one PNG, `nrow` images per row."""
-    import matplotlib.pyplot as plt
-
-    n, c, h, w = images.shape
-    rows = (n + nrow - 1) // nrow
-    canvas = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, dtype=torch.uint8)
-    for i, img in enumerate(images):
-        y, x = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
-        canvas[:, y : y + h, x : x + w] = img
-    array = canvas.permute(1, 2, 0).squeeze(-1).numpy()
-    atomic_write(
-        path, lambda p: plt.imsave(p, array, format="png", cmap="gray" if c == 1 else None)
-    )
 
 
 def rescore(out: Path, scorer: Scorer, train_images: torch.Tensor) -> dict[str, Any]:

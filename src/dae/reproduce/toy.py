@@ -11,7 +11,6 @@ from dae.autoencoder.toy_vae import ToyVAE, ToyVAEConfig
 from dae.config import check
 from dae.data.sampler import EpochSampler
 from dae.data.toy import ToyData, ToyDataConfig, make_toy_data
-from dae.experiments import EXPERIMENTS, ExperimentKind
 from dae.metrics.knn import knn_accuracy
 from dae.schedule import DAESchedule, ScheduleConfig
 from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig
@@ -61,9 +60,6 @@ class ToyTask(Task):
         return self.model.loss(batch)
 
 
-EXPERIMENTS.register("toy_vae")(ExperimentKind(ToyExperimentConfig, ToyTask))
-
-
 @torch.no_grad()
 def toy_accuracies(task: ToyTask) -> dict[str, float]:
     """k-NN label accuracy on held-out points of (a) the latent mean, (b) the reconstruction.
@@ -73,9 +69,7 @@ def toy_accuracies(task: ToyTask) -> dict[str, float]:
     """
     model, data, k = task.model, task.data, task.cfg.eval.k
     model.eval()
-    model.use_aux_decoder = False
-    mu_tr, _ = model.encode(data.x_train)
-    mu_te, _ = model.encode(data.x_test)
+    mu_tr, mu_te = model.latent(data.x_train), model.latent(data.x_test)
     rec_tr, rec_te = model.decode(mu_tr), model.decode(mu_te)
     return {
         "latent_acc": knn_accuracy(mu_tr, data.y_train, mu_te, data.y_test, k),

@@ -12,10 +12,7 @@ from typing import Any
 
 import torch
 
-
-def last_checkpoint(run_dir: str | Path) -> Path:
-    """Where a run folder keeps its latest checkpoint (the run layout is defined here only)."""
-    return Path(run_dir) / "checkpoints" / "last.pt"
+from dae.errors import CheckpointError
 
 
 def host_rng_state() -> dict[str, Any]:
@@ -27,10 +24,6 @@ def restore_host_rng_state(state: dict[str, Any]) -> None:
     """Inverse of `host_rng_state` (Python's state tuple is (version 3, words, gauss_next))."""
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, unsafe or from another model; the message names it."""
 
 
 def atomic_write(path: Path, write: Any) -> None:

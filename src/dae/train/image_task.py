@@ -2,7 +2,7 @@
 
 One step, per the trainer's optimiser order:
   "ae":   x -> model -> x_hat; reconstruction + bottleneck term (+ adaptive-weight GAN term once the
-          stage has run `disc.start` steps); x_hat is kept for the discriminator.
+          stage has run `disc.start` steps); x_hat goes to the discriminator in `ctx.outputs`.
   "disc": hinge/vanilla loss on D(x) vs D(x_hat) (skipped before `disc.start`).
 The DAE schedule decides which decoder is active and what trains; the GAN clock is the stage step.
 """
@@ -10,10 +10,8 @@ The DAE schedule decides which decoder is active and what trains; the GAN clock 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -21,14 +19,15 @@ from dae.autoencoder.image import ImageAutoencoder
 from dae.autoencoder.kl import KLAutoencoder, KLAutoencoderConfig
 from dae.autoencoder.vqgan import VQGAN, VQGANConfig
 from dae.config import ConfigError, check
-from dae.data.images import ImageDataConfig, LabelledImages, float_batch, load_from_config, to_uint8
+from dae.data.images import ImageDataConfig, LabelledImages, float_batch, load_from_config
 from dae.data.sampler import EpochSampler
-from dae.experiments import EXPERIMENTS, ExperimentKind
+from dae.data.transforms import save_grid, to_uint8
 from dae.losses.discriminator import DiscriminatorConfig, PatchDiscriminator
 from dae.losses.gan import adaptive_weight, discriminator_loss, generator_loss
 from dae.losses.kl import KLLossConfig, KLObjective
 from dae.losses.reconstruction import Reconstruction
 from dae.losses.vq import VQLossConfig
+from dae.metrics.reconstruction import reconstruct
 from dae.schedule import ScheduleConfig, StagePlan
 from dae.train.distributed import dist_info, resolve_device, wrap_ddp
 from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig
@@ -94,7 +93,6 @@ class ImageTask(Task):
         torch.manual_seed(cfg.train.seed + 1_000_003 * (info.rank + 1))
         self.ae: nn.Module = self.model  # what a training step calls: DDP-wrapped under torchrun
         self.disc_train: nn.Module = self.disc
-        self._fakes: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
 
     # -- the trainer's interface ------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -118,8 +116,10 @@ class ImageTask(Task):
         self.ae = wrap_ddp(self.model)
         self.disc_train = wrap_ddp(self.disc)
 
+    def ddp_modules(self) -> list[nn.Module]:
+        return [self.ae, self.disc_train]
+
     def batch(self, step: int) -> torch.Tensor:
-        self._fakes.clear()
         index = self.sampler.indices(step)
         x = float_batch(self.data, index, self.cfg.data.hflip, seed=self.cfg.train.seed + step)
         return x.to(self.device, non_blocking=True)
@@ -127,8 +127,8 @@ class ImageTask(Task):
     def loss(self, name: str, batch: torch.Tensor, ctx: StepContext):
         gan_on = ctx.stage_step >= self.cfg.disc.start
         if name == "ae":
-            return self._ae_loss(batch, gan_on)
-        return self._disc_loss(batch) if gan_on else (None, {})
+            return self._ae_loss(batch, gan_on, ctx)
+        return self._disc_loss(batch, ctx) if gan_on else (None, {})
 
     def hooks(self) -> list[Any]:
         return [ReconstructionGrid(self)] if self.cfg.log.image_every else []
@@ -140,7 +140,7 @@ class ImageTask(Task):
         """(x_hat, loss without GAN, the reconstruction term the GAN weight balances, logs)."""
         raise NotImplementedError
 
-    def _ae_loss(self, x: torch.Tensor, gan_on: bool):
+    def _ae_loss(self, x: torch.Tensor, gan_on: bool, ctx: StepContext):
         x_hat, loss, rec_term, logs = self.autoencoder_loss(x)
         if gan_on:
             # The discriminator's own gradients from this term are discarded (its optimiser
@@ -151,15 +151,14 @@ class ImageTask(Task):
             )
             loss = loss + weight * self.cfg.disc.factor * g_loss
             logs.update({"g_loss": g_loss.item(), "d_weight": weight.item()})
-        self._fakes[_key(x)] = x_hat.detach()
+        ctx.outputs[ctx.micro] = x_hat.detach()
         logs["loss"] = loss.item()
         return loss, logs
 
-    def _disc_loss(self, x: torch.Tensor):
-        fake = self._fakes.pop(_key(x), None)
-        if fake is None:  # the autoencoder step was skipped (non-finite loss): decode again
-            with torch.no_grad():
-                fake = self.model(x).sample
+    def _disc_loss(self, x: torch.Tensor, ctx: StepContext):
+        fake = ctx.outputs.pop(ctx.micro, None)
+        if fake is None:  # the autoencoder's loss was not finite and its step skipped: skip D's too
+            return None, {}
         logits_real = self.disc_train(x.contiguous())
         logits_fake = self.disc_train(fake.contiguous())
         d_loss = self.cfg.disc.factor * discriminator_loss(
@@ -170,11 +169,6 @@ class ImageTask(Task):
             "logits_real": logits_real.mean().item(),
             "logits_fake": logits_fake.mean().item(),
         }
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Deterministic reconstruction through the active decoder (eval mode)."""
-        raise NotImplementedError
 
 
 class VQGANTask(ImageTask):
@@ -197,10 +191,6 @@ class VQGANTask(ImageTask):
         }
         return out.sample, loss, rec, logs
 
-    @torch.no_grad()
-    def reconstruct(self, x):
-        return self.model(x).sample
-
 
 class KLTask(ImageTask):
     model: KLAutoencoder
@@ -221,6 +211,9 @@ class KLTask(ImageTask):
         super().enter_stage(plan)
         self.objective_train = wrap_ddp(self.objective)  # its log-variance must stay in sync too
 
+    def ddp_modules(self) -> list[nn.Module]:
+        return [*super().ddp_modules(), self.objective_train]
+
     def autoencoder_loss(self, x):
         out = self.ae(x)
         terms = self.objective_train(self.reconstruction(x, out.sample), out.kl)
@@ -233,10 +226,6 @@ class KLTask(ImageTask):
         return out.sample, terms.total, terms.nll, logs
 
     @torch.no_grad()
-    def reconstruct(self, x):
-        return self.model(x, sample_posterior=False).sample
-
-    @torch.no_grad()
     def finish(self) -> None:
         """Measure `scaling_factor` on training images with the final encoder (into the config)."""
         self.model.eval()
@@ -247,12 +236,9 @@ class KLTask(ImageTask):
         batches = [
             float_batch(self.data, index[i : i + size]).to(self.device) for i in range(0, n, size)
         ]
+        # The one place it is stored: the model's config, which goes into config.yaml and the
+        # weights' header when training ends; `model.scaling_factor` reads it back.
         self.cfg.model.scaling_factor = self.model.measure_scaling_factor(batches)
-
-
-def _key(x: torch.Tensor) -> tuple[int, tuple[int, ...]]:
-    """A micro-batch's identity: the trainer re-splits the same batch tensor for each optimiser."""
-    return x.data_ptr(), tuple(x.shape)
 
 
 def _check_images(data: LabelledImages, model_cfg: Any) -> None:
@@ -283,30 +269,10 @@ class ReconstructionGrid:
         model = self.task.model
         was_training = model.training
         model.eval()
-        recon = self.task.reconstruct(self.images)
+        recon = reconstruct(model, self.images)
         model.train(was_training)  # the next step re-applies the stage's frozen parts anyway
         save_grid(
-            torch.cat([self.images, recon.float()]),
-            trainer.run_dir / "images" / f"recon_{trainer.step:07d}.png",
+            trainer.run.images_dir / f"recon_{trainer.step:07d}.png",
+            to_uint8(torch.cat([self.images, recon.float()])),
             nrow=len(self.images),
         )
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
-    """(N, C, H, W) in [-1, 1] -> one PNG with `nrow` images per row."""
-    from PIL import Image
-
-    pixels = to_uint8(images.cpu())  # (N, C, H, W) uint8
-    n, c, h, w = pixels.shape
-    rows = -(-n // nrow)
-    grid = torch.zeros(c, rows * h, nrow * w, dtype=torch.uint8)
-    for i, img in enumerate(pixels):
-        r, col = divmod(i, nrow)
-        grid[:, r * h : (r + 1) * h, col * w : (col + 1) * w] = img
-    array = grid.permute(1, 2, 0).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[..., 0] if c == 1 else np.ascontiguousarray(array)).save(path)
-
-
-EXPERIMENTS.register("vqgan")(ExperimentKind(VQGANExperimentConfig, VQGANTask))
-EXPERIMENTS.register("kl")(ExperimentKind(KLExperimentConfig, KLTask))

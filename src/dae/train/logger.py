@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dae.train.run_folder import RunFolder
+
 
 class MetricsLogger:
     """Appends `{"step": t, ...}` rows to `metrics.jsonl` and scalars to TensorBoard.
@@ -16,8 +18,11 @@ class MetricsLogger:
     resumed run has each step once, like an uninterrupted run's.
     """
 
-    def __init__(self, run_dir: Path | None, resume_step: int = 0, tensorboard: bool = True):
-        self.path = run_dir / "metrics.jsonl" if run_dir else None
+    def __init__(
+        self, run_dir: Path | RunFolder | None, resume_step: int = 0, tensorboard: bool = True
+    ):
+        run = RunFolder(run_dir) if isinstance(run_dir, str | Path) else run_dir
+        self.path = run.metrics_path if run else None
         self.rows: list[dict[str, Any]] = []
         self._tb = None
         if self.path is None:
@@ -31,7 +36,7 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(
-                str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None
+                str(run.tensorboard_dir), purge_step=resume_step + 1 if resume_step else None
             )
 
     def log(self, step: int, values: dict[str, Any]) -> None:
@@ -59,5 +64,5 @@ def _step_of(line: str) -> float:
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """All rows of a run's `metrics.jsonl`."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = RunFolder(run_dir).metrics_path
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

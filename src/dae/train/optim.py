@@ -28,15 +28,22 @@ class OptimConfig:
         check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
 
 
-def build_optimizer(cfg: OptimConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """An optimiser over exactly `params` (the stage's trainable parameters)."""
+def build_optimizer(
+    cfg: OptimConfig, params: list[nn.Parameter] | list[dict]
+) -> torch.optim.Optimizer:
+    """An optimiser over exactly `params` (the stage's trainable parameters, or param groups)."""
     if cfg.name == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.betas[0], weight_decay=cfg.weight_decay
         )
     cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
     # The fused kernel is several times faster than the default per-tensor loop on CPU, too.
-    fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
+    tensors = (
+        [p for g in params for p in g["params"]]
+        if params and isinstance(params[0], dict)
+        else params
+    )
+    fused = bool(tensors) and all(p.device.type in ("cpu", "cuda") for p in tensors)
     return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=fused)
 
 

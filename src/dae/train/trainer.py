@@ -1,7 +1,9 @@
-"""The training loop: asks the DAE schedule for each step's stage, trains what the plan says.
+"""The one training loop: asks a stage plan for each step's stage, trains what the plan says.
 
-A family (toy VAE, VQGAN, ...) plugs in as a `Task`: its modules, its optimiser groups, the batch of
-a step, and its losses. The loop owns seeding, optimisers, EMA, logging, NaN policy, progress and
+The plan is `SingleStage` by default (priors, SimCLR) and `DAESchedule` for autoencoders. A family
+(toy VAE, VQGAN, GAN, GPT/DiT prior, ...) plugs in as a `Task`: its modules, its optimiser groups,
+the batch of a step, and its losses. The loop owns seeding, optimisers, precision, DDP (gradients
+of accumulated micro-batches are all-reduced once), EMA, logging, NaN policy, progress and
 atomic checkpoints with exact resume (weights, optimisers, EMA, step, stage, RNG; batches are a pure
 function of the step, see `EpochSampler`).
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,18 +19,17 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from dae.autoencoder.base import DecoupledAutoencoder
 from dae.config import check
-from dae.schedule import DAESchedule, Stage, StagePlan
+from dae.errors import NonFiniteLossError
+from dae.schedule import DAESchedule, SingleStage, Stage, StagePlan
 from dae.train.checkpoint import (
     CheckpointError,
     host_rng_state,
-    last_checkpoint,
     load_checkpoint,
     load_state,
-    remove_stale_temporaries,
     restore_host_rng_state,
     save_checkpoint,
 )
@@ -41,9 +41,11 @@ from dae.train.distributed import (
     resolve_device,
     set_device_rng_state,
 )
+from dae.train.export import save_state, save_weights
 from dae.train.logger import MetricsLogger
 from dae.train.optim import EMA, OptimConfig, build_optimizer  # noqa: F401  (re-exported)
 from dae.train.precision import autocast_dtype
+from dae.train.run_folder import RunFolder
 
 CHECKPOINT_VERSION = 1
 
@@ -86,29 +88,29 @@ class TrainConfig:
         )
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN/inf; the last good checkpoint is kept."""
-
-
 @dataclass
 class StepContext:
-    """What a task may know about where it is: the plan and the step *within* the stage."""
+    """What a task may know about where it is: the plan, the step *within* the stage, and the
+    micro-batch. `outputs` lives for one step: e.g. the GAN step's fakes, made once by the
+    autoencoder's forward and handed to the discriminator's loss."""
 
     plan: StagePlan
     stage_step: int
+    micro: int = 0
+    outputs: dict[Any, Any] = field(default_factory=dict)
 
 
 class Task:
     """A model family's part in training. Subclasses set `self.model` and implement `batch`/`loss`."""
 
-    model: DecoupledAutoencoder
+    model: nn.Module
 
     def modules(self) -> dict[str, nn.Module]:
         """Everything that is checkpointed, by name (add e.g. a discriminator)."""
         return {"model": self.model}
 
-    def optimizer_params(self, plan: StagePlan) -> dict[str, list[nn.Parameter]]:
-        """Optimiser name -> its parameters, stepped in this order each step."""
+    def optimizer_params(self, plan: StagePlan) -> dict[str, list[nn.Parameter] | list[dict]]:
+        """Optimiser name -> its parameters (or param groups), stepped in this order each step."""
         return {"ae": plan.parameters()}
 
     def start_stage(self, plan: StagePlan) -> None:
@@ -116,6 +118,10 @@ class Task:
 
     def enter_stage(self, plan: StagePlan) -> None:
         """Hook after every stage application, fresh or resumed (e.g. DDP-wrap what now trains)."""
+
+    def ddp_modules(self) -> list[nn.Module]:
+        """The DDP wrappers a step runs through: all but the last micro-batch skip their all-reduce."""
+        return []
 
     def hooks(self) -> list[Any]:
         """Callbacks `hook(trainer, logs)` run after every step (e.g. reconstruction grids)."""
@@ -147,27 +153,17 @@ def _split(batch: Any, parts: int) -> list[Any]:
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an existing run unless asked; `--overwrite` moves nothing, it deletes."""
-    has_run = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
-    if has_run and not resume:
-        if not overwrite:
-            raise FileExistsError(
-                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite "
-                "to replace it"
-            )
-        shutil.rmtree(run_dir)
-    if resume and not last_checkpoint(run_dir).is_file():
-        raise CheckpointError(f"--resume: no checkpoint at {last_checkpoint(run_dir)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """`RunFolder(run_dir).prepare(...)`: refuse to clobber an existing run unless asked."""
+    RunFolder(run_dir).prepare(resume, overwrite)
 
 
 class Trainer:
-    """Runs `task` for `cfg.steps` steps under `schedule`; see the module docstring."""
+    """Runs `task` for `cfg.steps` steps under a stage plan (`schedule`; None: one stage)."""
 
     def __init__(
         self,
         task: Task,
-        schedule: DAESchedule,
+        schedule: DAESchedule | SingleStage | None,
         cfg: TrainConfig,
         optim: OptimConfig,
         run_dir: str | Path | None = None,
@@ -175,13 +171,14 @@ class Trainer:
         resume: bool = False,
         hooks: list[Any] | None = None,
     ):
+        schedule = schedule or SingleStage(cfg.steps)
         if schedule.total_steps != cfg.steps:
             raise ValueError(f"schedule has {schedule.total_steps} steps, train.steps={cfg.steps}")
         self.task, self.schedule, self.cfg, self.optim_cfg = task, schedule, cfg, optim
         self.run_dir = Path(run_dir) if run_dir else None
-        if self.run_dir is not None:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.run_dir / "checkpoints")
+        self.run = RunFolder(run_dir) if run_dir else None
+        if self.run is not None:
+            self.run.prepare_checkpoints()
         self.config = config or {}
         self.hooks = (hooks or []) + task.hooks()
         self.dist = dist_info()
@@ -194,6 +191,7 @@ class Trainer:
         self.plan: StagePlan | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.opt_stage: Stage | None = None
+        task.model.to(self.device)
         schedule.prepare(task.model)
         self.ema = EMA(task.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self._resume_payload = self._load_last() if resume else None
@@ -201,8 +199,8 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
     @property
     def ckpt_path(self) -> Path:
-        assert self.run_dir is not None
-        return last_checkpoint(self.run_dir)
+        assert self.run is not None
+        return self.run.checkpoint_path
 
     def state(self) -> dict[str, Any]:
         """The whole training state as plain data and tensors."""
@@ -222,11 +220,19 @@ class Trainer:
 
     def save(self) -> None:
         """Rank 0 writes; all ranks take part in gathering the state and wait for the file."""
-        if self.run_dir is not None:
+        if self.run is not None:
             state = self.state()
             if self.dist.is_main:
                 save_checkpoint(self.ckpt_path, state)
             barrier()
+
+    def export(self, config: dict[str, Any]) -> None:
+        """Rank 0 writes the final weights (and the EMA's) with `config` in their header."""
+        if self.run is not None and self.dist.is_main:
+            save_weights(self.run.weights_path, self.task.model, config)
+            if self.ema is not None:
+                save_state(self.run.ema_weights_path, self.ema.shadow, config)
+        barrier()
 
     def _load_last(self) -> dict[str, Any]:
         payload = load_checkpoint(self.ckpt_path)
@@ -276,9 +282,7 @@ class Trainer:
         """Train to `cfg.steps`; returns the logged rows."""
         cfg = self.cfg
         main = self.dist.is_main
-        logger = MetricsLogger(
-            self.run_dir if main else None, self.step, tensorboard=cfg.tensorboard
-        )
+        logger = MetricsLogger(self.run if main else None, self.step, tensorboard=cfg.tensorboard)
         bar = tqdm(
             total=cfg.steps,
             initial=self.step,
@@ -293,6 +297,7 @@ class Trainer:
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                     self.save()
             self.save()
+            self.schedule.finish(self.task.model)
         except KeyboardInterrupt:
             self.save()  # the step counter points at the first unfinished step
             raise
@@ -306,10 +311,11 @@ class Trainer:
         stage = self.schedule.stage_at(step)
         if self.plan is None or self.plan.stage != stage:
             self._enter(stage)
-            if self.run_dir is not None and self.plan.start == step and step > 0:
+            if self.run is not None and self.plan.start == step and step > 0:
                 self.save()  # checkpoint the transition itself, so no resume repeats it
         plan = self.plan
         ctx = StepContext(plan, step - plan.start)
+        wrappers = [m for m in self.task.ddp_modules() if isinstance(m, DDP)]
         plan.set_train_mode(self.task.model)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
@@ -325,26 +331,29 @@ class Trainer:
         for name, opt in self.optimizers.items():
             opt.zero_grad(set_to_none=True)
             finite, active = True, True
-            # With grad_accum > 1 DDP all-reduces after every micro-batch; the sum is the same
-            # as with `no_sync()` on all but the last, which would need the task's wrappers here.
-            for micro in _split(batch, cfg.grad_accum):
-                with autocast:
-                    loss, parts = self.task.loss(name, micro, ctx)
+            for ctx.micro, micro in enumerate(_split(batch, cfg.grad_accum)):
+                # Gradients add up locally; only the last micro-batch's backward all-reduces.
+                last = ctx.micro == cfg.grad_accum - 1
+                with contextlib.ExitStack() as no_sync:
+                    for wrapper in wrappers if not last else []:
+                        no_sync.enter_context(wrapper.no_sync())
+                    with autocast:
+                        loss, parts = self.task.loss(name, micro, ctx)
+                    if loss is not None and torch.isfinite(loss):
+                        self.scaler.scale(loss / cfg.grad_accum).backward()
                 if loss is None:
                     active = False
                     break
                 if not torch.isfinite(loss):
                     finite = False
                     break
-                self.scaler.scale(loss / cfg.grad_accum).backward()
                 for key, value in parts.items():
                     logs[key] = logs.get(key, 0.0) + value / cfg.grad_accum
             if not finite:
                 if cfg.on_nan == "stop":
                     raise NonFiniteLossError(
                         f"non-finite {name!r} loss at step {step} ({plan.stage}); stopped, the last "
-                        f"good checkpoint is kept"
-                        + (f" at {self.ckpt_path}" if self.run_dir else "")
+                        f"good checkpoint is kept" + (f" at {self.ckpt_path}" if self.run else "")
                     )
                 opt.zero_grad(set_to_none=True)
                 logs["skipped_nonfinite"] = 1.0

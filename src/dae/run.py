@@ -1,0 +1,72 @@
+"""`Run(path)`: one object owns a run folder. Every command that reads a run goes through it.
+
+The file names are `RunFolder`'s (dae/train/run_folder.py); `Run` adds what needs the table of
+experiment kinds: the validated config, the trained autoencoder with its full decoder active, and a
+prior with its latent cache's metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from dae.config import apply_overrides
+from dae.errors import ConfigError
+from dae.experiments import Kind, config_from_dict
+from dae.priors.cache import read_cache_meta
+from dae.schedule import DAESchedule
+from dae.train.checkpoint import load_state
+from dae.train.run_folder import RunFolder, Weights
+
+
+@dataclass
+class Loaded:
+    """A run's model in eval mode, which weights it holds, and the run's config."""
+
+    model: nn.Module
+    source: str  # "final", "ema", "ema@STEP", "checkpoint@STEP/STAGE"
+    stage: str | None  # the checkpoint's stage; None for final weights
+    cfg: Any
+    meta: dict[str, Any] = field(default_factory=dict)  # a prior's latent-cache metadata
+
+
+class Run(RunFolder):
+    """A run folder read through its experiment kind."""
+
+    def kind_and_config(self, overrides: list[str] = ()) -> tuple[Kind, Any]:
+        """The kind and validated config in `config.yaml` (with `--set` overrides)."""
+        data = apply_overrides(self.read_config(), list(overrides))
+        return config_from_dict(data, f"{self.config_path}: ")
+
+    def config(self, overrides: list[str] = ()) -> Any:
+        return self.kind_and_config(overrides)[1]
+
+    def _expect(self, kind: Kind, cfg: Any, family: str) -> None:
+        if kind.family != family:
+            raise ConfigError("kind", f"{self.path} is a {cfg.kind} run, not a {family} run")
+
+    def autoencoder(self, weights: Weights = "auto") -> Loaded:
+        """The run's autoencoder with `weights` loaded, full decoder active, in eval mode."""
+        kind, cfg = self.kind_and_config()
+        self._expect(kind, cfg, "autoencoder")
+        model = kind.model(cfg) if kind.model else kind.task(cfg).model
+        schedule = DAESchedule(cfg.schedule, cfg.train.steps)
+        schedule.prepare(model)  # a DAE run's weights hold its aux decoder
+        state, source, payload = self.state(weights)
+        load_state(model, state, f"model of {self.path} ({source})")
+        schedule.finish(model)
+        return Loaded(model.eval(), source, payload.get("stage"), cfg)
+
+    def prior(self, use_ema: bool | None = None, overrides: list[str] = ()) -> Loaded:
+        """The run's prior with its final weights (EMA if kept and `sample.use_ema`)."""
+        kind, cfg = self.kind_and_config(overrides)
+        self._expect(kind, cfg, "prior")
+        meta = read_cache_meta(self.latents_path)
+        model = kind.model(cfg, meta)
+        want_ema = cfg.sample.use_ema if use_ema is None else use_ema
+        weights = "ema" if want_ema and self.ema_weights_path.is_file() else "final"
+        state, source, _ = self.state(weights)
+        load_state(model, state, f"prior of {self.path} ({source})")
+        return Loaded(model.eval(), source, None, cfg, meta)

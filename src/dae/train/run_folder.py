@@ -1,0 +1,140 @@
+"""The files of a run folder, named in this one place, and their plain (kind-agnostic) readers.
+
+    RUN/config.yaml               validated config (`kind:` first); measured values filled in at the end
+    RUN/model.safetensors         final weights + config in the header (model_ema.safetensors: EMA)
+    RUN/checkpoints/last.pt       training state (models, optimisers, EMA, step, stage, RNG)
+    RUN/metrics.jsonl, RUN/tb/    one row per logged step; TensorBoard scalars
+    RUN/images/                   reconstruction grids during training
+    RUN/eval.json                 `dae evaluate`; RUN/eval_recon.png its grid
+    RUN/latents.safetensors       a prior run's latent cache
+    RUN/samples/                  `dae sample` output
+
+`dae.run.Run` adds what needs the table of experiment kinds (validated configs, models).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dae.errors import CheckpointError, ConfigError, RunFolderError
+from dae.train.checkpoint import atomic_write, load_checkpoint, remove_stale_temporaries
+from dae.train.export import load_weights
+
+Weights = Literal["auto", "final", "ema", "checkpoint"]
+
+
+class RunFolder:
+    """Paths and plain data of one run folder (nothing here builds a model)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    # -- names ------------------------------------------------------------------------------------
+    config_path = property(lambda self: self.path / "config.yaml")
+    weights_path = property(lambda self: self.path / "model.safetensors")
+    ema_weights_path = property(lambda self: self.path / "model_ema.safetensors")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    checkpoint_path = property(lambda self: self.path / "checkpoints" / "last.pt")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    tensorboard_dir = property(lambda self: self.path / "tb")
+    images_dir = property(lambda self: self.path / "images")
+    eval_path = property(lambda self: self.path / "eval.json")
+    eval_grid_path = property(lambda self: self.path / "eval_recon.png")
+    latents_path = property(lambda self: self.path / "latents.safetensors")
+    samples_dir = property(lambda self: self.path / "samples")
+
+    # -- creating ---------------------------------------------------------------------------------
+    def prepare(self, resume: bool, overwrite: bool) -> None:
+        """Refuse to clobber an existing run unless asked; `--overwrite` deletes it."""
+        has_run = self.checkpoint_dir.exists() or self.metrics_path.exists()
+        if has_run and not resume:
+            if not overwrite:
+                raise RunFolderError(
+                    f"{self.path} already holds a run; pass --resume to continue it or "
+                    "--overwrite to replace it"
+                )
+            shutil.rmtree(self.path)
+        if resume and not self.checkpoint_path.is_file():
+            raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def prepare_checkpoints(self) -> None:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.checkpoint_dir)
+
+    def write_config(self, config: dict[str, Any], resume: bool = False) -> None:
+        """Write `config.yaml`; when resuming, first check it equals the saved one."""
+        if resume and self.config_path.is_file():
+            diff = first_difference(config, self.read_config())
+            if diff:
+                raise ConfigError(
+                    diff.split(":")[0], f"differs from the run being resumed ({diff})"
+                )
+        text = yaml.safe_dump(config, sort_keys=False)
+        atomic_write(self.config_path, lambda tmp: tmp.write_text(text))
+
+    # -- reading ----------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def require(self, what: str = "dae run") -> None:
+        if not self.exists():
+            raise RunFolderError(f"{self.path} is not a {what}: no {self.config_path.name}")
+
+    def read_config(self) -> dict[str, Any]:
+        """The saved config as plain data."""
+        self.require()
+        return yaml.safe_load(self.config_path.read_text()) or {}
+
+    def checkpoint(self) -> dict[str, Any]:
+        return load_checkpoint(self.checkpoint_path)
+
+    def state(self, weights: Weights = "auto", module: str = "model") -> tuple[dict, str, dict]:
+        """(state dict, where it came from, checkpoint payload or {}) of `module`.
+
+        final: `model.safetensors`; ema: `model_ema.safetensors`, else the checkpoint's EMA;
+        checkpoint: `checkpoints/last.pt`; auto: final if present, else the checkpoint.
+        """
+        if weights == "ema":
+            if self.ema_weights_path.is_file():
+                return load_weights(self.ema_weights_path)[0], "ema", {}
+            payload = self.checkpoint()
+            if payload.get("ema") is None:
+                raise CheckpointError(
+                    f"{self.checkpoint_path}: the run kept no EMA (train.ema_decay was 0)"
+                )
+            return payload["ema"], f"ema@{payload['step']}", payload
+        if weights == "final" or (weights == "auto" and self.weights_path.is_file()):
+            return load_weights(self.weights_path)[0], "final", {}
+        payload = self.checkpoint()
+        if module not in payload.get("modules", {}):
+            raise CheckpointError(f"{self.checkpoint_path}: has no weights for {module!r}")
+        source = f"checkpoint@{payload['step']}/{payload.get('stage')}"
+        return payload["modules"][module], source, payload
+
+    def read_eval(self) -> dict[str, Any] | None:
+        """`eval.json`, or None if the run has not been evaluated."""
+        return json.loads(self.eval_path.read_text()) if self.eval_path.is_file() else None
+
+    def write_eval(self, result: dict[str, Any]) -> None:
+        text = json.dumps(result, indent=1)
+        atomic_write(self.eval_path, lambda tmp: tmp.write_text(text))
+
+
+def first_difference(a: object, b: object, prefix: str = "") -> str | None:
+    """`key: saved in the run, now` of the first differing key of two nested dicts, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            diff = first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+            if diff:
+                return diff
+        return None
+    return None if a == b else f"{prefix}: {b!r} in the run, {a!r} now"
