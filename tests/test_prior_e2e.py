@@ -24,6 +24,7 @@ from dae.cli import main
 from dae.data.images import ImageDataConfig, load_from_config
 from dae.data.sampler import EpochSampler
 from dae.data.transforms import to_float
+from dae.errors import NonFiniteLossError
 from dae.experiments import KINDS, Kind, load_config
 from dae.metrics.evaluate import score_samples
 from dae.priors.cache import CacheConfig, LatentCache, from_prior_space, to_prior_space
@@ -336,6 +337,21 @@ def test_prior_trainer_honours_precision(precision, dtype):
         Trainer(PriorTask(cfg, cache, prior), None, cfg.train, cfg.optim).fit()
     assert seen == {dtype}  # the linear layers ran under autocast ...
     assert {p.dtype for p in prior.parameters()} == {torch.float32}  # ... on fp32 weights
+
+
+def test_prior_trainer_nan_policy():
+    cache = kl_cache()
+    cache.tensors["mean"][:] = float("nan")  # every latent, so every step's loss
+    overrides = TINY["prior_dit"] + FAST + ["train.steps=2"]
+    kind, cfg = load_config(REPO / "configs" / "prior_dit_cifar10.yaml", overrides)
+    prior = kind.model(cfg, cache.meta)
+    with pytest.raises(NonFiniteLossError, match="non-finite 'prior' loss at step 0"):
+        Trainer(PriorTask(cfg, cache, prior), None, cfg.train, cfg.optim).fit()
+    cfg.train.on_nan = "skip"
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    rows = Trainer(PriorTask(cfg, cache, prior), None, cfg.train, cfg.optim).fit()
+    assert rows[-1]["skipped_nonfinite"] == 1.0
+    assert all(torch.equal(v, prior.state_dict()[k]) for k, v in before.items())
 
 
 def test_prior_training_resumes_exactly(tmp_path):
