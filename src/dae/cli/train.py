@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dae.cli import add_overrides
+from dae.errors import ConfigError
 from dae.experiments import load_config
 from dae.experiments.train import train
 
@@ -29,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, cfg = load_config(args.config, args.overrides)
+    kind, cfg = load_config(args.config, args.overrides)
+    if kind.family != "autoencoder":
+        other = "dae train-prior AE_RUN" if kind.family == "prior" else "dae complexity"
+        raise ConfigError("kind", f"{args.config}: a {cfg.kind} preset trains with `{other}`")
     out = args.out or Path("runs") / Path(args.config).stem
     hooks = None
     if args.lipschitz_every:
