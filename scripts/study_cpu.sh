@@ -5,11 +5,13 @@
 #   (b) equal decoder steps: DAE S/2 + S (stage 1 on top)         -> OUT/<fam>-dae-b-s<k>
 # Every run logs held-out test L1/PSNR every TEST_EVERY steps (log.test_every), the convergence
 # curve. Usage: scripts/study_cpu.sh FAMILY...   (FAMILY: mnist-vq mnist-kl cifar10-vq cifar10-kl)
-# Env: SEEDS (3), S (steps, 1600), JOBS (2 parallel trainings, one thread each), OUT (runs/study).
-# Re-running resumes: finished runs are skipped, unfinished ones continue with --resume.
+# Env: SEEDS (3), SEED0 (first seed, 0), S (steps, 1600), JOBS (2 parallel trainings, one thread
+# each), OUT (runs/study), ONLY (a|b: one comparison). Comparison (a) is queued before (b).
+# Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
+# that another invocation is training (flock on OUT/<run>.lock) is left to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEEDS=${SEEDS:-3} S=${S:-1600} JOBS=${JOBS:-2} OUT=${OUT:-runs/study} TEST_EVERY=${TEST_EVERY:-100}
+SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} ONLY=${ONLY:-} S=${S:-1600} JOBS=${JOBS:-2} OUT=${OUT:-runs/study} TEST_EVERY=${TEST_EVERY:-100}
 DAE=${DAE:-.venv/bin/dae}
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 COMMON="--set disc.start=1000000000 --set train.precision=bf16 --set train.batch_size=32
@@ -29,9 +31,12 @@ preset() {  # family -> config file and model overrides (small enough to converg
 }
 jobs_for() {  # one line per training: out-dir and its arguments
   local fam=$1 args; args=$(preset "$fam" | tr '\n' ' ')
-  for seed in $(seq 0 $((SEEDS - 1))); do
+  local seeds; seeds=$(seq "$SEED0" $((SEED0 + SEEDS - 1)))
+  [[ $ONLY == b ]] || for seed in $seeds; do
     echo "$OUT/$fam-baseline-s$seed $args --set train.seed=$seed --set train.steps=$S"
     echo "$OUT/$fam-dae-a-s$seed $args --set train.seed=$seed --set train.steps=$S --set schedule.mode=dae"
+  done
+  [[ $ONLY == a ]] || for seed in $seeds; do
     echo "$OUT/$fam-dae-b-s$seed $args --set train.seed=$seed --set train.steps=$((S * 3 / 2))" \
          "--set schedule.mode=dae --set schedule.stage1_fraction=0.3333333333333333"
   done
@@ -39,9 +44,11 @@ jobs_for() {  # one line per training: out-dir and its arguments
 one() {  # train one run, or resume it, or skip it when finished
   local out=$1; shift
   if [[ -f $out/model.safetensors ]]; then echo "done: $out"; return; fi
+  mkdir -p "$(dirname "$out")"
+  exec 9>"$out.lock"
+  flock -n 9 || { echo "busy (another invocation trains it): $out"; return; }
   local mode=(); [[ -f $out/config.yaml ]] && mode=(--resume)
   echo "start: $out ${mode[*]}"
-  mkdir -p "$(dirname "$out")"
   # shellcheck disable=SC2086
   $DAE train $@ $COMMON --out "$out" "${mode[@]}" > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
