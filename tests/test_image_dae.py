@@ -165,3 +165,49 @@ def test_fp16_is_refused_off_cuda():
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16", device="cpu")
     assert TrainConfig(precision="fp16", device="cuda").precision == "fp16"
+
+
+def test_test_every_logs_held_out_l1_of_the_active_decoder(data_root):
+    """`log.test_every` rows carry test L1/PSNR of a fixed test subset through the decoder active
+    at that step: recomputed here from the data, the final row matches the saved model."""
+    from dataclasses import replace
+
+    from dae.data.images import float_batch, load_from_config
+    from dae.metrics.reconstruction import reconstruct
+
+    overrides = [
+        f"data.root={data_root}",
+        "train.steps=4",
+        "train.batch_size=4",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "disc.start=100",
+        "log.image_every=0",
+        "schedule.mode=dae",
+        "train.log_every=2",
+        "log.test_every=2",
+        "log.test_images=16",
+    ]
+    kind, cfg = load_experiment_config("configs/mnist_vqgan.yaml", overrides)
+    task = kind.task(cfg)
+    rows = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim).fit()
+    assert [(r["step"], r["stage"]) for r in rows] == [(2, "stage1"), (4, "stage2")]
+    assert all("test_rec" in r and "test_psnr" in r for r in rows)
+    test = load_from_config(replace(cfg.data, split="test"))
+    index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:16]
+    x = float_batch(test.subset(index), torch.arange(16))
+    task.model.eval()
+    with torch.no_grad():
+        x_hat = reconstruct(task.model, x).float().clamp(-1, 1)
+    assert rows[-1]["test_rec"] == pytest.approx((x_hat - x).abs().mean().item(), rel=1e-5)
+
+
+def test_test_every_must_be_a_multiple_of_log_every(data_root):
+    from dae.config import ConfigError
+
+    kind, cfg = load_experiment_config(
+        "configs/mnist_vqgan.yaml",
+        [f"data.root={data_root}", "train.log_every=3", "log.test_every=4", "log.image_every=0"],
+    )
+    with pytest.raises(ConfigError, match="test_every"):
+        kind.task(cfg).hooks()

@@ -37,10 +37,17 @@ from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig
 class ImageLogConfig:
     image_every: int = field(default=500, metadata={"help": "steps between reconstruction grids"})
     n_images: int = field(default=8, metadata={"help": "images in a reconstruction grid"})
+    test_every: int = field(
+        default=0,
+        metadata={"help": "steps between held-out test L1/PSNR rows (a multiple of log_every)"},
+    )
+    test_images: int = field(default=1000, metadata={"help": "test-split images for test_every"})
 
     def __post_init__(self) -> None:
         check(self.image_every >= 0, "image_every", "must be >= 0 (0 disables)")
         check(self.n_images >= 1, "n_images", "must be >= 1")
+        check(self.test_every >= 0, "test_every", "must be >= 0 (0 disables)")
+        check(self.test_images >= 1, "test_images", "must be >= 1")
 
 
 @dataclass
@@ -131,7 +138,10 @@ class ImageTask(Task):
         return self._disc_loss(batch, ctx) if gan_on else (None, {})
 
     def hooks(self) -> list[Any]:
-        return [ReconstructionGrid(self)] if self.cfg.log.image_every else []
+        hooks: list[Any] = [ReconstructionGrid(self)] if self.cfg.log.image_every else []
+        if self.cfg.log.test_every:
+            hooks.append(TestReconstruction(self))
+        return hooks
 
     # -- losses -----------------------------------------------------------------------------------
     def autoencoder_loss(
@@ -276,3 +286,44 @@ class ReconstructionGrid:
             to_uint8(torch.cat([self.images, recon.float()])),
             nrow=len(self.images),
         )
+
+
+class TestReconstruction:
+    """Every `log.test_every` steps: L1 and PSNR of a fixed test-split subset through the active
+    decoder (`test_rec`, `test_psnr` in metrics.jsonl), so convergence is judged on held-out data.
+    It draws no random numbers, so a resumed run logs the same values."""
+
+    def __init__(self, task: ImageTask):
+        from dataclasses import replace
+
+        self.task = task
+        cfg = task.cfg
+        check(
+            cfg.log.test_every % cfg.train.log_every == 0,
+            "log.test_every",
+            f"must be a multiple of train.log_every ({cfg.train.log_every})",
+        )
+        test = load_from_config(replace(cfg.data, split="test", val_fraction=0.0))
+        gen = torch.Generator().manual_seed(0)  # the same subset for every run and seed
+        index = torch.randperm(len(test), generator=gen)[: cfg.log.test_images]
+        self.images = test.subset(index)
+
+    @torch.no_grad()
+    def __call__(self, trainer: Any, logs: dict[str, float]) -> None:
+        every = self.task.cfg.log.test_every
+        if not trainer.dist.is_main or (trainer.step % every and trainer.step != trainer.cfg.steps):
+            return
+        model = self.task.model
+        was_training = model.training
+        model.eval()
+        l1, se, n = 0.0, 0.0, 0
+        for start in range(0, len(self.images), 250):
+            x = float_batch(self.images, torch.arange(start, min(start + 250, len(self.images))))
+            x = x.to(self.task.device)
+            x_hat = reconstruct(model, x).float().clamp(-1, 1)
+            l1 += (x_hat - x).abs().mean((1, 2, 3)).sum().item()
+            se += ((x_hat - x) / 2).pow(2).mean((1, 2, 3)).clamp_min(1e-10).log10().sum().item()
+            n += len(x)
+        model.train(was_training)
+        logs["test_rec"] = l1 / n
+        logs["test_psnr"] = -10.0 * se / n  # mean per-image PSNR on [0, 1] pixels

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The converged, seeded CPU study of docs/results.md (issue 13): baseline vs DAE (half-width aux
+# decoder) with no GAN term, so that decoder budget and GAN start time are not confounds.
+#   (a) equal total steps:   baseline S, DAE S/2 + S/2            -> OUT/<fam>-baseline|dae-a-s<k>
+#   (b) equal decoder steps: DAE S/2 + S (stage 1 on top)         -> OUT/<fam>-dae-b-s<k>
+# Every run logs held-out test L1/PSNR every TEST_EVERY steps (log.test_every), the convergence
+# curve. Usage: scripts/study_cpu.sh FAMILY...   (FAMILY: mnist-vq mnist-kl cifar10-vq cifar10-kl)
+# Env: SEEDS (3), SEED0 (first seed, 0), S (steps, 1600), JOBS (2 parallel trainings, one thread
+# each), OUT (runs/study), ONLY (a|b: one comparison). Comparison (a) is queued before (b).
+# Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
+# that another invocation is training (flock on OUT/<run>.lock) is left to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} ONLY=${ONLY:-} S=${S:-1600} JOBS=${JOBS:-2} OUT=${OUT:-runs/study} TEST_EVERY=${TEST_EVERY:-100}
+DAE=${DAE:-.venv/bin/dae}
+export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
+COMMON="--set disc.start=1000000000 --set train.precision=bf16 --set train.batch_size=32
+  --set train.log_every=50 --set log.test_every=$TEST_EVERY --set log.test_images=1000
+  --set log.image_every=0 --set train.ckpt_every=200 --set train.progress=false
+  --set train.tensorboard=false --set model.attn_resolutions=[] --set train.ema_decay=0"
+preset() {  # family -> config file and model overrides (small enough to converge on a CPU core)
+  case $1 in
+    mnist-vq) echo "configs/mnist_vqgan.yaml --set model.ch=16 --set model.norm_groups=8" ;;
+    mnist-kl) echo "configs/cifar10_kl.yaml --set data.name=mnist --set data.hflip=false
+      --set model.in_channels=1 --set model.resolution=28 --set model.ch=16
+      --set model.norm_groups=8" ;;
+    cifar10-vq) echo "configs/cifar10_vqgan.yaml --set model.ch=16 --set model.norm_groups=8" ;;
+    cifar10-kl) echo "configs/cifar10_kl.yaml --set model.ch=16 --set model.norm_groups=8" ;;
+    *) echo "unknown family $1" >&2; exit 2 ;;
+  esac
+}
+jobs_for() {  # one line per training: out-dir and its arguments
+  local fam=$1 args; args=$(preset "$fam" | tr '\n' ' ')
+  local seeds; seeds=$(seq "$SEED0" $((SEED0 + SEEDS - 1)))
+  [[ $ONLY == b ]] || for seed in $seeds; do
+    echo "$OUT/$fam-baseline-s$seed $args --set train.seed=$seed --set train.steps=$S"
+    echo "$OUT/$fam-dae-a-s$seed $args --set train.seed=$seed --set train.steps=$S --set schedule.mode=dae"
+  done
+  [[ $ONLY == a ]] || for seed in $seeds; do
+    echo "$OUT/$fam-dae-b-s$seed $args --set train.seed=$seed --set train.steps=$((S * 3 / 2))" \
+         "--set schedule.mode=dae --set schedule.stage1_fraction=0.3333333333333333"
+  done
+}
+one() {  # train one run, or resume it, or skip it when finished
+  local out=$1; shift
+  if [[ -f $out/model.safetensors ]]; then echo "done: $out"; return; fi
+  mkdir -p "$(dirname "$out")"
+  exec 9>"$out.lock"
+  flock -n 9 || { echo "busy (another invocation trains it): $out"; return; }
+  local mode=(); [[ -f $out/config.yaml ]] && mode=(--resume)
+  echo "start: $out ${mode[*]}"
+  # shellcheck disable=SC2086
+  $DAE train $@ $COMMON --out "$out" "${mode[@]}" > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
+  echo "end: $out"
+}
+export -f one; export COMMON DAE
+for fam in "$@"; do jobs_for "$fam"; done | xargs -P "$JOBS" -I{} bash -c 'one {}'
