@@ -1,0 +1,173 @@
+"""Tables and curves of the converged CPU study (scripts/study_cpu.sh): held-out test L1 / PSNR per
+family and variant, mean ± std over seeds, paired differences against the baseline of the same seed
+(paired t-test and exact sign test), and whether each run's test curve has flattened.
+
+Usage: python scripts/study_report.py runs/study --out runs/study/report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from dae.metrics.stats import paired_test
+
+VARIANTS = {
+    "baseline": "baseline (joint), S steps",
+    "dae-a": "DAE, S/2 + S/2 (equal total steps)",
+    "dae-b": "DAE, S/2 + S (equal decoder steps)",
+}
+RUN = re.compile(r"^(?P<family>[a-z0-9]+-[a-z]+)-(?P<variant>baseline|dae-a|dae-b)-s(?P<seed>\d+)$")
+
+
+def test_curve(run: Path) -> tuple[list[int], list[float], list[float], list[str]]:
+    """(steps, test L1, test PSNR, stage) of the rows that carry a held-out measurement."""
+    steps, l1, psnr, stages = [], [], [], []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "test_rec" in row:
+            steps.append(row["step"])
+            l1.append(row["test_rec"])
+            psnr.append(row["test_psnr"])
+            stages.append(row["stage"])
+    return steps, l1, psnr, stages
+
+
+def flatness(steps: list[int], l1: list[float]) -> float:
+    """Relative test-L1 improvement over the last 20 % of steps (the issue's criterion: < 2 %)."""
+    at = steps[-1] * 0.8
+    before = min(range(len(steps)), key=lambda i: abs(steps[i] - at))
+    return (l1[before] - l1[-1]) / l1[before]
+
+
+def collect(root: Path) -> dict:
+    runs: dict = defaultdict(lambda: defaultdict(dict))
+    for run in sorted(root.iterdir()):
+        m = RUN.match(run.name)
+        if not m or not (run / "model.safetensors").exists():
+            continue
+        steps, l1, psnr, stages = test_curve(run)
+        runs[m["family"]][m["variant"]][int(m["seed"])] = {
+            "run": str(run),
+            "steps": steps,
+            "test_l1": l1,
+            "test_psnr": psnr,
+            "stages": stages,
+            "final_l1": l1[-1],
+            "final_psnr": psnr[-1],
+            "flatness": flatness(steps, l1),
+        }
+    return runs
+
+
+def summarise(runs: dict) -> dict:
+    out: dict = {}
+    for family, variants in runs.items():
+        base = variants.get("baseline", {})
+        fam: dict = {}
+        for variant, seeds in variants.items():
+            l1 = np.array([s["final_l1"] for s in seeds.values()])
+            psnr = np.array([s["final_psnr"] for s in seeds.values()])
+            row = {
+                "seeds": sorted(seeds),
+                "test_l1": [float(l1.mean()), float(l1.std(ddof=1)) if len(l1) > 1 else math.nan],
+                "test_psnr": [
+                    float(psnr.mean()),
+                    float(psnr.std(ddof=1)) if len(psnr) > 1 else math.nan,
+                ],
+                "max_flatness": max(s["flatness"] for s in seeds.values()),
+            }
+            paired = sorted(set(seeds) & set(base))
+            if variant != "baseline" and len(paired) >= 2:
+                for key in ("final_l1", "final_psnr"):
+                    a = [seeds[k][key] for k in paired]
+                    b = [base[k][key] for k in paired]
+                    # differences are variant - baseline; "wins" counts seeds where it is larger
+                    row[f"paired_{key[6:]}"] = paired_test(b, a).as_dict()
+            fam[variant] = row
+        out[family] = fam
+    return out
+
+
+def markdown(summary: dict) -> str:
+    lines = []
+    for family, fam in summary.items():
+        lines += [
+            f"### {family}",
+            "",
+            "| variant | seeds | test L1 ↓ | test PSNR (dB) ↑ | Δ L1 vs baseline (paired) | "
+            "Δ PSNR vs baseline (paired) | last-20 % L1 gain (max) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for variant in VARIANTS:
+            if variant not in fam:
+                continue
+            r = fam[variant]
+            cells = []
+            for key in ("l1", "psnr"):
+                p = r.get(f"paired_{key}")
+                cells.append(
+                    "—"
+                    if p is None
+                    else f"{p['mean_diff']:+.4f} (t-test p={p['t_p']:.3f}, "
+                    f"larger on {p['wins']}/{p['n']} seeds, sign p={p['sign_p']:.2f})"
+                )
+            lines.append(
+                f"| {VARIANTS[variant]} | {len(r['seeds'])} | {r['test_l1'][0]:.4f} ± "
+                f"{r['test_l1'][1]:.4f} | {r['test_psnr'][0]:.2f} ± {r['test_psnr'][1]:.2f} | "
+                f"{cells[0]} | {cells[1]} | {100 * r['max_flatness']:.1f} % |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(runs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = sorted(runs)
+    fig, axes = plt.subplots(1, len(fams), figsize=(5 * len(fams), 4), squeeze=False)
+    colours = {"baseline": "tab:blue", "dae-a": "tab:orange", "dae-b": "tab:green"}
+    for ax, family in zip(axes[0], fams):
+        for variant, seeds in sorted(runs[family].items()):
+            for i, (_seed, s) in enumerate(sorted(seeds.items())):
+                ax.plot(
+                    s["steps"],
+                    s["test_l1"],
+                    color=colours[variant],
+                    alpha=0.8,
+                    lw=1,
+                    label=VARIANTS[variant] if i == 0 else None,
+                )
+        ax.set_title(f"{family}: held-out test L1 (1,000 images)")
+        ax.set_xlabel("step (DAE: stage 1 uses the aux decoder)")
+        ax.set_ylabel("test L1")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    runs = collect(args.root)
+    summary = summarise(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
+    (args.out / "study.md").write_text(markdown(summary))
+    plot(runs, args.out / "test_curves.png")
+    print(markdown(summary))
+
+
+if __name__ == "__main__":
+    main()
