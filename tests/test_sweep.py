@@ -65,7 +65,10 @@ def _fake_run(run, mse: float, psnr: float, nll: float | None) -> None:
     (run.dir / "eval.json").write_text(json.dumps({"metrics": {"mse": mse, "psnr": psnr}}))
     if nll is not None:
         (run.dir / "probe").mkdir()
-        probe = {"decoders": [{"width": 0.5, "psnr": psnr - 1}], "prior": {"nll_per_token": nll}}
+        probe = {
+            "decoders": [{"width": 0.5, "psnr": psnr - 1}],
+            "prior": {"test_nll_per_token": nll},
+        }
         (run.dir / "probe" / "probe.json").write_text(json.dumps(probe))
 
 
@@ -78,7 +81,7 @@ def test_table_rows_and_paired_stats_come_from_the_run_folders(tmp_path):
         _fake_run(run, mse[run.label], 20 - 10 * mse[run.label], 3.0 + run.seed)
     summary = summarize_sweep([run_record(r) for r in runs], {"config": "toy", "seeds": 4})
     assert list(summary["table"]) == ["baseline", "dae-aux_width-0.25", "dae-aux_width-0.75"]
-    assert summary["proxy_sources"] == ["probe:prior/nll_per_token"]
+    assert summary["proxy_sources"] == ["probe:prior/test_nll_per_token"]
     base = [mse[f"baseline/seed{s}"] for s in range(4)]
     for variant in ("dae-aux_width-0.25", "dae-aux_width-0.75"):
         other = [mse[f"{variant}/seed{s}"] for s in range(4)]
@@ -138,7 +141,9 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
         time.sleep(0.02)
     proc.wait()
     assert "done" in states and "partial" in states, proc.stdout.read().decode()[-2000:]
-    finished = {r: (r / "model.safetensors").stat().st_mtime_ns for r, s in zip(runs, states) if s == "done"}
+    finished = {
+        r: (r / "model.safetensors").stat().st_mtime_ns for r, s in zip(runs, states) if s == "done"
+    }
     half = [r for r, s in zip(runs, states) if s == "partial"]
 
     assert main(_sweep_args(out)) == 0

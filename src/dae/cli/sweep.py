@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate and probe every run, and write DIR/sweep.md, sweep.json and sweep.png. "
         "Runs go to DIR/<variant>/seed<k>/; rerunning the same command resumes a killed sweep.",
     )
-    parser.add_argument("config", type=Path, help="autoencoder preset, e.g. configs/mnist_vqgan.yaml")
+    parser.add_argument(
+        "config", type=Path, help="autoencoder preset, e.g. configs/mnist_vqgan.yaml"
+    )
     parser.add_argument("--out", type=Path, required=True, help="sweep folder")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each")
@@ -41,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stage 1 on top",
     )
     add_overrides(parser)
+    parser.add_argument(
+        "--baseline-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override for the baseline runs only, e.g. disc.start=... (repeatable)",
+    )
     parser.add_argument(
         "--eval-metrics",
         default="recon,lipschitz,codebook",
@@ -74,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
     grid = parse_grid(args.grid) or DEFAULT_GRID
     runs = plan_runs(
-        args.config, args.out, args.seeds, grid, args.protocol, args.steps, tuple(args.overrides)
+        args.config,
+        args.out,
+        args.seeds,
+        grid,
+        args.protocol,
+        args.steps,
+        tuple(args.overrides),
+        tuple(args.baseline_set),
     )
     failed = []
     if not args.report_only:
@@ -95,11 +111,14 @@ def run(args: argparse.Namespace) -> int:
         "budget": budget,
         "grid": {k: list(v) for k, v in grid.items()},
         "overrides": list(args.overrides),
+        "baseline_overrides": list(args.baseline_set),
         "failed": failed,
     }
     records = [run_record(r) for r in runs]
     if not any(r["evaluated"] for r in records):
-        raise FileNotFoundError(f"no evaluated runs under {args.out} (no eval.json); nothing to report")
+        raise FileNotFoundError(
+            f"no evaluated runs under {args.out} (no eval.json); nothing to report"
+        )
     summary = summarize_sweep([r for r in records if r["evaluated"]], header)
     write_report(args.out, summary)
     if failed:

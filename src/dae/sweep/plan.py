@@ -71,9 +71,11 @@ def parse_grid(items: list[str]) -> dict[str, tuple[Any, ...]]:
     return grid
 
 
-def make_variants(grid: dict[str, tuple[Any, ...]]) -> list[Variant]:
+def make_variants(
+    grid: dict[str, tuple[Any, ...]], baseline_overrides: tuple[str, ...] = ()
+) -> list[Variant]:
     """The baseline, then one DAE variant per (key, value) of the grid, in the grid's order."""
-    variants = [Variant(BASELINE, ("schedule.mode=baseline",))]
+    variants = [Variant(BASELINE, ("schedule.mode=baseline", *baseline_overrides))]
     for key, values in grid.items():
         short = key.rsplit(".", 1)[-1]
         implied = WEAK_DECODER_OF.get(key)
@@ -101,14 +103,19 @@ def plan_runs(
     protocol: Protocol = "equal-total",
     steps: int | None = None,
     overrides: tuple[str, ...] = (),
+    baseline_overrides: tuple[str, ...] = (),
 ) -> list[SweepRun]:
-    """Every run of the sweep, validated now (a bad grid key fails before anything trains)."""
+    """Every run of the sweep, validated now (a bad grid key fails before anything trains).
+
+    `overrides` apply to every run, `baseline_overrides` to the baseline only (e.g. a later
+    `disc.start`, so that its GAN term starts where DAE's stage 2 does).
+    """
     if seeds < 1:
         raise ConfigError("--seeds", f"must be >= 1, got {seeds}")
     if protocol not in PROTOCOLS:
         raise ConfigError("--protocol", f"must be one of {list(PROTOCOLS)}, got {protocol!r}")
     runs = []
-    for variant in make_variants(grid):
+    for variant in make_variants(grid, baseline_overrides):
         base = [*overrides, *variant.overrides]
         _, cfg = load_experiment_config(config, base)
         budget = steps if steps is not None else cfg.train.steps

@@ -21,7 +21,13 @@ from dae.train.checkpoint import atomic_write
 # matched by the end of the flattened key. Without a probe: the decoder's Lipschitz complexity from
 # `dae evaluate --metrics lipschitz`, the paper's complexity measure (a smoother latent-to-image map
 # is what DAE claims makes the latent easier to model).
-PROXY_SUFFIXES = ("nll_per_token", "prior_nll", "nll", "denoising_loss")
+PROXY_SUFFIXES = (
+    "test_nll_per_token",
+    "test_denoising_mse_mean",
+    "nll_per_token",
+    "denoising_mse_mean",
+    "denoising_loss",
+)
 FALLBACK_PROXY = "lipschitz/decoder"
 RECON_KEYS = ("psnr", "mse")  # x axis of the plot: the first present
 HIGHER_IS_BETTER = ("psnr", "ssim", "acc", "perplexity")
@@ -88,7 +94,9 @@ def run_record(run: SweepRun) -> dict[str, Any]:
 def _by_seed(records: list[dict], variant: str, metric: str) -> dict[int, float]:
     out = {}
     for r in records:
-        value = r["proxy"]["value"] if metric == "proxy" and r["proxy"] else r["metrics"].get(metric)
+        value = (
+            r["proxy"]["value"] if metric == "proxy" and r["proxy"] else r["metrics"].get(metric)
+        )
         if r["variant"] == variant and value is not None and not math.isnan(value):
             out[r["seed"]] = value
     return out
@@ -193,7 +201,9 @@ def plot(summary: dict[str, Any], path: Path) -> bool:
     groups: dict[str, list[tuple[Any, dict]]] = {}
     for row in table.values():
         if recon in row["metrics"] and "proxy" in row["metrics"]:
-            groups.setdefault(row["weakness"] or BASELINE, []).append((row["value"], row["metrics"]))
+            groups.setdefault(row["weakness"] or BASELINE, []).append(
+                (row["value"], row["metrics"])
+            )
     for key, points in groups.items():
         points.sort(key=lambda p: (p[0] is None, p[0]))
         xs = [m[recon]["mean"] for _, m in points]

@@ -65,7 +65,9 @@ def _up_to_date(result: Path, weights: Path) -> bool:
     return result.is_file() and result.stat().st_mtime >= weights.stat().st_mtime
 
 
-def job_commands(run: SweepRun, opts: RunnerOptions, probe: bool) -> tuple[list[list[str]], list[str]]:
+def job_commands(
+    run: SweepRun, opts: RunnerOptions, probe: bool
+) -> tuple[list[list[str]], list[str]]:
     """The `dae` commands a run still needs, and what they do in words (for progress lines)."""
     state = run_state(run.dir)
     weights = run.dir / WEIGHTS
@@ -83,7 +85,9 @@ def job_commands(run: SweepRun, opts: RunnerOptions, probe: bool) -> tuple[list[
         did.append("evaluated")
     probe_json = run.dir / PROBE_DIR / "probe.json"
     if probe and (state != "done" or not _up_to_date(probe_json, weights)):
-        commands.append(["probe", str(run.dir), "--out", str(run.dir / PROBE_DIR), *opts.probe_args])
+        commands.append(
+            ["probe", str(run.dir), "--out", str(run.dir / PROBE_DIR), *opts.probe_args]
+        )
         did.append("probed")
     return commands, did
 
@@ -164,7 +168,9 @@ def run_all(runs: list[SweepRun], opts: RunnerOptions) -> list[JobResult]:
                 status = f"{what} in {res.seconds:.0f} s" if res.ok else "FAILED"
                 opts.log(f"[{done}/{len(runs)}] {res.run.label}: {status}")
                 if not res.ok:
-                    opts.log(f"  last lines of {res.run.dir / 'sweep.log'}:\n{_tail(res.run.dir / 'sweep.log')}")
+                    opts.log(
+                        f"  last lines of {res.run.dir / 'sweep.log'}:\n{_tail(res.run.dir / 'sweep.log')}"
+                    )
     except KeyboardInterrupt:
         children.stop()
         raise
