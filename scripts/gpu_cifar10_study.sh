@@ -83,16 +83,18 @@ run() {
   install
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
   local start=$SECONDS half=$(( STEPS / 2 )) status=0
-  local common=(--set "data.root=$PWD/$DATA" --set "model.ch=$CH" --set "train.device=$DEVICE"
+  local common=(--set "data.root=$(realpath "$DATA")" --set "model.ch=$CH" --set "train.device=$DEVICE"
     --set "train.precision=$PRECISION" --set train.channels_last=true --set "train.batch_size=$BATCH"
     --set train.progress=false --set train.tensorboard=false --set train.log_every=50
     --set "train.ckpt_every=$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))" --set log.image_every=100000
     --set "disc.start=$DISC_START")
+  local sweep=(sweep configs/cifar10_vqgan.yaml --seeds "$SEEDS" --steps "$STEPS"
+    --grid schedule.aux_width=0.5 --protocol equal-total "${common[@]}"
+    --baseline-set "disc.start=$(( half + DISC_START ))")
   echo "sweep: $STEPS steps x batch $BATCH ($EPOCHS epochs of $N_TRAIN images), $SEEDS seeds, $JOBS jobs"
-  "$PY" -m dae.cli sweep configs/cifar10_vqgan.yaml --out "$RUNS" --seeds "$SEEDS" --jobs "$JOBS" \
-    --steps "$STEPS" --grid schedule.aux_width=0.5 --protocol equal-total "${common[@]}" \
-    --baseline-set "disc.start=$(( half + DISC_START ))" \
-    --eval-metrics recon,lipschitz,codebook --eval-args "-n $N_TEST" --probe-args "$PROBE_ARGS" \
+  echo "report elsewhere: dae ${sweep[*]@Q} --out COPY_OF_OUT --report-only"
+  "$PY" -m dae.cli "${sweep[@]}" --out "$RUNS" --jobs "$JOBS" \
+    --eval-metrics recon,lipschitz,codebook --eval-args="-n $N_TEST" --probe-args="$PROBE_ARGS" \
     || status=$?
   echo "sweep finished in $(( SECONDS - start )) s (exit $status)"
   collect

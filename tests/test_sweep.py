@@ -122,6 +122,7 @@ def _sweep_args(out: Path) -> list[str]:
     return args
 
 
+@pytest.mark.slow  # ~40 s on 2 idle cores (6 processes); minutes on a loaded machine
 def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
     out = tmp_path / "sweep"
     # Slow every atomic write down (the robustness suite's fault-injection knob) so that the

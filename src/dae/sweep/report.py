@@ -233,9 +233,18 @@ def plot(summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _finite(data: Any) -> Any:
+    """NaN / inf (an undefined p-value) as null: strict JSON readers reject NaN."""
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return None if isinstance(data, float) and not math.isfinite(data) else data
+
+
 def write_report(out: Path, summary: dict[str, Any], log=print) -> None:
     """`sweep.json`, `sweep.md` and (when there is a proxy and matplotlib) `sweep.png` in `out`."""
-    text = json.dumps(summary, indent=1, default=str)
+    text = json.dumps(_finite(summary), indent=1, default=str)
     atomic_write(out / "sweep.json", lambda p: p.write_text(text))
     atomic_write(out / "sweep.md", lambda p: p.write_text(markdown(summary)))
     wrote = ["sweep.json", "sweep.md"]

@@ -157,21 +157,21 @@ def run_all(runs: list[SweepRun], opts: RunnerOptions) -> list[JobResult]:
     results = [JobResult(run, True, 0.0, []) for run, commands, _ in todo if not commands]
     pending = [t for t in todo if t[1]]
     done = len(results)
+    pool = ThreadPoolExecutor(max_workers=max(1, opts.jobs))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-            futures = [pool.submit(work, *t) for t in pending]
-            for future in as_completed(futures):
-                res = future.result()
-                results.append(res)
-                done += 1
-                what = " + ".join(res.did)
-                status = f"{what} in {res.seconds:.0f} s" if res.ok else "FAILED"
-                opts.log(f"[{done}/{len(runs)}] {res.run.label}: {status}")
-                if not res.ok:
-                    opts.log(
-                        f"  last lines of {res.run.dir / 'sweep.log'}:\n{_tail(res.run.dir / 'sweep.log')}"
-                    )
+        futures = [pool.submit(work, *t) for t in pending]
+        for future in as_completed(futures):
+            res = future.result()
+            results.append(res)
+            done += 1
+            status = f"{' + '.join(res.did)} in {res.seconds:.0f} s" if res.ok else "FAILED"
+            opts.log(f"[{done}/{len(runs)}] {res.run.label}: {status}")
+            if not res.ok:
+                log_path = res.run.dir / "sweep.log"
+                opts.log(f"  last lines of {log_path}:\n{_tail(log_path)}")
     except KeyboardInterrupt:
-        children.stop()
+        children.stop()  # before the pool's shutdown, which waits for the running jobs
         raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return results
