@@ -78,6 +78,7 @@ def test_channels_last_changes_the_layout_not_the_training():
     torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow  # 59 CPU-seconds (5 processes); many minutes on a loaded machine
 def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
     env = {
         **os.environ,
