@@ -52,7 +52,7 @@ prepare() {
   local pkgs=() name version
   for name in diffusers huggingface_hub hf_xet httpx2 httpcore2 h11 anyio idna truststore click \
               certifi charset_normalizer urllib3 requests importlib_metadata zipp regex safetensors \
-              torchmetrics lightning_utilities packaging pyyaml tqdm einops; do
+              torchmetrics lightning_utilities packaging pyyaml tqdm einops lazy_importer; do
     version=$("$PY" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" \
               "$name" 2>/dev/null) || continue
     pkgs+=("$name==$version")
