@@ -1,6 +1,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from dae.cli import main
@@ -68,9 +69,17 @@ def test_reproduce_toy_end_to_end(tmp_path, capsys):
     diffs = [d - j for d, j in zip(results["rows"][3]["seeds"], results["rows"][2]["seeds"])]
     assert math.isclose(dae_vs_joint["mean_diff"], sum(diffs) / 2)
     assert dae_vs_joint["wins"] + dae_vs_joint["ties"] + dae_vs_joint["losses"] == 2
+    scipy_stats = pytest.importorskip("scipy.stats")
+    dae, joint = results["rows"][3]["seeds"], results["rows"][2]["seeds"]
+    if len(set(diffs)) > 1:  # a paired t-test needs a spread of differences
+        want = scipy_stats.ttest_rel(dae, joint).pvalue
+        assert dae_vs_joint["t_p"] == pytest.approx(want)
+    else:  # no spread: undefined (all equal) or certain (all shifted alike)
+        assert math.isnan(dae_vs_joint["t_p"]) or dae_vs_joint["t_p"] == 0.0
     assert (out / "latents.png").stat().st_size > 10_000
     table = (out / "results.md").read_text()
     assert "recon: DAE 128 / 128" in table and "98.0 (1.3)" in table
+    assert "paired t-test p = " in table and "sign test p = " in table
     assert "| row |" in capsys.readouterr().out
 
 

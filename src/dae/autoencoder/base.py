@@ -61,7 +61,10 @@ class DecoupledAutoencoder(nn.Module):
 
     def attach_aux_decoder(self, width_factor: float) -> None:
         """Build the weak auxiliary decoder; it lives in the state dict so checkpoints carry it."""
-        self.aux_decoder = self.build_decoder(width_factor)
+        aux = self.build_decoder(width_factor)
+        # Built after the model may have moved to a GPU: follow the model's device.
+        param = next(self.parameters(), None)
+        self.aux_decoder = aux.to(param.device) if param is not None else aux
 
     def use_full_decoder(self) -> None:
         """The trained model: full decoder, no stage-1 dropout (the schedule's last act)."""

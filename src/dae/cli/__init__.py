@@ -18,6 +18,7 @@ COMMANDS = [
     "dae.cli.complexity",
     "dae.cli.evaluate",
     "dae.cli.report",
+    "dae.cli.sweep",
     "dae.cli.config",
 ]
 

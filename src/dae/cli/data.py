@@ -1,4 +1,5 @@
-"""`dae data download mnist|cifar10 [--to DIR] [--base-url URL]` and `dae data info NAME`."""
+"""`dae data download mnist|cifar10 [--to DIR] [--base-url URL]`, `dae data info NAME` and
+`dae data pack NAME --out F.npz --n-train N --n-test M`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--split", default="train", choices=["train", "test"])
     info.add_argument("--root", help="data root (default: env DAE_DATA, else ~/.cache/dae/data)")
     info.set_defaults(func=run_info)
+    pack = actions.add_parser(
+        "pack", help="write a seeded subset as one compact uint8 .npz (for a machine without data)"
+    )
+    pack.add_argument("name", choices=["mnist", "cifar10"])
+    pack.add_argument("--out", type=Path, required=True, help="output file, e.g. gpu_data/c10.npz")
+    pack.add_argument("--n-train", type=int, required=True, help="training images to keep")
+    pack.add_argument("--n-test", type=int, required=True, help="test images to keep")
+    pack.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
+    pack.add_argument("--root", help="data root (default: env DAE_DATA, else ~/.cache/dae/data)")
+    pack.set_defaults(func=run_pack)
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -41,4 +52,16 @@ def run_info(args: argparse.Namespace) -> int:
     )
     for name, count in zip(data.classes, counts, strict=True):
         print(f"  {name}: {count}")
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from dae.data.packed import pack_images
+
+    shapes = pack_images(args.name, args.out, args.n_train, args.n_test, args.root, args.seed)
+    size = args.out.stat().st_size / 2**20
+    print(
+        f"wrote {args.out} ({size:.1f} MiB): train {shapes['train_images']}, "
+        f"test {shapes['test_images']} uint8"
+    )
     return 0

@@ -18,6 +18,7 @@ import torch
 
 from dae.config import check
 from dae.data.formats import DataFormatError, read_cifar_pickles, read_image_folder, read_mnist
+from dae.data.packed import read_packed
 from dae.data.transforms import random_hflip, resize_center_crop, to_float, to_uint8
 from dae.errors import MissingFileError, UnknownNameError
 from dae.paths import cache_root, resolve_data_root
@@ -58,7 +59,8 @@ class ImageDataConfig:
     root: str | None = field(
         default=None,
         metadata={
-            "help": "data root (for folder: the folder); default env DAE_DATA, else ~/.cache/dae/data"
+            "help": "data root (for folder: the folder; or a .npz of `dae data pack`); "
+            "default env DAE_DATA, else ~/.cache/dae/data"
         },
     )
     split: Split = field(
@@ -102,6 +104,8 @@ def _first_dir(*candidates: Path) -> Path | None:
 def _read(name: str, split: str, root: Path, image_size: int | None, cache: bool):
     """(uint8 images, int64 labels, classes) of the raw `train`/`test` split, as numpy."""
     cache_dir = cache_root() / "images" if cache else None
+    if root.suffix == ".npz":  # a packed subset (`dae data pack`), for machines without the files
+        return read_packed(root, name, split)
     if name == "mnist":
         folder = root / "mnist" if (root / "mnist").is_dir() else root
         images, labels = read_mnist(folder, split)

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dae.config import from_dict, replace, to_dict
+from dae.metrics.stats import format_p, paired_test
 from dae.reproduce.toy import ToyExperimentConfig, toy_accuracies, train_toy
 from dae.train.checkpoint import atomic_write
 
@@ -65,17 +66,9 @@ COMPARISONS = ((0, 1), (2, 3))
 
 
 def paired(better: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    """Per-seed difference `better - reference` (same seed = same data): mean, spread, win count."""
-    diffs = [b - r for b, r in zip(better["seeds"], reference["seeds"])]
-    return {
-        "better": better["name"],
-        "reference": reference["name"],
-        "mean_diff": statistics.fmean(diffs),
-        "std_diff": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
-        "wins": sum(d > 0 for d in diffs),
-        "ties": sum(d == 0 for d in diffs),
-        "losses": sum(d < 0 for d in diffs),
-    }
+    """Per-seed difference `better - reference` (same seed = same data) and its paired tests."""
+    test = paired_test(reference["seeds"], better["seeds"])
+    return {"better": better["name"], "reference": reference["name"], **test.as_dict()}
 
 
 def _job(args: tuple[dict[str, Any], tuple[str, ...], int, bool]) -> dict[str, Any]:
@@ -161,7 +154,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"- {c['better']} vs {c['reference']}: {c['mean_diff']:+.1f} points per seed "
             f"(std {c['std_diff']:.1f}); better on {c['wins']}, equal on {c['ties']}, "
-            f"worse on {c['losses']} seeds"
+            f"worse on {c['losses']} seeds; paired t-test p = {format_p(c['t_p'])}, "
+            f"sign test p = {format_p(c['sign_p'])}"
         )
     return "\n".join(lines) + "\n"
 

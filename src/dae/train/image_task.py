@@ -120,6 +120,11 @@ class ImageTask(Task):
             self.disc.reset_parameters()
 
     def enter_stage(self, plan: StagePlan) -> None:
+        # Here, since the schedule may have added a decoder. (Stage-2 re-initialisations then fill
+        # channels_last tensors: the same random numbers in memory order, a different init.)
+        if self.cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.disc.to(memory_format=torch.channels_last)
         self.ae = wrap_ddp(self.model)
         self.disc_train = wrap_ddp(self.disc)
 
@@ -129,6 +134,8 @@ class ImageTask(Task):
     def batch(self, step: int) -> torch.Tensor:
         index = self.sampler.indices(step)
         x = float_batch(self.data, index, self.cfg.data.hflip, seed=self.cfg.train.seed + step)
+        if self.cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x.to(self.device, non_blocking=True)
 
     def loss(self, name: str, batch: torch.Tensor, ctx: StepContext):

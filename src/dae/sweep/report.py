@@ -1,0 +1,259 @@
+"""A sweep's table and plot, built from its run folders: `sweep.md`, `sweep.json`, `sweep.png`.
+
+Every number comes from files the runs wrote (`eval.json`, `probe/probe.json`), so the report can
+be rebuilt from a copy of those small files alone (`dae sweep ... --report-only`), e.g. after a GPU
+machine sent back its results without the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from dae.metrics.stats import format_p, paired_test, summarize
+from dae.sweep.plan import BASELINE, SweepRun
+from dae.sweep.runner import PROBE_DIR
+from dae.train.checkpoint import atomic_write
+from dae.train.run_folder import RunFolder
+
+# The generation proxy, best first: the probe's prior NLL per token (VQ) or denoising loss (KL),
+# matched by the end of the flattened key. Without a probe: the decoder's Lipschitz complexity from
+# `dae evaluate --metrics lipschitz`, the paper's complexity measure (a smoother latent-to-image map
+# is what DAE claims makes the latent easier to model).
+PROXY_SUFFIXES = (
+    "test_nll_per_token",
+    "test_denoising_mse_mean",
+    "nll_per_token",
+    "denoising_mse_mean",
+    "denoising_loss",
+)
+FALLBACK_PROXY = "lipschitz/decoder"
+RECON_KEYS = ("psnr", "mse")  # x axis of the plot: the first present
+HIGHER_IS_BETTER = ("psnr", "ssim", "acc", "perplexity")
+EXCLUDED = ("knn_data_acc",)  # a property of the data set, the same for every run
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """Direction of a metric by name: True / False, or None when unknown."""
+    if any(part in metric for part in HIGHER_IS_BETTER):
+        return True
+    if any(part in metric for part in ("mse", "l1", "loss", "nll", "lipschitz", "fd", "dead")):
+        return False
+    return None
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of nested JSON as {"a/b/0/c": value}; lists of numbers (curves) are skipped."""
+    out: dict[str, float] = {}
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list) and any(isinstance(v, dict) for v in data):
+        items = enumerate(data)
+    else:
+        if isinstance(data, int | float) and not isinstance(data, bool) and prefix:
+            out[prefix] = float(data)
+        return out
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
+    return out
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def run_record(run: SweepRun) -> dict[str, Any]:
+    """One run's numbers: its evaluation metrics, the probe's and the generation proxy."""
+    ev = read_json(RunFolder(run.dir).eval_path) or {}
+    metrics = {k: v for k, v in flatten(ev.get("metrics", {})).items() if k not in EXCLUDED}
+    probe = flatten(read_json(run.dir / PROBE_DIR / "probe.json") or {})
+    proxy_key = next(
+        (k for suffix in PROXY_SUFFIXES for k in sorted(probe) if k.endswith(suffix)), None
+    )
+    proxy = {"source": f"probe:{proxy_key}", "value": probe[proxy_key]} if proxy_key else None
+    if proxy is None and FALLBACK_PROXY in metrics:
+        proxy = {"source": f"eval:{FALLBACK_PROXY}", "value": metrics[FALLBACK_PROXY]}
+    return {
+        "variant": run.variant.name,
+        "weakness": run.variant.weakness,
+        "value": run.variant.value,
+        "seed": run.seed,
+        "steps": run.steps,
+        "dir": str(run.dir),
+        "evaluated": bool(ev),
+        "metrics": metrics,
+        "probe": {f"probe/{k}": v for k, v in probe.items()},
+        "proxy": proxy,
+    }
+
+
+def _by_seed(records: list[dict], variant: str, metric: str) -> dict[int, float]:
+    out = {}
+    for r in records:
+        value = (
+            r["proxy"]["value"] if metric == "proxy" and r["proxy"] else r["metrics"].get(metric)
+        )
+        if r["variant"] == variant and value is not None and not math.isnan(value):
+            out[r["seed"]] = value
+    return out
+
+
+def summarize_sweep(records: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
+    """Per variant mean ± std of each metric; per DAE variant, the paired test against the baseline."""
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    metrics = list(dict.fromkeys(m for r in records for m in r["metrics"]))
+    if any(r["proxy"] for r in records):
+        metrics.append("proxy")
+    proxy_sources = sorted({r["proxy"]["source"] for r in records if r["proxy"]})
+    table: dict[str, Any] = {}
+    paired: dict[str, Any] = {}
+    for variant in variants:
+        first = next(r for r in records if r["variant"] == variant)
+        row = {"weakness": first["weakness"], "value": first["value"], "metrics": {}}
+        for metric in metrics:
+            values = _by_seed(records, variant, metric)
+            if values:
+                s = summarize(list(values.values()))
+                row["metrics"][metric] = {"n": s.n, "mean": s.mean, "std": s.std}
+        table[variant] = row
+        if variant == BASELINE:
+            continue
+        paired[variant] = {}
+        for metric in metrics:
+            base, other = _by_seed(records, BASELINE, metric), _by_seed(records, variant, metric)
+            seeds = sorted(set(base) & set(other))
+            if seeds:
+                test = paired_test([base[s] for s in seeds], [other[s] for s in seeds])
+                paired[variant][metric] = {"seeds": seeds, **test.as_dict()}
+    return {
+        **header,
+        "proxy_sources": proxy_sources,
+        "metrics": metrics,
+        "table": table,
+        "paired_vs_baseline": paired,
+        "runs": records,
+    }
+
+
+def _metric_label(metric: str, summary: dict[str, Any]) -> str:
+    name = metric
+    if metric == "proxy":
+        name = "proxy " + "/".join(summary["proxy_sources"])
+    arrow = {True: " ↑", False: " ↓", None: ""}[higher_is_better(name)]
+    return name + arrow
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """Two tables: mean ± std per variant, and paired differences against the baseline."""
+    metrics = summary["metrics"]
+    lines = [
+        f"# Sweep: {summary['config']} ({summary['protocol']}, {summary['seeds']} seeds)",
+        "",
+        f"Budget: {summary['budget']}. Mean ± std over seeds (↑ higher is better, ↓ lower).",
+        "",
+        "| variant | steps | n | " + " | ".join(_metric_label(m, summary) for m in metrics) + " |",
+        "|---|---|---|" + "---|" * len(metrics),
+    ]
+    steps = {r["variant"]: r["steps"] for r in summary["runs"]}
+    for variant, row in summary["table"].items():
+        cells = []
+        for m in metrics:
+            s = row["metrics"].get(m)
+            cells.append(f"{s['mean']:.4g} ± {s['std']:.2g}" if s else "–")
+        n = max((s["n"] for s in row["metrics"].values()), default=0)
+        lines.append(f"| {variant} | {steps[variant]} | {n} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Paired against the baseline (same seed): difference variant − baseline, mean ± std, "
+        "seeds above / equal / below the baseline, two-sided paired t-test and exact sign test.",
+        "",
+        "| variant | metric | Δ mean ± std | + / = / − | t-test p | sign-test p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, tests in summary["paired_vs_baseline"].items():
+        for metric, t in tests.items():
+            lines.append(
+                f"| {variant} | {_metric_label(metric, summary)} | {t['mean_diff']:+.4g} ± "
+                f"{t['std_diff']:.2g} | {t['wins']} / {t['ties']} / {t['losses']} | "
+                f"{format_p(t['t_p'])} | {format_p(t['sign_p'])} |"
+            )
+    if not summary["proxy_sources"]:
+        lines += ["", "No generation proxy: no probe results and no `lipschitz` evaluation."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, Any], path: Path) -> bool:
+    """Reconstruction quality vs the generation proxy, one line per weakness key; False if no data."""
+    table = summary["table"]
+    recon = next((k for k in RECON_KEYS if any(k in r["metrics"] for r in table.values())), None)
+    if recon is None or not summary["proxy_sources"]:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    groups: dict[str, list[tuple[Any, dict]]] = {}
+    for row in table.values():
+        if recon in row["metrics"] and "proxy" in row["metrics"]:
+            groups.setdefault(row["weakness"] or BASELINE, []).append(
+                (row["value"], row["metrics"])
+            )
+    for key, points in groups.items():
+        points.sort(key=lambda p: (p[0] is None, p[0]))
+        xs = [m[recon]["mean"] for _, m in points]
+        ys = [m["proxy"]["mean"] for _, m in points]
+        ax.errorbar(
+            xs,
+            ys,
+            xerr=[m[recon]["std"] for _, m in points],
+            yerr=[m["proxy"]["std"] for _, m in points],
+            marker="*" if key == BASELINE else "o",
+            markersize=12 if key == BASELINE else 6,
+            color="black" if key == BASELINE else None,
+            linestyle="none" if key == BASELINE else "-",
+            capsize=3,
+            label=key,
+        )
+        for (value, _), x, y in zip(points, xs, ys):
+            if value is not None:
+                ax.annotate(str(value), (x, y), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel(_metric_label(recon, summary) + " (reconstruction)")
+    ax.set_ylabel(_metric_label("proxy", summary) + " (generation proxy)")
+    ax.set_title(f"{summary['config']}: mean ± std over {summary['seeds']} seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return True
+
+
+def _finite(data: Any) -> Any:
+    """NaN / inf (an undefined p-value) as null: strict JSON readers reject NaN."""
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return None if isinstance(data, float) and not math.isfinite(data) else data
+
+
+def write_report(out: Path, summary: dict[str, Any], log=print) -> None:
+    """`sweep.json`, `sweep.md` and (when there is a proxy and matplotlib) `sweep.png` in `out`."""
+    text = json.dumps(_finite(summary), indent=1, default=str)
+    atomic_write(out / "sweep.json", lambda p: p.write_text(text))
+    atomic_write(out / "sweep.md", lambda p: p.write_text(markdown(summary)))
+    wrote = ["sweep.json", "sweep.md"]
+    try:
+        if plot(summary, out / "sweep.png"):
+            wrote.append("sweep.png")
+        else:
+            log("sweep: no plot (needs a reconstruction metric and a generation proxy)")
+    except ImportError:
+        log("sweep: matplotlib is missing; rebuild the plot elsewhere with --report-only")
+    log(f"sweep: wrote {', '.join(str(out / w) for w in wrote)}")

@@ -1,0 +1,163 @@
+"""`dae sweep`: the plan of runs, the paired table from run folders, and kill -> resume end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import save_file
+
+from dae.cli import main
+from dae.config import ConfigError
+from dae.metrics.stats import paired_test
+from dae.sweep.plan import dae_total_steps, parse_grid, plan_runs
+from dae.sweep.report import run_record, summarize_sweep
+from dae.sweep.runner import RunnerOptions, job_commands, run_state
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "configs/toy_vae.yaml"
+TINY = ("train.tensorboard=false", "data.n_train=512", "data.n_test=128")
+
+
+def test_plan_rows_seeds_and_budgets(tmp_path):
+    grid = parse_grid(["schedule.aux_width=0.25,0.5", "schedule.dropout_p=0.5"])
+    runs = plan_runs(TOY, tmp_path, seeds=2, grid=grid, steps=100, overrides=TINY)
+    names = [r.variant.name for r in runs[::2]]
+    assert names == ["baseline", "dae-aux_width-0.25", "dae-aux_width-0.5", "dae-dropout_p-0.5"]
+    assert [r.seed for r in runs[:2]] == [0, 1]
+    assert runs[1].dir == tmp_path / "baseline" / "seed1"
+    assert "schedule.weak_decoder=dropout2d" in runs[-1].overrides
+    assert all(r.steps == 100 for r in runs)  # equal-total: everyone S steps
+    # equal-decoder: the DAE stage 2 gets exactly S steps, stage 1 on top
+    grid = parse_grid(["schedule.stage1_fraction=0.3,0.5"])
+    runs = plan_runs(TOY, tmp_path, 1, grid, "equal-decoder", steps=101, overrides=TINY)
+    # 201 for 0.5: round(100.5) == 100 (round half to even), so stage 2 has 101 steps
+    assert [r.steps for r in runs] == [101, dae_total_steps_of(0.3, 101), 201]
+    for run in runs[1:]:
+        from dae.experiments import load_experiment_config
+        from dae.schedule import DAESchedule
+
+        cfg = load_experiment_config(TOY, list(run.overrides))[1]
+        assert cfg.train.steps - DAESchedule(cfg.schedule, cfg.train.steps).boundary == 101
+
+
+def dae_total_steps_of(fraction: float, stage2: int) -> int:
+    from dae.schedule import ScheduleConfig
+
+    return dae_total_steps(ScheduleConfig(mode="dae", stage1_fraction=fraction), stage2)
+
+
+def test_bad_grid_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="schedule.aux_widht"):
+        plan_runs(TOY, tmp_path, 1, parse_grid(["schedule.aux_widht=0.5"]))
+    with pytest.raises(ConfigError, match="aux_width"):
+        plan_runs(TOY, tmp_path, 1, parse_grid(["schedule.aux_width=1.5"]))
+    with pytest.raises(ConfigError, match="KEY=v1,v2"):
+        parse_grid(["schedule.aux_width="])
+
+
+def _fake_run(run, mse: float, psnr: float, nll: float | None) -> None:
+    run.dir.mkdir(parents=True)
+    (run.dir / "eval.json").write_text(json.dumps({"metrics": {"mse": mse, "psnr": psnr}}))
+    if nll is not None:
+        (run.dir / "probe").mkdir()
+        probe = {
+            "decoders": [{"width": 0.5, "psnr": psnr - 1}],
+            "prior": {"test_nll_per_token": nll},
+        }
+        (run.dir / "probe" / "probe.json").write_text(json.dumps(probe))
+
+
+def test_table_rows_and_paired_stats_come_from_the_run_folders(tmp_path):
+    grid = parse_grid(["schedule.aux_width=0.25,0.75"])
+    runs = plan_runs(TOY, tmp_path, seeds=4, grid=grid, overrides=TINY)
+    mse = {}
+    for i, run in enumerate(runs):
+        mse[run.label] = 0.1 + 0.01 * ((7 * i) % 5) + 0.001 * run.seed
+        _fake_run(run, mse[run.label], 20 - 10 * mse[run.label], 3.0 + run.seed)
+    summary = summarize_sweep([run_record(r) for r in runs], {"config": "toy", "seeds": 4})
+    assert list(summary["table"]) == ["baseline", "dae-aux_width-0.25", "dae-aux_width-0.75"]
+    assert summary["proxy_sources"] == ["probe:prior/test_nll_per_token"]
+    base = [mse[f"baseline/seed{s}"] for s in range(4)]
+    for variant in ("dae-aux_width-0.25", "dae-aux_width-0.75"):
+        other = [mse[f"{variant}/seed{s}"] for s in range(4)]
+        got = summary["paired_vs_baseline"][variant]["mse"]
+        want = paired_test(base, other)
+        assert got["mean_diff"] == pytest.approx(want.mean_diff)
+        assert got["t_p"] == pytest.approx(want.t_p)
+        assert got["sign_p"] == pytest.approx(want.sign_p)
+        assert (got["wins"], got["losses"]) == (want.wins, want.losses)
+    assert summary["table"]["baseline"]["metrics"]["mse"]["n"] == 4
+    # The proxy is the same per seed for every variant here: a zero difference, no test.
+    proxy = summary["paired_vs_baseline"]["dae-aux_width-0.25"]["proxy"]
+    assert proxy["mean_diff"] == 0.0 and proxy["ties"] == 4
+
+
+def test_run_state_and_commands(tmp_path):
+    run = plan_runs(TOY, tmp_path, 1, {}, overrides=TINY)[0]
+    opts = RunnerOptions(config=TOY, eval_metrics="recon")
+    assert run_state(run.dir) == "new"
+    commands, _ = job_commands(run, opts, probe=True)
+    assert [c[0] for c in commands] == ["train", "evaluate", "probe"]
+    assert commands[0][-1] == "--overwrite"
+    (run.dir / "checkpoints").mkdir(parents=True)
+    (run.dir / "checkpoints" / "last.pt").write_bytes(b"")
+    assert run_state(run.dir) == "partial"
+    assert job_commands(run, opts, probe=False)[0][0][-1] == "--resume"
+    save_file({}, run.dir / "model.safetensors")
+    (run.dir / "eval.json").write_text("{}")
+    assert run_state(run.dir) == "done"
+    assert job_commands(run, opts, probe=False)[0] == []  # nothing left to do
+
+
+def _sweep_args(out: Path) -> list[str]:
+    args = ["sweep", str(TOY), "--out", str(out), "--seeds", "2", "--jobs", "2", "--steps", "600"]
+    args += ["--grid", "schedule.aux_width=0.5", "--eval-metrics", "recon", "--no-probe"]
+    for override in (*TINY, "train.ckpt_every=50", "train.log_every=50"):
+        args += ["--set", override]
+    return args
+
+
+@pytest.mark.slow  # ~40 s on 2 idle cores (6 processes); minutes on a loaded machine
+def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
+    out = tmp_path / "sweep"
+    # Slow every atomic write down (the robustness suite's fault-injection knob) so that the
+    # sweep is surely caught with one run finished and another one between checkpoints.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DAE_FAULT_SAVE_DELAY": "0.1"}
+    cmd = [sys.executable, "-m", "dae.cli", *_sweep_args(out)]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    runs = [out / v / f"seed{s}" for v in ("baseline", "dae-aux_width-0.5") for s in (0, 1)]
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        states = [run_state(r) for r in runs]
+        if "done" in states and "partial" in states:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert "done" in states and "partial" in states, proc.stdout.read().decode()[-2000:]
+    finished = {
+        r: (r / "model.safetensors").stat().st_mtime_ns for r, s in zip(runs, states) if s == "done"
+    }
+    half = [r for r, s in zip(runs, states) if s == "partial"]
+
+    assert main(_sweep_args(out)) == 0
+    for run, mtime in finished.items():
+        assert (run / "model.safetensors").stat().st_mtime_ns == mtime  # not retrained
+    for run in half:
+        assert "--resume" in (run / "sweep.log").read_text().split("$ dae train")[-1]
+    summary = json.loads((out / "sweep.json").read_text())
+    assert list(summary["table"]) == ["baseline", "dae-aux_width-0.5"]
+    assert [r["seed"] for r in summary["runs"]] == [0, 1, 0, 1]
+    evals = [json.loads((r / "eval.json").read_text())["metrics"]["mse"] for r in runs]
+    want = paired_test(evals[:2], evals[2:])
+    assert summary["paired_vs_baseline"]["dae-aux_width-0.5"]["mse"]["mean_diff"] == pytest.approx(
+        want.mean_diff
+    )
+    assert "| dae-aux_width-0.5 | mse ↓ |" in (out / "sweep.md").read_text()
