@@ -81,6 +81,10 @@ def runs(tmp_path_factory, images) -> dict[str, Path]:
     return {"vq": vq, "random": random_init, "kl": kl}
 
 
+def quiet(_line: str) -> None:
+    """A `log` for `probe_runs` that keeps test output short."""
+
+
 def scores(summary: dict) -> list:
     """The measured numbers of a probe.json, without timings."""
     return [
@@ -90,7 +94,7 @@ def scores(summary: dict) -> list:
 
 
 def test_trained_encoder_probes_better_than_random_init(runs, tmp_path):
-    summary = probe_runs([runs["vq"], runs["random"]], tmp_path, FAST, log=lambda _: None)
+    summary = probe_runs([runs["vq"], runs["random"]], tmp_path, FAST, quiet, plots=False)
     trained, random_init = summary["runs"]
     for good, bad in zip(trained["decoders"], random_init["decoders"], strict=True):
         assert good["width"] == bad["width"]
@@ -99,11 +103,12 @@ def test_trained_encoder_probes_better_than_random_init(runs, tmp_path):
 
 
 def test_probe_is_deterministic_for_a_seed(runs, tmp_path):
-    first = probe_runs([runs["vq"]], tmp_path / "a", FAST, log=lambda _: None)
-    second = probe_runs([runs["vq"]], tmp_path / "b", FAST, log=lambda _: None)
+    cfg = ProbeConfig(**{**to_dict(FAST), "widths": [0.5], "steps": 20, "curve_points": 2})
+    first = probe_runs([runs["vq"]], tmp_path / "a", cfg, quiet, plots=False)
+    second = probe_runs([runs["vq"]], tmp_path / "b", cfg, quiet, plots=False)
     assert scores(first) == scores(second)
-    other = ProbeConfig(**{**to_dict(FAST), "seed": 1})
-    third = probe_runs([runs["vq"]], tmp_path / "c", other, log=lambda _: None)
+    other = ProbeConfig(**{**to_dict(cfg), "seed": 1})
+    third = probe_runs([runs["vq"]], tmp_path / "c", other, quiet, plots=False)
     assert scores(third) != scores(first)  # the seed matters, so equality above is not vacuous
 
 
@@ -128,12 +133,12 @@ def test_probed_encoder_and_codebook_stay_bit_identical(runs):
 def test_probe_json_fields_plots_and_cached_results(runs, tmp_path, monkeypatch):
     out = tmp_path / "probe"
     args = [str(runs["vq"]), str(runs["kl"]), "--out", str(out), "--widths", "0.5,1"]
-    args += ["--steps", "30", "--lr", "5e-3", "--batch-size", "8", "-n", "16", "--no-fd"]
-    args += ["--curve-every", "10", "--curve-points", "3", "--curve-n", "8", "--no-prior"]
+    args += ["--steps", "12", "--lr", "5e-3", "--batch-size", "8", "-n", "16", "--no-fd"]
+    args += ["--curve-every", "4", "--curve-points", "3", "--curve-n", "8", "--no-prior"]
     assert main(["probe", *args]) == 0
     summary = json.loads((out / "probe.json").read_text())
     assert summary["version"] == 1 and set(summary["recipe_hash"]) == {"decoder", "prior"}
-    assert summary["config"]["steps"] == 30 and summary["config"]["widths"] == [0.5, 1.0]
+    assert summary["config"]["steps"] == 12 and summary["config"]["widths"] == [0.5, 1.0]
     assert [e["run"]["latent"] for e in summary["runs"]] == ["vq", "kl"]
     for entry in summary["runs"]:
         run = entry["run"]
@@ -142,8 +147,8 @@ def test_probe_json_fields_plots_and_cached_results(runs, tmp_path, monkeypatch)
         for d in entry["decoders"]:
             assert set(d["test"]) == {"l1", "psnr"}
             assert d["channels"] == [round(c * d["width"]) for c in (8, 16)]
-            assert [s for s, _ in d["curve"]["train_l1"]] == [10, 20, 30]
-            assert [s for s, _ in d["curve"]["test_l1"]] == [10, 20, 30]
+            assert [s for s, _ in d["curve"]["train_l1"]] == [4, 8, 12]
+            assert [s for s, _ in d["curve"]["test_l1"]] == [4, 8, 12]
             assert d["curve"]["test_l1"][-1][1] > 0 and d["parameters"] > 0
         narrow, wide = entry["decoders"]
         assert narrow["parameters"] < wide["parameters"]

@@ -9,7 +9,6 @@ a rerun (after an interruption, or with more runs or widths) skips what is alrea
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,14 @@ RESULTS = "results"
 
 
 def probe_runs(
-    paths: list[str | Path], out: str | Path, cfg: ProbeConfig, log: Callable = tqdm.write
+    paths: list[str | Path],
+    out: str | Path,
+    cfg: ProbeConfig,
+    log: Callable = tqdm.write,
+    plots: bool = True,
 ) -> dict[str, Any]:
-    """Probe every run in `paths`; write `out/probe.json`, `out/probe.png`, `out/curves.png`."""
+    """Probe every run in `paths`; write `out/probe.json` and (with `plots`) `out/probe.png`,
+    `out/curves.png`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
@@ -87,10 +91,11 @@ def probe_runs(
         if data.fd_name:
             summary["features"] = {"fd": data.fd_name, **data.feature_info}
         write_json(out / "probe.json", summary)
-    from dae.probe.plots import plot_curves, plot_widths
+    if plots:
+        from dae.probe.plots import plot_curves, plot_widths
 
-    plot_widths(summary, out / "probe.png")
-    plot_curves(summary, out / "curves.png")
+        plot_widths(summary, out / "probe.png")
+        plot_curves(summary, out / "curves.png")
     return summary
 
 
@@ -159,10 +164,8 @@ def cached(
             saved = {}  # unreadable: measure again (writes are atomic, so this is not ours)
         if saved.get("key") == key:
             return saved["result"]
-    t0 = time.time()
     result = compute()
     write_json(path, {"key": key, "run": run.identity, "result": result})
-    result.setdefault("seconds", round(time.time() - t0, 1))
     return result
 
 

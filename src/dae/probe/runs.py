@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.autoencoder.image import ImageAutoencoder
-from dae.config import ConfigError, from_dict
+from dae.config import ConfigError, from_dict, to_dict
 from dae.priors.cache import LoadedAutoencoder, load_autoencoder
 from dae.schedule import DAESchedule, ScheduleConfig
 
@@ -64,6 +64,7 @@ def load_probed_run(path: str | Path) -> ProbedRun:
         "latent": "vq" if hasattr(loaded.model, "encode_to_indices") else "kl",
         "schedule": cfg.schedule.mode,
         "weak_decoder": cfg.schedule.weak_decoder if cfg.schedule.mode == "dae" else None,
+        "schedule_config": to_dict(cfg.schedule),
         "train_steps": cfg.train.steps,
         "train_seed": cfg.train.seed,
         "decoder_ch": cfg.model.ch,
