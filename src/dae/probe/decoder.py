@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dae.autoencoder.image import diffusers_trunk
 from dae.data.images import LabelledImages, float_batch, to_float, to_uint8
 from dae.data.sampler import EpochSampler
 from dae.losses.reconstruction import Reconstruction
@@ -68,8 +69,9 @@ def measure(
     features: FeatureExtractor | None = None,
     reference: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """Test L1, PSNR and (given features of the real `images`) the reconstruction FD."""
-    real = to_float(images)
+    """Test L1, PSNR and (given features of the real `images`) the reconstruction FD, all of the
+    reconstructions clamped to the image range [-1, 1], as they would be saved."""
+    real, recon = to_float(images), recon.clamp(-1, 1)
     out = {"l1": float((recon - real).abs().mean()), "psnr": psnr(recon, real)}
     if features is not None and reference is not None:
         fake = features.extract(to_uint8(recon))
@@ -107,7 +109,7 @@ def probe_decoder(
     checkpoints = set(curve_steps(cfg))
     train_curve: list[list[float]] = []
     test_curve: list[list[float]] = []
-    window: list[float] = []
+    window_sum, window_len = torch.zeros((), device=device), 0  # no per-step sync on a GPU
     hflip = run.cfg.data.hflip
     bar = tqdm(range(cfg.steps), desc=f"{run.identity['name']} w={width:g}", unit="step")
     for step in bar:
@@ -120,12 +122,12 @@ def probe_decoder(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        window.append(float((x - x_hat.detach()).abs().mean()))
+        window_sum, window_len = window_sum + (x - x_hat.detach()).abs().mean(), window_len + 1
         done = step + 1
         if done % cfg.curve_every == 0 or done == cfg.steps:
-            train_curve.append([done, sum(window) / len(window)])
+            train_curve.append([done, float(window_sum) / window_len])
             bar.set_postfix(l1=f"{train_curve[-1][1]:.4f}")
-            window.clear()
+            window_sum, window_len = torch.zeros((), device=device), 0
         if done in checkpoints:
             n = cfg.curve_n
             recon = decode_all(decoder, test_latents[:n], device)
@@ -135,7 +137,7 @@ def probe_decoder(
     scores = measure(recon, test_images, features, reference)
     return {
         "width": width,
-        "channels": [max(1, round(c * width)) for c in run.cfg.model.block_out_channels],
+        "channels": list(diffusers_trunk(run.cfg.model, width)["block_out_channels"]),
         "parameters": sum(p.numel() for p in decoder.parameters()),
         "test": scores,
         "curve": {"train_l1": train_curve, "test_l1": test_curve},

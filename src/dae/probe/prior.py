@@ -3,10 +3,11 @@
 - VQ runs: a small GPT over the code grids, trained `prior_steps` steps; score = held-out
   negative log-likelihood per token (nats), lower is better. The score is only comparable between
   runs with the same codebook size and grid.
-- KL runs: a small unconditional DiT (eps-prediction, no learned variance) on latents scaled to
-  unit variance and centred per channel (the prior cache's `scaling_factor` and `center`), so runs
-  with differently scaled latents compare; score = held-out eps-MSE at fixed noise levels, with
-  fixed noise. The prior is trained by dae's prior loop on dae's latent cache.
+- KL runs: a small unconditional DiT (eps-prediction, no learned variance) on latents centred per
+  channel and scaled to unit variance, both measured on the probe's training latents (the cache's
+  `shift` and `scaling_factor`), so runs with differently scaled latents compare; score =
+  held-out eps-MSE at fixed noise levels, with fixed noise.
+The prior trains in dae's prior loop on dae's latent cache.
 """
 
 from __future__ import annotations
@@ -52,18 +53,12 @@ def probe_prior(
     t0 = time.time()
     gen = torch.Generator().manual_seed(cfg.seed)
     pick = torch.randperm(len(train), generator=gen)[: cfg.prior_images]
-    caches = [
-        encode_dataset(
-            run.loaded,
-            data.images[index],
-            data.labels[index],
-            data.classes,
-            CacheConfig(batch_size=250, center=True),
-            cfg.device,
-        )
-        for data, index in ((train, pick), (test, torch.arange(len(test))))
-    ]
-    train_cache, test_cache = caches
+    train_cache = _encode(run, train, pick, cfg)
+    test_cache = _encode(run, test, torch.arange(len(test)), cfg)
+    if train_cache.kind == "kl":
+        _normalise(train_cache, cfg.seed)
+        for key in ("scaling_factor", "shift"):  # held-out latents: the training normalisation
+            test_cache.meta[key] = train_cache.meta[key]
     train_cache.meta["classes"] = []  # unconditional
     prior = _build(train_cache, cfg)
     train_cfg = TrainConfig(
@@ -88,11 +83,30 @@ def probe_prior(
         result["test_denoising_mse"] = {str(t): v for t, v in per_t.items()}
         result["test_denoising_mse_mean"] = sum(per_t.values()) / len(per_t)
         z, _ = train_cache.batch(torch.arange(len(train_cache)), step_generator(cfg.seed, 0))
-        result["train_latent_std"] = float(z.std())  # ~1: the scaling made runs comparable
+        result["train_latent_std"] = float(z.std())  # ~1: the normalisation makes runs compare
+        result["scaling_factor"] = train_cache.meta["scaling_factor"]
     result["latent_shape"] = train_cache.meta["latent_shape"]
     result["curve"] = [[row["step"], row["loss"]] for row in rows if "loss" in row]
     result["seconds"] = round(time.time() - t0, 1)
     return result
+
+
+def _encode(run: ProbedRun, data: LabelledImages, index: torch.Tensor, cfg: ProbeConfig):
+    """A latent cache of `data[index]` under the frozen encoder."""
+    images, labels = data.images[index], data.labels[index]
+    cache_cfg = CacheConfig(batch_size=250)
+    return encode_dataset(run.loaded, images, labels, data.classes, cache_cfg, cfg.device)
+
+
+def _normalise(cache: LatentCache, seed: int) -> None:
+    """Set a KL cache's normalisation to zero mean per channel and unit variance overall, measured
+    on its own posterior samples (not taken from the run), so every run's prior sees the same."""
+    gen = torch.Generator().manual_seed(seed)
+    mean, logvar = cache.tensors["mean"], cache.tensors["logvar"]
+    z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=gen)  # (N, C, h, w)
+    channel_mean = z.mean((0, 2, 3))
+    scale = 1.0 / float((z - channel_mean.view(1, -1, 1, 1)).std())
+    cache.meta.update(scaling_factor=scale, shift=(channel_mean * scale).tolist())
 
 
 def _build(cache: LatentCache, cfg: ProbeConfig) -> torch.nn.Module:
