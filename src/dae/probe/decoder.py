@@ -95,7 +95,7 @@ def probe_decoder(
     reference: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Train one fresh decoder `width` times as wide on the frozen latent; its scores and curves."""
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     device = torch.device(cfg.device)
     model = run.model.to(device)
     torch.manual_seed(cfg.seed)  # decoder init and KL posterior draws: the same for every run
@@ -142,4 +142,5 @@ def probe_decoder(
         "test": scores,
         "curve": {"train_l1": train_curve, "test_l1": test_curve},
         "seconds": round(time.time() - t0, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),  # ~`seconds` on an idle machine
     }

@@ -50,7 +50,7 @@ def probe_prior(
 ) -> dict[str, Any]:
     """Encode a seeded subset of the run's train images and the held-out `test` images, train the
     fixed prior, score it on `test`."""
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     gen = torch.Generator().manual_seed(cfg.seed)
     pick = torch.randperm(len(train), generator=gen)[: cfg.prior_images]
     train_cache = _encode(run, train, pick, cfg)
@@ -88,6 +88,7 @@ def probe_prior(
     result["latent_shape"] = train_cache.meta["latent_shape"]
     result["curve"] = [[row["step"], row["loss"]] for row in rows if "loss" in row]
     result["seconds"] = round(time.time() - t0, 1)
+    result["cpu_seconds"] = round(time.process_time() - cpu0, 1)
     return result
 
 

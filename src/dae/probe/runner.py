@@ -58,36 +58,7 @@ def probe_runs(
     }
     data = ProbeData(cfg)
     for run in runs:
-        freeze_encoder(run.model)
-        entry = {"run": run.identity, "decoders": [], "prior": None}
-        summary["runs"].append(entry)
-        folder = out / RESULTS / run.key
-        test_latents: list[torch.Tensor] = []  # encoded on first need, then shared by the widths
-
-        def latents(run: ProbedRun = run, store: list = test_latents) -> torch.Tensor:
-            if not store:
-                store.append(encode_images(run, data.test(run).images, torch.device(cfg.device)))
-            return store[0]
-
-        for width in cfg.widths:
-
-            def measure(run: ProbedRun = run, width: float = width) -> dict[str, Any]:
-                features, reference = data.features(run)
-                train, test = data.train(run), data.test(run)
-                return probe_decoder(
-                    run, width, train, test.images, latents(), cfg, features, reference
-                )
-
-            result = cached(folder / f"decoder_w{width:g}.json", hashes["decoder"], run, measure)
-            entry["decoders"].append(result)
-            log(f"{run.identity['name']} w={width:g}: " + _fmt(result["test"]))
-        if cfg.prior:
-
-            def measure_prior(run: ProbedRun = run) -> dict[str, Any]:
-                return probe_prior(run, data.train(run), data.test(run, cfg.prior_n), cfg)
-
-            entry["prior"] = cached(folder / "prior.json", hashes["prior"], run, measure_prior)
-            log(f"{run.identity['name']} prior: " + _fmt(_prior_scores(entry["prior"])))
+        summary["runs"].append(probe_run(run, cfg, data, hashes, out / RESULTS / run.key, log))
         if data.fd_name:
             summary["features"] = {"fd": data.fd_name, **data.feature_info}
         write_json(out / "probe.json", summary)
@@ -97,6 +68,44 @@ def probe_runs(
         plot_widths(summary, out / "probe.png")
         plot_curves(summary, out / "curves.png")
     return summary
+
+
+def probe_run(
+    run: ProbedRun,
+    cfg: ProbeConfig,
+    data: ProbeData,
+    hashes: dict[str, str],
+    folder: Path,
+    log: Callable,
+) -> dict[str, Any]:
+    """One run's entry of probe.json: its decoders by width and its prior, each measured unless
+    `folder` already holds the result for this recipe and these weights."""
+    freeze_encoder(run.model)
+    entry: dict[str, Any] = {"run": run.identity, "decoders": [], "prior": None}
+    test_latents = None  # encoded on first need, then shared by the widths
+    for width in cfg.widths:
+        path = folder / f"decoder_w{width:g}.json"
+        result = load_result(path, hashes["decoder"], run)
+        if result is None:
+            test = data.test(run)
+            if test_latents is None:
+                test_latents = encode_images(run, test.images, torch.device(cfg.device))
+            features, reference = data.features(run)
+            result = probe_decoder(
+                run, width, data.train(run), test.images, test_latents, cfg, features, reference
+            )
+            save_result(path, hashes["decoder"], run, result)
+        entry["decoders"].append(result)
+        log(f"{run.identity['name']} w={width:g}: " + _fmt(result["test"]))
+    if cfg.prior:
+        path = folder / "prior.json"
+        result = load_result(path, hashes["prior"], run)
+        if result is None:
+            result = probe_prior(run, data.train(run), data.test(run, cfg.prior_n), cfg)
+            save_result(path, hashes["prior"], run, result)
+        entry["prior"] = result
+        log(f"{run.identity['name']} prior: " + _fmt(_prior_scores(result)))
+    return entry
 
 
 class ProbeData:
@@ -152,21 +161,23 @@ class ProbeData:
         return self._features[key]
 
 
-def cached(
-    path: Path, recipe: str, run: ProbedRun, compute: Callable[[], dict[str, Any]]
-) -> dict[str, Any]:
-    """`compute()`, or its saved result when `path` holds one for this recipe and these weights."""
-    key = {"recipe_hash": recipe, "weights_sha256": run.identity["weights_sha256"]}
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            saved = {}  # unreadable: measure again (writes are atomic, so this is not ours)
-        if saved.get("key") == key:
-            return saved["result"]
-    result = compute()
-    write_json(path, {"key": key, "run": run.identity, "result": result})
-    return result
+def _result_key(recipe: str, run: ProbedRun) -> dict[str, str]:
+    return {"recipe_hash": recipe, "weights_sha256": run.identity["weights_sha256"]}
+
+
+def load_result(path: Path, recipe: str, run: ProbedRun) -> dict[str, Any] | None:
+    """The result saved at `path` if it was measured under `recipe` on these weights, else None."""
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # not written by the probe (its writes are atomic): measure again
+    return saved["result"] if saved.get("key") == _result_key(recipe, run) else None
+
+
+def save_result(path: Path, recipe: str, run: ProbedRun, result: dict[str, Any]) -> None:
+    write_json(path, {"key": _result_key(recipe, run), "run": run.identity, "result": result})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
