@@ -134,7 +134,9 @@ def test_probe_json_fields_plots_and_cached_results(runs, tmp_path, monkeypatch)
     out = tmp_path / "probe"
     args = [str(runs["vq"]), str(runs["kl"]), "--out", str(out), "--widths", "0.5,1"]
     args += ["--steps", "12", "--lr", "5e-3", "--batch-size", "8", "-n", "16", "--no-fd"]
-    args += ["--curve-every", "4", "--curve-points", "3", "--curve-n", "8", "--no-prior"]
+    args += ["--curve-every", "4", "--curve-points", "3", "--curve-n", "8"]
+    args += ["--prior-steps", "4", "--prior-batch-size", "8", "--prior-images", "32"]
+    args += ["--prior-n", "16"]
     assert main(["probe", *args]) == 0
     summary = json.loads((out / "probe.json").read_text())
     assert summary["version"] == 1 and set(summary["recipe_hash"]) == {"decoder", "prior"}
@@ -143,7 +145,12 @@ def test_probe_json_fields_plots_and_cached_results(runs, tmp_path, monkeypatch)
     for entry in summary["runs"]:
         run = entry["run"]
         assert {"path", "name", "kind", "schedule", "decoder_ch", "weights_sha256"} <= set(run)
-        assert [d["width"] for d in entry["decoders"]] == [0.5, 1.0] and entry["prior"] is None
+        assert [d["width"] for d in entry["decoders"]] == [0.5, 1.0]
+        prior = entry["prior"]
+        assert prior["family"] == {"vq": "gpt", "kl": "dit"}[run["latent"]]
+        assert prior["train_images"] == 32 and prior["test_images"] == 16
+        score = "test_nll_per_token" if run["latent"] == "vq" else "test_denoising_mse_mean"
+        assert prior[score] > 0
         for d in entry["decoders"]:
             assert set(d["test"]) == {"l1", "psnr"}
             assert d["channels"] == [round(c * d["width"]) for c in (8, 16)]
@@ -159,8 +166,11 @@ def test_probe_json_fields_plots_and_cached_results(runs, tmp_path, monkeypatch)
         raise AssertionError("a cached result was measured again")
 
     monkeypatch.setattr("dae.probe.runner.probe_decoder", must_not_train)
+    monkeypatch.setattr("dae.probe.runner.probe_prior", must_not_train)
     assert main(["probe", *args]) == 0
-    assert scores(json.loads((out / "probe.json").read_text())) == scores(summary)
+    again = json.loads((out / "probe.json").read_text())
+    assert scores(again) == scores(summary)
+    assert [e["prior"] for e in again["runs"]] == [e["prior"] for e in summary["runs"]]
     with pytest.raises(AssertionError, match="measured again"):
         main(["probe", *args, "--seed", "3"])
 
