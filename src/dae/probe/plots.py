@@ -38,8 +38,11 @@ def plot_widths(summary: dict[str, Any], path: Path) -> None:
         widths = [d["width"] for d in decoders]
         for ax, metric in zip(axes, ("l1", "psnr"), strict=True):
             ax.plot(widths, [d["test"][metric] for d in decoders], "o-", label=_label(entry))
+    widths = summary["config"]["widths"]
     for ax, title in zip(axes, ("test L1 (lower is better)", "test PSNR, dB"), strict=True):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(widths, [f"{w:g}" for w in widths])
+        ax.minorticks_off()
         ax.set_xlabel("decoder width (x the run's ch)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -51,7 +54,8 @@ def plot_widths(summary: dict[str, Any], path: Path) -> None:
 
 
 def plot_curves(summary: dict[str, Any], path: Path) -> None:
-    """One panel per width: each run's training L1 (line) and test L1 checkpoints (markers)."""
+    """One panel per width: each run's training L1 (line; each point the mean of the preceding
+    `curve_every` steps) and test L1 checkpoints (markers)."""
     plt = _plt()
     widths = summary["config"]["widths"]
     fig, axes = plt.subplots(1, len(widths), figsize=(4.5 * len(widths), 4), squeeze=False)
@@ -68,7 +72,6 @@ def plot_curves(summary: dict[str, Any], path: Path) -> None:
     for ax, width in zip(axes[0], widths, strict=True):
         ax.set_title(f"width {width:g}: train L1 (line), test L1 (dots)")
         ax.set_xlabel("step")
-        ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
