@@ -214,3 +214,12 @@ def test_bad_run_paths_are_one_line_errors(runs, tmp_path, capsys):
     assert main(["probe", str(runs["kl"]), "--out", str(tmp_path / "o"), "--widths", "a"]) == 2
     assert main(["probe", str(runs["kl"]), str(runs["kl"]), "--out", str(tmp_path / "o")]) == 2
     assert "listed twice" in capsys.readouterr().err
+
+
+def test_fd_is_reported_under_the_feature_nets_name(runs, tmp_path):
+    fast = {"widths": [1.0], "steps": 4, "curve_points": 1, "fd": True, "features": "pixels"}
+    cfg = ProbeConfig(**{**to_dict(FAST), **fast})
+    summary = probe_runs([runs["vq"], runs["random"]], tmp_path, cfg, quiet, plots=False)
+    assert summary["features"]["fd"] == "FD-pixels"
+    fds = [entry["decoders"][0]["test"]["FD-pixels"] for entry in summary["runs"]]
+    assert all(fd > 0 for fd in fds) and fds[0] != fds[1]
