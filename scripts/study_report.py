@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
 from dae.metrics.stats import paired_test
 
 VARIANTS = {

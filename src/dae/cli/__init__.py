@@ -17,6 +17,7 @@ COMMANDS = [
     "dae.cli.reproduce",
     "dae.cli.complexity",
     "dae.cli.evaluate",
+    "dae.cli.probe",
     "dae.cli.report",
     "dae.cli.sweep",
     "dae.cli.config",
