@@ -95,14 +95,27 @@ def test_evaluate_and_report(toy_run, tmp_path):
         assert (out / png).stat().st_size > 10_000 and f"]({png})" in md
 
 
+class TinyCodebook(nn.Module):
+    """The quantizer protocol the metrics use: `codebook()` (K, D) and `lookup(indices)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(4, 2)
+
+    def codebook(self):
+        return self.embedding.weight
+
+    def lookup(self, indices):
+        return self.embedding(indices).permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
+
+
 class TinyVQ(nn.Module):
-    """The VQ protocol: encode -> (B, D, h, w), quantize.embedding, encode_to_indices, decode."""
+    """The VQ protocol: encode -> (B, D, h, w), quantize.lookup, encode_to_indices, decode."""
 
     def __init__(self):
         super().__init__()
         self.enc = nn.Conv2d(1, 2, 2, stride=2)
-        self.quantize = nn.Module()
-        self.quantize.embedding = nn.Embedding(4, 2)
+        self.quantize = TinyCodebook()
         self.dec = nn.ConvTranspose2d(2, 1, 2, stride=2)
 
     def encode(self, x):

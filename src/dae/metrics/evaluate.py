@@ -187,7 +187,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
                     for i in range(0, len(x_test), opts.batch_size)
                 ]
             )
-            result["codebook"] = codebook_report(model.quantize.embedding.weight.detach(), idx)
+            result["codebook"] = codebook_report(model.quantize.codebook().detach(), idx)
             metrics["codebook_perplexity"] = result["codebook"]["usage"]["perplexity"]
             metrics["codebook_dead"] = result["codebook"]["usage"]["dead_codes"]
         else:

@@ -16,9 +16,9 @@ from torchmetrics.functional.image import (
 
 
 def is_vq(model: nn.Module) -> bool:
-    """Does the model quantise to a codebook (`encode_to_indices` + `quantize.embedding`)?"""
+    """Does the model quantise to codes (`encode_to_indices` + `quantize.lookup`)?"""
     return hasattr(model, "encode_to_indices") and hasattr(
-        getattr(model, "quantize", None), "embedding"
+        getattr(model, "quantize", None), "lookup"
     )
 
 
@@ -27,7 +27,7 @@ def latent_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The deterministic latent of `x`: posterior mean, or the quantised code vectors for VQ."""
     if is_vq(model):
         idx = model.encode_to_indices(x)  # (B, h, w)
-        return model.quantize.embedding(idx).permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
+        return model.quantize.lookup(idx)  # (B, h, w) -> (B, D, h, w)
     return _mean(model.encode(x))
 
 

@@ -188,13 +188,15 @@ class VQGANTask(ImageTask):
         out = self.ae(x)
         rec = self.reconstruction(x, out.sample).mean()
         loss = rec + self.cfg.loss.codebook_weight * out.vq.total
-        usage = out.indices.unique().numel() / self.cfg.model.n_embed
+        usage = out.indices.unique().numel() / self.cfg.model.codebook_size
         logs = {
             "rec": rec.item(),
             "vq": out.vq.total.item(),
             "commitment": out.vq.commitment.item(),
             "codebook_usage": usage,
         }
+        if out.vq.entropy is not None:  # lfq
+            logs["entropy"] = out.vq.entropy.item()
         return out.sample, loss, rec, logs
 
     @torch.no_grad()
