@@ -160,24 +160,15 @@ def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
     fig, (s_ax, b_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, (run, diag) in enumerate(found.items()):
         metrics = evals[run]["metrics"]
-        if "dct_spectrum" in diag:
-            power = diag["dct_spectrum"][1:]  # the DC term is removed (zero)
-            hf = metrics.get("latent_hf_fraction", float("nan"))
-            s_ax.semilogy(
-                range(1, len(power) + 1),
-                power,
-                marker=".",
-                color=f"C{i}",
-                label=f"{labels[run]} (HF {hf:.2f})",
-            )
-        bic = diag["gmm"]["bic"]
-        b_ax.plot(
-            range(1, len(bic) + 1),
-            bic,
-            marker=".",
-            color=f"C{i}",
-            label=f"{labels[run]} ({metrics.get('gmm_modes')} modes)",
-        )
+        hf = metrics.get("latent_hf_fraction", float("nan"))
+        curves = [  # (axis, values from x = 1, legend); the spectrum's DC term is removed (zero)
+            (s_ax, diag.get("dct_spectrum", [0.0])[1:], f"{labels[run]} (HF {hf:.2f})"),
+            (b_ax, diag["gmm"]["bic"], f"{labels[run]} ({metrics.get('gmm_modes')} modes)"),
+        ]
+        for ax, values, label in curves:
+            if values:
+                ax.plot(range(1, len(values) + 1), values, ".-", color=f"C{i}", label=label)
+    s_ax.set_yscale("log")
     s_ax.set(
         title="DCT power of the latents (mean removed)",
         xlabel="radial frequency sqrt(i² + j²)",
