@@ -97,6 +97,7 @@ class VQGANOutput(NamedTuple):
     sample: torch.Tensor  # (B, C, H, W) reconstruction
     indices: torch.Tensor  # (B, h, w)
     vq: VQLosses
+    latent: torch.Tensor  # (B, embed_dim, h, w) the quantised latent the decoder read
 
 
 class VQGAN(ImageAutoencoder):
@@ -136,7 +137,7 @@ class VQGAN(ImageAutoencoder):
 
     def forward(self, x: torch.Tensor) -> VQGANOutput:
         q = self.quantize.quantize(self.encode(x))
-        return VQGANOutput(self.decode(q.z_q), q.indices, q.losses)
+        return VQGANOutput(self.decode(q.z_q), q.indices, q.losses, q.z_q)
 
     def to_diffusers(self) -> torch.nn.Module:
         target = super().to_diffusers()

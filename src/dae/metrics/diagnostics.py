@@ -14,22 +14,12 @@ The DCT is scipy's; the spectrum binning, the equivariance protocol and the BIC 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from dae.losses.equivariance import TRANSFORMS, Map
 from dae.metrics.reconstruction import decode_to_data, latent_of
-
-Map = Callable[[torch.Tensor], torch.Tensor]
-
-# The two transformations of EQ-VAE: (name, on images and latents alike).
-TRANSFORMS: dict[str, Map] = {
-    "scale": lambda t: F.avg_pool2d(t, 2),  # x0.5 by 2x2 area averaging
-    "rot90": lambda t: torch.rot90(t, 1, dims=(-2, -1)),
-}
 
 
 def dct_power(latents: torch.Tensor) -> np.ndarray:
