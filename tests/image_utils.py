@@ -21,6 +21,14 @@ TINY_MODEL = {
     "z_channels": 4,
 }
 
+# `model` sections of a tiny VQGAN per quantizer (all with 4-dim codes, as TINY_MODEL's vq has)
+QUANTIZER_MODELS = {
+    "vq": {"quantizer": "vq"},
+    "vq-l2": {"quantizer": "vq-l2"},
+    "fsq": {"quantizer": "fsq", "fsq_levels": [5, 5, 3, 3]},
+    "lfq": {"quantizer": "lfq"},
+}
+
 
 def tiny_config(kind: str = "vqgan", **sections) -> VQGANExperimentConfig | KLExperimentConfig:
     """A 16x16, 8-channel experiment config; `sections` update the named sections."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from image_utils import QUANTIZER_MODELS
+
 WORKER = """
 import sys, torch
 torch.set_num_threads(1)
@@ -21,27 +23,29 @@ from image_utils import synthetic_images, tiny_config
 
 out = sys.argv[1]
 info = init_distributed("cpu")
-sections = {{"model": {{"restart_dead_codes": 1}}}} if "{kind}" == "vqgan" else {{}}
-cfg = tiny_config(
-    "{kind}", schedule={{"mode": "dae"}}, train={{"steps": 4, "batch_size": 2}}, **sections
-)
-if info.is_main:
-    prepare_run_dir(__import__("pathlib").Path(out) / "run", resume=False, overwrite=False)
-task = {task}(cfg, synthetic_images(16))
-init = {{k: v.clone() for k, v in task.model.state_dict().items()}}
-trainer = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, run_dir=out + "/run")
-trainer.fit()
-state = {{n: m.state_dict() for n, m in task.modules().items()}}
-state["init"] = init
-state["first_batch"] = task.batch(0)
-torch.save(state, f"{{out}}/rank{{info.rank}}.pt")
+for name, model in {models!r}.items():  # one run per model section, each in out/name
+    cfg = tiny_config(
+        "{kind}", schedule={{"mode": "dae"}}, train={{"steps": 4, "batch_size": 2}}, model=model
+    )
+    run = f"{{out}}/{{name}}"
+    if info.is_main:
+        prepare_run_dir(__import__("pathlib").Path(run) / "run", resume=False, overwrite=False)
+    task = {task}(cfg, synthetic_images(16))
+    init = {{k: v.clone() for k, v in task.model.state_dict().items()}}
+    trainer = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, run_dir=run + "/run")
+    trainer.fit()
+    state = {{n: m.state_dict() for n, m in task.modules().items()}}
+    state["init"] = init
+    state["first_batch"] = task.batch(0)
+    torch.save(state, f"{{run}}/rank{{info.rank}}.pt")
 shutdown()
 """
 
 
-def run_torchrun(tmp_path: Path, kind: str, task: str) -> list[dict]:
+def run_torchrun(tmp_path: Path, kind: str, task: str, models: dict[str, dict]) -> dict:
+    """Train one tiny DAE run per `models` entry under two gloo ranks; name -> [rank0, rank1]."""
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(kind=kind, task=task))
+    script.write_text(WORKER.format(kind=kind, task=task, models=models))
     root = Path(__file__).resolve().parents[1]
     env = {
         **os.environ,
@@ -60,11 +64,13 @@ def run_torchrun(tmp_path: Path, kind: str, task: str) -> list[dict]:
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return {
+        name: [torch.load(tmp_path / name / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+        for name in models
+    }
 
 
-def test_two_process_gloo_replicas_stay_identical(tmp_path):
-    rank0, rank1 = run_torchrun(tmp_path, "vqgan", "VQGANTask")
+def assert_replicas_identical(rank0: dict, rank1: dict) -> None:
     assert not torch.equal(rank0["first_batch"], rank1["first_batch"])  # each rank its own slice
     for name in ("model", "disc"):
         for key, value in rank0[name].items():
@@ -76,8 +82,23 @@ def test_two_process_gloo_replicas_stay_identical(tmp_path):
     assert any(k.startswith("encoder.") for k in changed) and any(
         k.startswith("decoder.") for k in changed
     )
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
-    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 4  # one writer
+
+
+def test_two_process_gloo_replicas_stay_identical(tmp_path):
+    models = {"vq": {"restart_dead_codes": 1}}  # restarts broadcast from rank 0
+    assert_replicas_identical(*run_torchrun(tmp_path, "vqgan", "VQGANTask", models)["vq"])
+    assert (tmp_path / "vq" / "run" / "checkpoints" / "last.pt").is_file()
+    assert (tmp_path / "vq" / "run" / "metrics.jsonl").read_text().count("\n") == 4  # one writer
+
+
+def test_every_quantizer_keeps_replicas_identical_under_ddp(tmp_path):
+    # vq-l2 restarts codes, lfq averages its code distribution over ranks for the entropy loss
+    models = {
+        name: {**QUANTIZER_MODELS[name], **({"restart_dead_codes": 1} if name == "vq-l2" else {})}
+        for name in ("vq-l2", "fsq", "lfq")
+    }
+    for ranks in run_torchrun(tmp_path, "vqgan", "VQGANTask", models).values():
+        assert_replicas_identical(*ranks)
 
 
 PRIOR_WORKER = """

@@ -77,3 +77,17 @@ def test_train_export_and_load_in_diffusers(tmp_path, kind, diffusers_cls):
     assert main(["export", str(run), "--out", str(tmp_path / "ema"), "--ema"]) == 0
     ema = diffusers_cls.from_pretrained(str(tmp_path / "ema"))
     assert not torch.equal(ema.decoder.conv_out.weight, theirs.decoder.conv_out.weight)
+
+
+def test_implicit_codebook_run_refuses_diffusers_export_in_one_line(tmp_path, capsys):
+    """An fsq run keeps dae's format; `dae export` says why in one line and writes nothing."""
+    preset, run = tiny_preset(tmp_path, "vqgan"), tmp_path / "run"
+    fsq = ["model.quantizer=fsq", "model.fsq_levels=[5,5,3,3]", "model.restart_dead_codes=0"]
+    sets = [a for s in [*fsq, "train.steps=1", "log.image_every=0"] for a in ("--set", s)]
+    assert main(["train", preset, "--out", str(run), *sets]) == 0
+    capsys.readouterr()
+    out = tmp_path / "exported"
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model.quantizer: fsq has no codebook matrix" in err
+    assert not out.exists()

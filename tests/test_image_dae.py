@@ -10,7 +10,7 @@ from dae.experiments import load_experiment_config
 from dae.schedule import DAESchedule
 from dae.train.image_task import VQGANTask
 from dae.train.trainer import Trainer, prepare_run_dir
-from image_utils import synthetic_images, tiny_config
+from image_utils import QUANTIZER_MODELS, synthetic_images, tiny_config
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -21,12 +21,20 @@ def bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def quantizer_model(name: str, restart_every: int) -> dict:
+    """A tiny VQGAN's `model` section; the codebook quantizers restart dead codes."""
+    restart = {"restart_dead_codes": restart_every} if name in ("vq", "vq-l2") else {}
+    return {**QUANTIZER_MODELS[name], **restart}
+
+
+@pytest.mark.parametrize("quantizer", list(QUANTIZER_MODELS))
 @pytest.mark.parametrize(("weak", "reset"), [("aux", True), ("dropout2d", False)])
-def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, reset):
+def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, reset, quantizer):
     cfg = tiny_config(
         "vqgan",
         schedule={"mode": "dae", "weak_decoder": weak, "stage2": {"reset_discriminator": reset}},
-        model={"restart_dead_codes": 1},  # restarts on every stage-1 step; none in stage 2
+        # restarts on every stage-1 step; none in stage 2
+        model=quantizer_model(quantizer, restart_every=1),
     )
     task = VQGANTask(cfg, synthetic_images(16))
     model = task.model
@@ -36,7 +44,8 @@ def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, r
         seen[trainer.step] = {
             "encoder": snapshot(model.encoder),
             "quant_conv": snapshot(model.quant_conv),
-            "codebook": model.quantize.embedding.weight.detach().clone(),
+            "quantize": snapshot(model.quantize),
+            "codebook": model.quantize.codebook().detach().clone(),
             "decoder": snapshot(model.decoder),
             "disc": snapshot(task.disc),
             "ae_params": {
@@ -49,6 +58,7 @@ def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, r
     end_stage1, end = seen[2], seen[4]
     assert bit_identical(end_stage1["encoder"], end["encoder"])
     assert bit_identical(end_stage1["quant_conv"], end["quant_conv"])
+    assert bit_identical(end_stage1["quantize"], end["quantize"])
     assert torch.equal(end_stage1["codebook"], end["codebook"])
     assert not bit_identical(end_stage1["decoder"], end["decoder"])  # stage 2 does train
     # the stage-2 optimiser holds exactly the full decoder (post_quant_conv + decoder)
@@ -63,13 +73,15 @@ def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, r
     assert bit_identical(seen[2]["disc"], seen[3]["disc"]) is not reset
 
 
-def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("quantizer", list(QUANTIZER_MODELS))
+def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path, quantizer):
     cfg = tiny_config(
         "vqgan",
         schedule={"mode": "dae", "weak_decoder": "dropout2d"},
         train={"steps": 4, "grad_accum": 2, "ema_decay": 0.9},
         data={"hflip": True},
-        model={"restart_dead_codes": 3},  # the usage window spans the interruption
+        # the usage window spans the interruption
+        model=quantizer_model(quantizer, restart_every=3),
     )
     images = synthetic_images(16)
 

@@ -77,7 +77,8 @@ def test_evaluate_and_report(toy_run, tmp_path):
     assert result["features"] == "pixels" and "recon_FD-pixels" in m and "FID" not in json.dumps(m)
     assert 0.0 <= m["knn_latent_acc"] <= 1.0 and m["knn_data_acc"] > 0.5
     assert m["recon_FD-pixels"] > 0 and m["lipschitz/encoder"] > 0
-    assert set(result["skipped"]) == {"psnr/ssim", "codebook"}
+    assert set(result["skipped"]) == {"psnr/ssim", "codebook", "spectrum/equivariance"}
+    assert 0.0 <= m["linear_probe_acc"] <= 1.0 and m["gmm_modes"] >= 1
     # The same evaluation twice gives the same numbers (deterministic latents and pairs).
     assert main(["evaluate", str(toy_run), "--knn-train", "512", "--metrics", "knn,lipschitz"]) == 0
     again = json.loads((toy_run / "eval.json").read_text())["metrics"]
@@ -187,8 +188,11 @@ def test_evaluate_image_vq_run(tmp_path, monkeypatch):
     assert result["skipped"] == {} and result["n"] == 12
     assert m["knn_data_acc"] == 1.0 and 0 < m["ssim"] <= 1 and m["psnr"] > 0
     assert "lipschitz/decoder" in m and m["codebook_dead"] + 1 <= 4
+    # the latent diagnostics: two well separated classes are linearly separable
+    assert m["linear_probe_acc"] >= 0.9 and 0 <= m["latent_hf_fraction"] <= 1
+    assert {"equivariance_encoder_scale", "equivariance_decoder_rot90"} <= set(m)
     assert (run / "eval_recon.png").is_file()
     # Mode-collapsed samples: inside the real manifold (precision 1) but covering half of it.
     assert m["sample_precision"] == 1.0 and m["sample_recall"] <= 0.5 and m["sample_FD-pixels"] > 0
     md = write_report([run], tmp_path / "out").read_text()
-    assert "codebook.png" in md and "Reconstructions" in md
+    assert "codebook.png" in md and "diagnostics.png" in md and "Reconstructions" in md

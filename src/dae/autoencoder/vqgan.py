@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from diffusers import VQModel
-from diffusers.models.autoencoders.vae import VectorQuantizer
 
 from dae.autoencoder.image import (
     ImageArchConfig,
@@ -16,15 +15,38 @@ from dae.autoencoder.image import (
     build_image_decoder,
     diffusers_trunk,
 )
-from dae.config import check
-from dae.losses.vq import VQLosses, vq_losses
+from dae.autoencoder.quantizers import QUANTIZERS, Quantized, Quantizer, codebook_size
+from dae.config import ConfigError, check
+from dae.losses.vq import VQLosses
+
+__all__ = ["VQGAN", "VQGANConfig", "Quantized", "Quantizer"]
 
 
 @dataclass
 class VQGANConfig(ImageArchConfig):
-    n_embed: int = field(default=1024, metadata={"help": "codebook size"})
-    embed_dim: int = field(default=256, metadata={"help": "codebook vector dimension"})
-    beta: float = field(default=0.25, metadata={"help": "commitment weight (on the encoder term)"})
+    quantizer: Literal["vq", "vq-l2", "fsq", "lfq"] = field(
+        default="vq",
+        metadata={
+            "help": "vq: nearest codebook row; vq-l2: l2-normalised codes (cosine lookup); "
+            "fsq: finite scalar quantisation (fsq_levels); lfq: lookup-free, 2^embed_dim codes"
+        },
+    )
+    n_embed: int = field(default=1024, metadata={"help": "codebook size (vq, vq-l2)"})
+    embed_dim: int = field(
+        default=256,
+        metadata={"help": "code vector dimension (fsq: len(fsq_levels); lfq: bits per code)"},
+    )
+    beta: float = field(
+        default=0.25, metadata={"help": "commitment weight (on the encoder term; vq, vq-l2, lfq)"}
+    )
+    fsq_levels: list[int] = field(
+        default_factory=lambda: [8, 5, 5, 5],
+        metadata={"help": "fsq: values per channel (Mentzer et al.'s 1,000-code grid)"},
+    )
+    lfq_entropy_weight: float = field(default=0.1, metadata={"help": "lfq: entropy loss weight"})
+    lfq_diversity_gamma: float = field(
+        default=1.0, metadata={"help": "lfq: weight of the batch (code diversity) entropy"}
+    )
     legacy_commitment: bool = field(
         default=False,
         metadata={"help": "taming's swapped form: beta on the codebook term (only for comparison)"},
@@ -43,97 +65,39 @@ class VQGANConfig(ImageArchConfig):
         check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
         check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
         check(self.restart_dead_codes >= 0, "restart_dead_codes", "must be >= 0 (0 disables)")
+        codebook = self.quantizer in ("vq", "vq-l2")
+        check(
+            codebook or not self.restart_dead_codes,
+            "restart_dead_codes",
+            f"only vq and vq-l2 have a codebook to restart, not {self.quantizer}",
+        )
+        if self.quantizer == "fsq":
+            check(
+                len(self.fsq_levels) >= 1 and min(self.fsq_levels) >= 3,
+                "fsq_levels",
+                f"every level must be >= 3, got {self.fsq_levels}",
+            )
+            check(
+                self.embed_dim == len(self.fsq_levels),
+                "embed_dim",
+                f"fsq quantises one channel per level: set it to {len(self.fsq_levels)}, "
+                f"got {self.embed_dim}",
+            )
+        if self.quantizer == "lfq":
+            # the entropy loss compares every position with all 2^embed_dim codes
+            check(self.embed_dim <= 16, "embed_dim", f"lfq: at most 16 bits, got {self.embed_dim}")
 
-
-class Quantized(NamedTuple):
-    z_q: (
-        torch.Tensor
-    )  # (B, D, h, w), straight-through: forward = codebook rows, backward = identity
-    indices: torch.Tensor  # (B, h, w) long
-    losses: VQLosses
-
-
-class Quantizer(VectorQuantizer):
-    """diffusers' `VectorQuantizer` (same `embedding` parameter) with the correct commitment form
-    and a nearest-neighbour search that always runs in fp32, also under bf16/fp16 autocast.
-
-    The codebook learns by gradient and, if `restart_every > 0`, by dead-code restarts: codes
-    no training batch picked in the last `restart_every` forwards are moved onto random encoder
-    outputs (as in Jukebox / SoundStream). diffusers' tiny uniform(-1/K, 1/K) initialisation
-    otherwise leaves most codes far from every encoder output, and small CIFAR-10 VQGANs use
-    ~15 of 512 codes (docs/results.md). Restarts happen only in training mode with a codebook
-    that requires grad, so a frozen quantizer (DAE stage 2, `requires_grad_(False)`) cannot change.
-    """
-
-    def __init__(
-        self, n_e: int, dim: int, beta: float = 0.25, legacy: bool = False, restart_every: int = 0
-    ):
-        super().__init__(n_e, dim, beta=beta, remap=None, sane_index_shape=True, legacy=legacy)
-        self.restart_every = restart_every
-        self.restarted = 0  # codes moved by the last restart (for the logs)
-        if restart_every:
-            # buffers, so that an exact resume continues the same window
-            self.register_buffer("code_usage", torch.zeros(n_e))
-            self.register_buffer("usage_clock", torch.zeros((), dtype=torch.long))
-
-    def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D, h, w) -> (B, h, w) index of the closest codebook row (Euclidean, fp32)."""
-        b, d, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, d)  # (B, D, h, w) -> (Bhw, D)
-        with torch.autocast(z.device.type, enabled=False):
-            # the same `cdist` as diffusers' VQModel, so exported models pick the same codes
-            dist = torch.cdist(flat.float(), self.embedding.weight.float())
-        return dist.argmin(1).view(b, h, w)
-
-    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) long -> (B, D, h, w) codebook rows."""
-        return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
-
-    @torch.no_grad()
-    def _track_and_restart(self, z: torch.Tensor, indices: torch.Tensor) -> None:
-        """Count the codes this batch picked; at the end of a window, restart the unused ones."""
-        self.code_usage += torch.bincount(indices.flatten(), minlength=self.n_e).to(self.code_usage)
-        self.usage_clock += 1
-        self.restarted = 0
-        if int(self.usage_clock) % self.restart_every:
-            return
-        usage = self.code_usage.clone()
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        if distributed:  # every rank must see the same dead set and move it to the same vectors
-            torch.distributed.all_reduce(usage)
-        dead = (usage == 0).nonzero().squeeze(1)
-        if len(dead):
-            flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
-            pick = torch.randint(0, len(flat), (len(dead),), device=flat.device)
-            new = flat[pick]
-            if distributed:
-                torch.distributed.broadcast(new, 0)
-            self.embedding.weight[dead] = new.to(self.embedding.weight.dtype)
-            self.restarted = len(dead)
-        self.code_usage.zero_()
-
-    def quantize(self, z: torch.Tensor) -> Quantized:
-        indices = self.nearest(z)
-        if self.restart_every and self.training and self.embedding.weight.requires_grad:
-            self._track_and_restart(z, indices)
-        z = z.float()
-        z_q = self.lookup(indices)
-        losses = vq_losses(z, z_q, self.beta, self.legacy)
-        # contiguous like diffusers' output: the next conv's kernel (and its rounding) depends on it
-        return Quantized((z + (z_q - z).detach()).contiguous(), indices, losses)
-
-    def forward(
-        self, z: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[Any, Any, torch.Tensor]]:
-        """diffusers' return convention: (z_q, loss, (perplexity, encodings, indices))."""
-        q = self.quantize(z)
-        return q.z_q, q.losses.total, (None, None, q.indices)
+    @property
+    def codebook_size(self) -> int:
+        """Number of codes (n_embed; the grid size for fsq; 2^embed_dim for lfq)."""
+        return codebook_size(self)
 
 
 class VQGANOutput(NamedTuple):
     sample: torch.Tensor  # (B, C, H, W) reconstruction
     indices: torch.Tensor  # (B, h, w)
     vq: VQLosses
+    latent: torch.Tensor  # (B, embed_dim, h, w) the quantised latent the decoder read
 
 
 class VQGAN(ImageAutoencoder):
@@ -146,9 +110,7 @@ class VQGAN(ImageAutoencoder):
         super().__init__(cfg)
         self.encoder = build_encoder(cfg, double_z=False)
         self.quant_conv = torch.nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
-        self.quantize = Quantizer(
-            cfg.n_embed, cfg.embed_dim, cfg.beta, cfg.legacy_commitment, cfg.restart_dead_codes
-        )
+        self.quantize = QUANTIZERS[cfg.quantizer](cfg)
         self.post_quant_conv = torch.nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
         self.decoder = build_image_decoder(cfg)
 
@@ -168,8 +130,8 @@ class VQGAN(ImageAutoencoder):
 
     @property
     def codebook(self) -> torch.Tensor:
-        """(n_embed, embed_dim) code vectors."""
-        return self.quantize.embedding.weight
+        """(codebook_size, embed_dim) every code's vector (implicit for fsq and lfq)."""
+        return self.quantize.codebook()
 
     @torch.no_grad()
     def latent(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,11 +144,26 @@ class VQGAN(ImageAutoencoder):
 
     def forward(self, x: torch.Tensor) -> VQGANOutput:
         q = self.quantize.quantize(self.encode(x))
-        return VQGANOutput(self.decode(q.z_q), q.indices, q.losses)
+        return VQGANOutput(self.decode(q.z_q), q.indices, q.losses, q.z_q)
+
+    def to_diffusers(self) -> torch.nn.Module:
+        target = super().to_diffusers()
+        if self.cfg.quantizer == "vq-l2":
+            # VQModel's Euclidean search over unit-norm rows picks the highest-cosine code, and
+            # decodes the unit-norm row: the same network once the codebook is stored normalised
+            with torch.no_grad():
+                target.quantize.embedding.weight.copy_(self.quantize.codebook())
+        return target
 
     def diffusers_config(self) -> dict[str, Any]:
         """`diffusers.VQModel` constructor arguments for the same network."""
         cfg = self.cfg
+        if cfg.quantizer not in ("vq", "vq-l2"):
+            raise ConfigError(
+                "model.quantizer",
+                f"{cfg.quantizer} has no codebook matrix diffusers' VQModel can hold; only vq and "
+                "vq-l2 export to diffusers (the run's model.safetensors is dae's format)",
+            )
         return {
             "in_channels": cfg.in_channels,
             "out_channels": cfg.in_channels,

@@ -1,4 +1,5 @@
-"""`dae evaluate RUN [--metrics recon,fd,knn,lipschitz,codebook] [--features SPEC]` -> RUN/eval.json."""
+"""`dae evaluate RUN [--metrics recon,fd,knn,lipschitz,codebook,diagnostics] [--features SPEC]`
+-> RUN/eval.json."""
 
 from __future__ import annotations
 

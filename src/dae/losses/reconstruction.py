@@ -20,9 +20,17 @@ class ReconstructionConfig:
         default=None, metadata={"help": "VGG-16 features state dict (.pth / .safetensors)"}
     )
     lpips_lin: str | None = field(default=None, metadata={"help": "LPIPS linear heads (vgg.pth)"})
+    equivariance_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "EQ-VAE term |D(t z) - t x| (x0.5 scale, 90-degree rotation), in every stage "
+            "that trains the encoder (0: off)"
+        },
+    )
 
     def __post_init__(self) -> None:
         check(self.perceptual_weight >= 0, "perceptual_weight", "must be >= 0")
+        check(self.equivariance_weight >= 0, "equivariance_weight", "must be >= 0")
         check(
             self.perceptual_weight == 0 or (self.lpips_vgg and self.lpips_lin),
             "perceptual_weight",

@@ -25,6 +25,7 @@ class VQLosses(NamedTuple):
     total: torch.Tensor
     codebook: torch.Tensor  # ||sg[z] - e||^2: moves the codebook towards the encoder outputs
     commitment: torch.Tensor  # ||z - sg[e]||^2: keeps the encoder close to its code
+    entropy: torch.Tensor | None = None  # LFQ's entropy term (unweighted), None for the others
 
 
 def vq_losses(z: torch.Tensor, z_q: torch.Tensor, beta: float, legacy: bool = False) -> VQLosses:

@@ -3,9 +3,9 @@
 A run folder holds `config.yaml` (with `kind:`), `model.safetensors` (or `checkpoints/last.pt`).
 The model is rebuilt from its experiment kind, its weights loaded, and measured on the held-out
 split of its own data: reconstructions (PSNR/SSIM, reconstruction FD family against the real test
-set), k-NN label accuracy of latents and reconstructions, encoder/decoder Lipschitz complexity and,
-for VQ models, the codebook. Metrics that do not apply (e.g. SSIM for vector data) are skipped
-with a note in `eval.json["skipped"]`.
+set), k-NN label accuracy of latents and reconstructions, encoder/decoder Lipschitz complexity,
+for VQ models the codebook, and the latent diagnostics of `dae.metrics.diagnostics`. Metrics that
+do not apply (e.g. SSIM for vector data) are skipped with a note in `eval.json["skipped"]`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dae.data.toy import ToyDataConfig, make_toy_data
 from dae.data.transforms import save_grid, to_float, to_uint8
 from dae.errors import ConfigError, UnknownNameError
 from dae.metrics.codebook import codebook_report
+from dae.metrics.diagnostics import latent_diagnostics
 from dae.metrics.features import build_features, default_features, reference_features
 from dae.metrics.fid import distribution_metrics
 from dae.metrics.knn import knn_accuracy
@@ -30,7 +31,7 @@ from dae.metrics.lipschitz import encoder_decoder_lipschitz
 from dae.metrics.reconstruction import psnr, reconstruct, ssim
 from dae.run import Run
 
-METRIC_GROUPS = ("recon", "fd", "knn", "lipschitz", "codebook")
+METRIC_GROUPS = ("recon", "fd", "knn", "lipschitz", "codebook", "diagnostics")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class EvalOptions:
     n: int = 10000  # held-out examples measured
     knn_train: int = 10000  # reference examples of the k-NN classifier
     lipschitz_n: int = 256
+    probe_train: int = 5000  # training examples of the linear probe (of the k-NN reference set)
     batch_size: int = 250
     train_features: bool = True  # train the classifier feature net if it is not cached
     samples: str | None = None  # .npz of generated uint8 images to measure against the train split
@@ -168,6 +170,15 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
             metrics["codebook_dead"] = result["codebook"]["usage"]["dead_codes"]
         else:
             skipped["codebook"] = f"{type(model).__name__} has no codebook"
+    if "diagnostics" in opts.metrics:  # spectrum, equivariance, linear probe, GMM modes
+        t0 = time.time()
+        train = (data.as_input(data.train_x)[: opts.probe_train], data.train_y[: opts.probe_train])
+        found, result["diagnostics"], notes = latent_diagnostics(
+            model, train, (x_test, data.test_y), opts.batch_size
+        )
+        metrics.update(found)
+        skipped.update(notes)
+        seconds["diagnostics"] = round(time.time() - t0, 2)
     if opts.samples:
         t0 = time.time()
         if data.kind != "image":

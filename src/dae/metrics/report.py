@@ -2,7 +2,8 @@
 
 Plots (PNG, matplotlib): loss curves across the DAE stages with the stages shaded (Figure 3),
 encoder/decoder Lipschitz complexity over training (Figure 4), codebook cosine-similarity
-histograms, eigenvalue decay and sorted code usage (Figure 6), and each run's reconstruction grid.
+histograms, eigenvalue decay and sorted code usage (Figure 6), the latent diagnostics (DCT
+spectrum, GMM BIC curve), and each run's reconstruction grid.
 """
 
 from __future__ import annotations
@@ -149,6 +150,41 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
     return True
 
 
+def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
+    """Radial DCT power spectrum of the latents and the GMM BIC curve of every run that has them."""
+    found = {run: e["diagnostics"] for run, e in evals.items() if e and e.get("diagnostics")}
+    if not found:
+        return False
+    plt = _plt()
+    labels = run_labels(list(evals))
+    fig, (s_ax, b_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, (run, diag) in enumerate(found.items()):
+        metrics = evals[run]["metrics"]
+        hf = metrics.get("latent_hf_fraction", float("nan"))
+        curves = [  # (axis, values from x = 1, legend); the spectrum's DC term is removed (zero)
+            (s_ax, diag.get("dct_spectrum", [0.0])[1:], f"{labels[run]} (HF {hf:.2f})"),
+            (b_ax, diag["gmm"]["bic"], f"{labels[run]} ({metrics.get('gmm_modes')} modes)"),
+        ]
+        for ax, values, label in curves:
+            if values:
+                ax.plot(range(1, len(values) + 1), values, ".-", color=f"C{i}", label=label)
+    s_ax.set_yscale("log")
+    s_ax.set(
+        title="DCT power of the latents (mean removed)",
+        xlabel="radial frequency sqrt(i² + j²)",
+        ylabel="mean power",
+    )
+    b_ax.set(
+        title="GMM on a PCA of the latents", xlabel="components", ylabel="BIC (lower is better)"
+    )
+    for ax in (s_ax, b_ax):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -208,6 +244,11 @@ def write_report(runs: list[Path], out: Path) -> Path:
             lambda p: plot_curves(runs, p, "lipschitz/", None, "Lipschitz complexity", log_y=True),
         ),
         ("codebook.png", "Codebook analysis (paper Figure 6)", lambda p: plot_codebooks(evals, p)),
+        (
+            "diagnostics.png",
+            "Latent diagnostics: DCT spectrum and GMM modes",
+            lambda p: plot_diagnostics(evals, p),
+        ),
     ]
     for name, caption, draw in figures:
         if draw(out / name):

@@ -23,6 +23,7 @@ from dae.data.images import ImageDataConfig, LabelledImages, float_batch, load_f
 from dae.data.sampler import EpochSampler
 from dae.data.transforms import save_grid, to_uint8
 from dae.losses.discriminator import DiscriminatorConfig, PatchDiscriminator
+from dae.losses.equivariance import equivariance_loss
 from dae.losses.gan import adaptive_weight, discriminator_loss, generator_loss
 from dae.losses.kl import KLLossConfig, KLObjective
 from dae.losses.reconstruction import Reconstruction
@@ -100,6 +101,7 @@ class ImageTask(Task):
         torch.manual_seed(cfg.train.seed + 1_000_003 * (info.rank + 1))
         self.ae: nn.Module = self.model  # what a training step calls: DDP-wrapped under torchrun
         self.disc_train: nn.Module = self.disc
+        self.equivariance_on = False  # set per stage: only while the encoder trains
 
     # -- the trainer's interface ------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -127,6 +129,8 @@ class ImageTask(Task):
             self.disc.to(memory_format=torch.channels_last)
         self.ae = wrap_ddp(self.model)
         self.disc_train = wrap_ddp(self.disc)
+        trains_encoder = any(m in plan.trainable for m in self.model.encoder_modules())
+        self.equivariance_on = self.cfg.loss.equivariance_weight > 0 and trains_encoder
 
     def ddp_modules(self) -> list[nn.Module]:
         return [self.ae, self.disc_train]
@@ -156,6 +160,16 @@ class ImageTask(Task):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]:
         """(x_hat, loss without GAN, the reconstruction term the GAN weight balances, logs)."""
         raise NotImplementedError
+
+    def add_equivariance(
+        self, loss: torch.Tensor, x: torch.Tensor, z: torch.Tensor, logs: dict[str, float]
+    ) -> torch.Tensor:
+        """`loss` + the EQ-VAE term on latent `z` of `x`, in stages that train the encoder."""
+        if not self.equivariance_on:
+            return loss
+        term = equivariance_loss(self.model.decode, x, z)
+        logs["equivariance"] = term.item()
+        return loss + self.cfg.loss.equivariance_weight * term
 
     def _ae_loss(self, x: torch.Tensor, gan_on: bool, ctx: StepContext):
         x_hat, loss, rec_term, logs = self.autoencoder_loss(x)
@@ -199,13 +213,16 @@ class VQGANTask(ImageTask):
         out = self.ae(x)
         rec = self.reconstruction(x, out.sample).mean()
         loss = rec + self.cfg.loss.codebook_weight * out.vq.total
-        usage = out.indices.unique().numel() / self.cfg.model.n_embed
+        usage = out.indices.unique().numel() / self.cfg.model.codebook_size
         logs = {
             "rec": rec.item(),
             "vq": out.vq.total.item(),
             "commitment": out.vq.commitment.item(),
             "codebook_usage": usage,
         }
+        if out.vq.entropy is not None:  # lfq
+            logs["entropy"] = out.vq.entropy.item()
+        loss = self.add_equivariance(loss, x, out.latent, logs)
         return out.sample, loss, rec, logs
 
 
@@ -240,7 +257,9 @@ class KLTask(ImageTask):
             "logvar": self.objective.logvar.item(),
             "rec": (x - out.sample).abs().mean().item(),
         }
-        return out.sample, terms.total, terms.nll, logs
+        # on the posterior mean: the deterministic latent a prior is trained on
+        loss = self.add_equivariance(terms.total, x, out.mean, logs)
+        return out.sample, loss, terms.nll, logs
 
     @torch.no_grad()
     def finish(self) -> None:

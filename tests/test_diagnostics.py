@@ -1,0 +1,80 @@
+"""Latent diagnostics on known cases: spectrum, equivariance, linear probe, GMM modes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dae.metrics.diagnostics import (
+    equivariance_errors,
+    gmm_modes,
+    linear_probe_accuracy,
+    spectrum_report,
+)
+
+
+def test_high_frequency_fraction_of_pure_low_and_high_frequency_latents():
+    gen = torch.Generator().manual_seed(0)
+    n = torch.arange(8) + 0.5
+    lowest = torch.cos(math.pi * n / 8)  # the first non-constant DCT basis vector
+    amp = torch.randn(16, 4, 2, generator=gen)
+    low = amp[..., 0, None, None] * lowest[:, None] + amp[..., 1, None, None] * lowest[None, :]
+    low = low + 3.0  # an offset (DC) is not spatial variation and is not counted
+    report = spectrum_report(low)
+    assert report["hf_fraction"] < 1e-12  # zero up to float32 rounding of the input
+    assert len(report["spectrum"]) == round(math.hypot(7, 7)) + 1
+    assert max(report["spectrum"][2:]) < 1e-12 * report["spectrum"][1]
+    highest = torch.cos(math.pi * n * 7 / 8)  # the last DCT basis vector (a smooth checkerboard)
+    checker = highest[:, None] * highest[None, :]
+    assert spectrum_report(checker.expand(2, 3, 8, 8))["hf_fraction"] == pytest.approx(1.0)
+    # white noise spreads evenly: 48 of the 63 non-DC frequencies of an 8x8 map are high
+    noise = spectrum_report(torch.randn(512, 4, 8, 8, generator=gen))["hf_fraction"]
+    assert noise == pytest.approx(48 / 63, abs=0.02)
+
+
+def test_an_exactly_equivariant_autoencoder_has_zero_error_and_a_positional_one_does_not():
+    gen = torch.Generator().manual_seed(0)
+    w_enc, w_dec = torch.randn(4, 3, 1, 1, generator=gen), torch.randn(3, 4, 1, 1, generator=gen)
+
+    def encode(x):  # 2x2 average pooling + a 1x1 conv: commutes with both transformations
+        return F.conv2d(F.avg_pool2d(x, 2), w_enc)
+
+    def decode(z):  # pointwise (an upsampling decoder could not commute with 2x2 pooling)
+        return F.conv2d(z, w_dec)
+
+    x = torch.randn(2, 3, 16, 16, generator=gen).double()
+    w_enc, w_dec = w_enc.double(), w_dec.double()
+    errors = equivariance_errors(encode, decode, x)
+    assert set(errors) == {
+        f"equivariance_{part}_{t}" for part in ("encoder", "decoder") for t in ("scale", "rot90")
+    }
+    assert all(v < 1e-24 for v in errors.values()), errors
+
+    def positional(x):  # knows where the top of the image is: not rotation-equivariant
+        z = encode(x)
+        return z + torch.linspace(0, 1, z.shape[-2]).double()[:, None]  # + a vertical ramp
+
+    rotated = equivariance_errors(positional, decode, x)["equivariance_encoder_rot90"]
+    assert rotated > 1e-2
+
+
+def test_linear_probe_separable_vs_random_labels():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 3, 2, 2, generator=gen)
+    y = (x[:, 0, 0, 0] + x[:, 1, 1, 1] > 0).long()  # a linear rule
+    assert linear_probe_accuracy(x[:300], y[:300], x[300:], y[300:]) >= 0.97
+    noise = torch.randint(0, 2, (400,), generator=gen)
+    assert linear_probe_accuracy(x[:300], noise[:300], x[300:], noise[300:]) < 0.7
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_gmm_modes_of_well_separated_gaussians(k):
+    gen = torch.Generator().manual_seed(k)
+    centres = torch.randn(k, 2, 4, 4, generator=gen) * 20
+    labels = torch.arange(600) % k
+    latents = centres[labels] + torch.randn(600, 2, 4, 4, generator=gen)
+    found = gmm_modes(latents)
+    assert found["modes"] == k and len(found["bic"]) == 10
