@@ -19,10 +19,13 @@ from torch import nn
 
 from dae.autoencoder.image import ImageAutoencoder
 from dae.autoencoder.kl import KLAutoencoder, KLAutoencoderConfig
+from dae.autoencoder.pretrained import load_pretrained
 from dae.autoencoder.vqgan import VQGAN, VQGANConfig
 from dae.config import ConfigError, check
 from dae.data.images import ImageDataConfig, LabelledImages, float_batch, load_from_config, to_uint8
 from dae.data.sampler import EpochSampler
+from dae.data.stream import LogSkippedImages, SkippedImages, StreamImages, StreamLoader
+from dae.data.transforms import to_float
 from dae.experiments import EXPERIMENTS, ExperimentKind
 from dae.losses.discriminator import DiscriminatorConfig, PatchDiscriminator
 from dae.losses.gan import adaptive_weight, discriminator_loss, generator_loss
@@ -76,7 +79,9 @@ class ImageTask(Task):
 
     model: ImageAutoencoder
 
-    def __init__(self, cfg: Any, model: ImageAutoencoder, data: LabelledImages | None = None):
+    def __init__(
+        self, cfg: Any, model: ImageAutoencoder, data: LabelledImages | StreamImages | None = None
+    ):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
         self.data = data if data is not None else load_from_config(cfg.data)
@@ -85,6 +90,26 @@ class ImageTask(Task):
         self.sampler = EpochSampler(
             len(self.data), cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size
         )
+        self.stream: StreamLoader | None = None
+        self.skipped = SkippedImages()
+        if isinstance(self.data, StreamImages):
+            self.stream = StreamLoader(
+                self.data,
+                self.sampler,
+                hflip=cfg.data.hflip,
+                seed=cfg.train.seed,
+                steps=cfg.train.steps,
+                workers=cfg.data.workers,
+                prefetch=cfg.data.prefetch,
+                pin_memory=self.device.type == "cuda",
+            )
+        if cfg.model.init_from:
+            load_pretrained(model, cfg.model.init_from)
+        elif cfg.schedule.mode == "stage2":
+            raise ConfigError(
+                "schedule.mode",
+                "stage2 trains only the decoder of a pretrained autoencoder; set model.init_from",
+            )
         self.model = model.to(self.device)
         self.disc = PatchDiscriminator(cfg.model.in_channels, cfg.disc.ndf, cfg.disc.n_layers)
         self.disc.to(self.device)
@@ -98,6 +123,8 @@ class ImageTask(Task):
 
     # -- the trainer's interface ------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
+        if self.stream is not None and self.cfg.data.on_bad_image == "skip":
+            return {"model": self.model, "disc": self.disc, "skipped_images": self.skipped}
         return {"model": self.model, "disc": self.disc}
 
     def extra_ae_parameters(self) -> list[nn.Parameter]:
@@ -120,8 +147,11 @@ class ImageTask(Task):
 
     def batch(self, step: int) -> torch.Tensor:
         self._fakes.clear()
-        index = self.sampler.indices(step)
-        x = float_batch(self.data, index, self.cfg.data.hflip, seed=self.cfg.train.seed + step)
+        if self.stream is not None:
+            x = to_float(self.stream.batch(step))
+        else:
+            index = self.sampler.indices(step)
+            x = float_batch(self.data, index, self.cfg.data.hflip, seed=self.cfg.train.seed + step)
         return x.to(self.device, non_blocking=True)
 
     def loss(self, name: str, batch: torch.Tensor, ctx: StepContext):
@@ -131,7 +161,10 @@ class ImageTask(Task):
         return self._disc_loss(batch) if gan_on else (None, {})
 
     def hooks(self) -> list[Any]:
-        return [ReconstructionGrid(self)] if self.cfg.log.image_every else []
+        hooks: list[Any] = [ReconstructionGrid(self)] if self.cfg.log.image_every else []
+        if "skipped_images" in self.modules():
+            hooks.append(LogSkippedImages(self.stream, self.skipped))
+        return hooks
 
     # -- losses -----------------------------------------------------------------------------------
     def autoencoder_loss(
@@ -255,8 +288,8 @@ def _key(x: torch.Tensor) -> tuple[int, tuple[int, ...]]:
     return x.data_ptr(), tuple(x.shape)
 
 
-def _check_images(data: LabelledImages, model_cfg: Any) -> None:
-    _, c, h, w = data.images.shape
+def _check_images(data: LabelledImages | StreamImages, model_cfg: Any) -> None:
+    c, h, w = data.image_shape
     if c != model_cfg.in_channels:
         raise ConfigError("model.in_channels", f"is {model_cfg.in_channels}, the images have {c}")
     if h != model_cfg.resolution or w != model_cfg.resolution:
