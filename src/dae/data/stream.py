@@ -159,6 +159,10 @@ class StreamLoader:
             prefetch_factor=self.prefetch if self.workers else None,
             pin_memory=self.pin_memory,
             worker_init_fn=_one_thread if self.workers else None,
+            # Its own generator: a DataLoader iterator otherwise draws its base seed from the
+            # global RNG, which a resumed run would then advance at a different step than an
+            # uninterrupted one, changing every later dropout mask / posterior sample.
+            generator=torch.Generator().manual_seed(self.dataset.seed + step),
         )
         self._iter, self._next = iter(loader), step
 
