@@ -6,7 +6,8 @@
 
 `rss` runs each source in a fresh process (the memory path on the whole folder and on its first
 class folder, the stream path likewise), pulls `--steps` training batches through the path
-`dae train` uses, and prints the process's peak RSS and its workers' largest. `throughput` times
+`dae train` uses, and prints the RSS after the first and the last step, the process's peak RSS
+and its workers' largest. `throughput` times
 the streaming loader alone (decode + resize/crop + flip + uint8 -> float) for each worker count,
 in one process, interleaved over `--rounds`, and prints images/s and the ratio to 0 workers.
 """
@@ -36,6 +37,11 @@ def peak_rss_mib() -> dict[str, float]:
     return {"peak_rss_mib": round(own), "worker_peak_rss_mib": round(children)}
 
 
+def current_rss_mib() -> int:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) // 1024
+
+
 def loader(cfg: ImageDataConfig, batch: int, steps: int):
     """`batch(step)` of the path `dae train` takes for `cfg` (float [-1, 1] images)."""
     data = load_from_config(cfg)
@@ -56,16 +62,19 @@ def one_rss(root: str, source: str, workers: int, batch: int, steps: int) -> dic
     started = time.perf_counter()
     n, get = loader(cfg, batch, steps)
     ready = time.perf_counter() - started
+    rss = []
     for step in range(steps):
         get(step)
+        rss.append(current_rss_mib())
     del get  # the stream's workers exit here, so their peak is counted
     return {"source": source, "images": n, "workers": workers, "start_s": round(ready, 1),
+            "rss_after_first_step_mib": rss[0], "rss_after_last_step_mib": rss[-1],
             **peak_rss_mib()}  # fmt: skip
 
 
 def run_rss(args: argparse.Namespace) -> None:
     first_class = sorted(p for p in args.root.iterdir() if p.is_dir())[0]
-    for source in ("stream", "memory"):
+    for source in args.sources:
         for root in (first_class, args.root):
             workers = args.rss_workers if source == "stream" else 0
             cmd = [sys.executable, __file__, "_one", str(root), source, str(workers),
@@ -112,6 +121,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
     parser.add_argument("--rss-workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sources", nargs="+", default=["stream", "memory"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     run_rss(args) if args.mode == "rss" else run_throughput(args)

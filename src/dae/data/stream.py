@@ -14,6 +14,7 @@ as an uninterrupted one. Each rank decodes only its own slice of a global batch.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 from pathlib import Path
@@ -120,6 +121,26 @@ def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)  # workers decode with PIL; torch threads would only contend
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+
+
+def fix_mmap_threshold(size: int = 1 << 20) -> None:
+    """Have glibc serve every allocation of `size` bytes or more as its own mapping, returned to
+    the OS when freed.
+
+    By default glibc raises this threshold after the first large free and then serves later
+    batch-sized tensors from the heap, where the small objects of each worker message pin the
+    heap's top: measured with 2 workers at 256x256, the training process grew by ~20 MB a step,
+    without bound. A fixed threshold keeps it flat (docs/training_at_scale.md). Not glibc
+    (macOS, musl): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, size)
+
+
 class StreamLoader:
     """`batch(step)`: the uint8 batch of `step`, decoded ahead by `workers` processes.
 
@@ -139,6 +160,8 @@ class StreamLoader:
         prefetch: int,
         pin_memory: bool,
     ):
+        if workers:
+            fix_mmap_threshold()
         self.dataset = StepBatches(images, sampler, hflip, seed)
         self.steps, self.workers, self.prefetch, self.pin_memory = (
             steps,

@@ -66,6 +66,8 @@ def load_run(run_dir: Path) -> tuple[Any, Any]:
     from dae.train.export import load_weights
 
     kind, cfg = load_experiment_config(run_dir / "config.yaml")
+    if getattr(getattr(cfg, "model", None), "init_from", None):
+        cfg.model.init_from = None  # the run's own weights replace them below; no need to read
     task = kind.build_task(cfg)
     DAESchedule(cfg.schedule, cfg.train.steps).prepare(
         task.model
