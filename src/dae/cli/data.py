@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     shard.add_argument("folder", type=Path, help="image folder (<class>/*.jpg or flat *.jpg)")
     shard.add_argument("out", type=Path, help="folder for shard-NNNNNN.tar (must hold no shards)")
-    shard.add_argument("--per-shard", type=int, default=10_000, help="images per shard")
+    shard.add_argument("--per-shard", type=_positive, default=10_000, help="images per shard")
     shard.set_defaults(func=run_shard)
 
 
@@ -51,6 +51,13 @@ def run_info(args: argparse.Namespace) -> int:
     for name, count in zip(data.classes, counts, strict=True):
         print(f"  {name}: {count}")
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def run_shard(args: argparse.Namespace) -> int:
