@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from dae.autoencoder.image import NOT_IN_DIFFUSERS, ImageAutoencoder
+from dae.config import ConfigError
 from dae.train.checkpoint import CheckpointError
 from dae.train.export import load_weights
 
@@ -87,3 +88,16 @@ def load_pretrained(model: ImageAutoencoder, path: str | Path) -> None:
     with torch.no_grad():
         for key, value in given.items():
             own[key].copy_(value)  # state_dict tensors share storage with the parameters
+
+
+def start_from_pretrained(
+    model: ImageAutoencoder, init_from: str | None, schedule_mode: str
+) -> None:
+    """Load `model.init_from` if set; `schedule.mode: stage2` (a frozen encoder) requires it."""
+    if init_from:
+        load_pretrained(model, init_from)
+    elif schedule_mode == "stage2":
+        raise ConfigError(
+            "schedule.mode",
+            "stage2 trains only the decoder of a pretrained autoencoder; set model.init_from",
+        )

@@ -203,6 +203,28 @@ class StreamLoader:
         return pixels
 
 
+def stream_loader(
+    data: Any,
+    sampler: EpochSampler,
+    data_cfg: ImageDataConfig,
+    train_cfg: Any,
+    device: torch.device,
+) -> StreamLoader | None:
+    """The loader of a training task's `StreamImages`; None for in-memory images."""
+    if not isinstance(data, StreamImages):
+        return None
+    return StreamLoader(
+        data,
+        sampler,
+        hflip=data_cfg.hflip,
+        seed=train_cfg.seed,
+        steps=train_cfg.steps,
+        workers=data_cfg.workers,
+        prefetch=data_cfg.prefetch,
+        pin_memory=device.type == "cuda",
+    )
+
+
 class SkippedImages(nn.Module):
     """A checkpointed count of skipped files, so a resumed run logs the same running total."""
 

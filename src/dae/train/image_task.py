@@ -19,12 +19,12 @@ from torch import nn
 
 from dae.autoencoder.image import ImageAutoencoder
 from dae.autoencoder.kl import KLAutoencoder, KLAutoencoderConfig
-from dae.autoencoder.pretrained import load_pretrained
+from dae.autoencoder.pretrained import start_from_pretrained
 from dae.autoencoder.vqgan import VQGAN, VQGANConfig
 from dae.config import ConfigError, check
 from dae.data.images import ImageDataConfig, LabelledImages, float_batch, load_from_config, to_uint8
 from dae.data.sampler import EpochSampler
-from dae.data.stream import LogSkippedImages, SkippedImages, StreamImages, StreamLoader
+from dae.data.stream import LogSkippedImages, SkippedImages, StreamImages, stream_loader
 from dae.data.transforms import to_float
 from dae.experiments import EXPERIMENTS, ExperimentKind
 from dae.losses.discriminator import DiscriminatorConfig, PatchDiscriminator
@@ -90,26 +90,9 @@ class ImageTask(Task):
         self.sampler = EpochSampler(
             len(self.data), cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size
         )
-        self.stream: StreamLoader | None = None
+        self.stream = stream_loader(self.data, self.sampler, cfg.data, cfg.train, self.device)
         self.skipped = SkippedImages()
-        if isinstance(self.data, StreamImages):
-            self.stream = StreamLoader(
-                self.data,
-                self.sampler,
-                hflip=cfg.data.hflip,
-                seed=cfg.train.seed,
-                steps=cfg.train.steps,
-                workers=cfg.data.workers,
-                prefetch=cfg.data.prefetch,
-                pin_memory=self.device.type == "cuda",
-            )
-        if cfg.model.init_from:
-            load_pretrained(model, cfg.model.init_from)
-        elif cfg.schedule.mode == "stage2":
-            raise ConfigError(
-                "schedule.mode",
-                "stage2 trains only the decoder of a pretrained autoencoder; set model.init_from",
-            )
+        start_from_pretrained(model, cfg.model.init_from, cfg.schedule.mode)
         self.model = model.to(self.device)
         self.disc = PatchDiscriminator(cfg.model.in_channels, cfg.disc.ndf, cfg.disc.n_layers)
         self.disc.to(self.device)
