@@ -77,11 +77,15 @@ def test_a_mismatched_architecture_lists_missing_unexpected_and_misshaped_keys(t
         VQGANTask(cfg, synthetic_images(16))
 
 
-def test_wrong_model_class_and_missing_source_are_named(tmp_path):
+def test_pipeline_folder_loads_wrong_class_and_missing_source_are_named(tmp_path):
     save_diffusers("kl", tmp_path / "kl")
     cfg = tiny_config("vqgan", model={"init_from": str(tmp_path / "kl")})
     with pytest.raises(CheckpointError, match="holds a diffusers AutoencoderKL, this experiment"):
         VQGANTask(cfg, synthetic_images(16))
+    pipeline = tmp_path / "pipeline"
+    weights = save_diffusers("kl", pipeline / "vae")  # a diffusers pipeline's autoencoder
+    task = KLTask(tiny_config("kl", model={"init_from": str(pipeline)}), synthetic_images(16))
+    assert torch.equal(task.model.decoder.conv_out.weight, weights["decoder.conv_out.weight"])
     cfg = tiny_config("vqgan", model={"init_from": str(tmp_path / "nothing")})
     with pytest.raises(FileNotFoundError, match="is neither a diffusers model folder"):
         VQGANTask(cfg, synthetic_images(16))
