@@ -91,10 +91,10 @@ def test_pipeline_folder_loads_wrong_class_and_missing_source_are_named(tmp_path
         VQGANTask(cfg, synthetic_images(16))
 
 
-def test_stage2_alone_needs_pretrained_weights():
-    cfg = tiny_config("vqgan", schedule={"mode": "stage2"})
+@pytest.mark.parametrize("kind", ["vqgan", "kl"])
+def test_stage2_alone_needs_pretrained_weights(kind):
     with pytest.raises(ConfigError, match="^schedule.mode: stage2 trains only the decoder"):
-        VQGANTask(cfg, synthetic_images(16))
+        tiny_config(kind, schedule={"mode": "stage2"})
 
 
 def test_a_dae_run_with_an_aux_decoder_loads_into_a_fresh_model(tmp_path):
@@ -110,3 +110,36 @@ def test_a_dae_run_with_an_aux_decoder_loads_into_a_fresh_model(tmp_path):
     got = task.model.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in got if k in want)
     assert "quantize.code_usage" not in got  # the run's training-only buffers are not needed
+
+
+def test_dae_train_fine_tunes_a_diffusers_decoder_from_the_command_line(tmp_path):
+    """The YAML route: `dae train` with model.init_from and schedule.mode=stage2."""
+    import shutil
+
+    import yaml
+    from safetensors.torch import load_file
+
+    from dae.cli import main
+    from dae.config import to_dict
+    from dae.metrics.evaluate import load_run
+    from image_utils import write_image_folder
+
+    weights = save_diffusers("vqgan", tmp_path / "vae")
+    cfg = tiny_config(
+        "vqgan",
+        data={"name": "folder", "root": str(write_image_folder(tmp_path / "images",
+              synthetic_images(8))), "image_size": 16, "source": "stream", "workers": 0},
+        model={"init_from": str(tmp_path / "vae")},
+        schedule={"mode": "stage2", "stage2": {"decoder_init": "continue"}},
+        train={"steps": 2},
+    )  # fmt: skip
+    config = tmp_path / "finetune.yaml"
+    config.write_text(yaml.safe_dump(to_dict(cfg)))
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    trained = load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(trained[k], weights[k]) for k in weights if k.startswith("encoder."))
+    assert not torch.equal(trained["decoder.conv_out.weight"], weights["decoder.conv_out.weight"])
+    # evaluating the finished run needs its own weights only, not the pretrained folder
+    shutil.rmtree(tmp_path / "vae")
+    _, task = load_run(tmp_path / "run")
+    assert torch.equal(task.model.decoder.conv_out.weight, trained["decoder.conv_out.weight"])

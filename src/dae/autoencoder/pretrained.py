@@ -90,13 +90,9 @@ def load_pretrained(model: ImageAutoencoder, path: str | Path) -> None:
             own[key].copy_(value)  # state_dict tensors share storage with the parameters
 
 
-def start_from_pretrained(
-    model: ImageAutoencoder, init_from: str | None, schedule_mode: str
-) -> None:
-    """Load `model.init_from` if set; `schedule.mode: stage2` (a frozen encoder) requires it."""
-    if init_from:
-        load_pretrained(model, init_from)
-    elif schedule_mode == "stage2":
+def check_init_for_schedule(init_from: str | None, schedule_mode: str) -> None:
+    """`schedule.mode: stage2` freezes the encoder from the start, so it needs `model.init_from`."""
+    if schedule_mode == "stage2" and not init_from:
         raise ConfigError(
             "schedule.mode",
             "stage2 trains only the decoder of a pretrained autoencoder; set model.init_from",

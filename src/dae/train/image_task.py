@@ -19,7 +19,7 @@ from torch import nn
 
 from dae.autoencoder.image import ImageAutoencoder
 from dae.autoencoder.kl import KLAutoencoder, KLAutoencoderConfig
-from dae.autoencoder.pretrained import start_from_pretrained
+from dae.autoencoder.pretrained import check_init_for_schedule, load_pretrained
 from dae.autoencoder.vqgan import VQGAN, VQGANConfig
 from dae.config import ConfigError, check
 from dae.data.images import ImageDataConfig, LabelledImages, float_batch, load_from_config, to_uint8
@@ -59,6 +59,9 @@ class VQGANExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: ImageLogConfig = field(default_factory=ImageLogConfig)
 
+    def __post_init__(self) -> None:
+        check_init_for_schedule(self.model.init_from, self.schedule.mode)
+
 
 @dataclass
 class KLExperimentConfig:
@@ -71,6 +74,9 @@ class KLExperimentConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4.5e-6, betas=(0.5, 0.9)))
     train: TrainConfig = field(default_factory=TrainConfig)
     log: ImageLogConfig = field(default_factory=ImageLogConfig)
+
+    def __post_init__(self) -> None:
+        check_init_for_schedule(self.model.init_from, self.schedule.mode)
 
 
 class ImageTask(Task):
@@ -92,7 +98,8 @@ class ImageTask(Task):
         )
         self.stream = stream_loader(self.data, self.sampler, cfg.data, cfg.train, self.device)
         self.skipped = SkippedImages()
-        start_from_pretrained(model, cfg.model.init_from, cfg.schedule.mode)
+        if cfg.model.init_from:
+            load_pretrained(model, cfg.model.init_from)
         self.model = model.to(self.device)
         self.disc = PatchDiscriminator(cfg.model.in_channels, cfg.disc.ndf, cfg.disc.n_layers)
         self.disc.to(self.device)
