@@ -84,10 +84,13 @@ class StreamImages:
                 self.last_skipped.append(self.name(j))
         raise DataFormatError("no image of the dataset decodes")
 
-    def pixels(self, index: torch.Tensor) -> torch.Tensor:
-        """uint8 `(B, C, size, size)` of the images at `index`."""
+    def pixels(self, index: torch.Tensor, log_skipped: bool = True) -> torch.Tensor:
+        """uint8 `(B, C, size, size)` of the images at `index`; skipped files are logged here
+        unless the caller reports them itself (`log_skipped=False`: the training loader)."""
         self.last_skipped = []
         arrays = [self._decode_or_next(int(i)) for i in index]
+        if log_skipped:
+            _log_skipped(self.last_skipped)
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:  # grey and colour files mixed in one dataset
             raise DataFormatError(
@@ -95,6 +98,11 @@ class StreamImages:
                 f"{[self.name(int(i)) for i in index]}"
             )
         return torch.from_numpy(np.stack(arrays))
+
+
+def _log_skipped(names: list[str]) -> None:
+    for name in names:
+        log.warning("data.on_bad_image=skip: skipped undecodable image %s", name)
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -109,7 +117,7 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor | None, list[str], str | None]:
         try:
-            pixels = self.images.pixels(self.sampler.indices(step))
+            pixels = self.images.pixels(self.sampler.indices(step), log_skipped=False)
         except DataFormatError as err:
             return None, [], str(err)
         if self.hflip:  # the same seeded flips as the memory path (`float_batch`)
@@ -197,8 +205,7 @@ class StreamLoader:
         if error is not None:
             self._iter = None
             raise DataFormatError(error)
-        for name in skipped:
-            log.warning("data.on_bad_image=skip: skipped undecodable image %s", name)
+        _log_skipped(skipped)  # here, in the training process, whichever worker decoded them
         self.skipped = len(skipped)
         return pixels
 
