@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from dae.data.images import float_batch
+from dae.data.sampler import EpochSampler
+from image_utils import synthetic_images, write_image_folder
 
 WORKER = """
 import sys, torch
@@ -22,12 +27,16 @@ from image_utils import synthetic_images, tiny_config
 out = sys.argv[1]
 info = init_distributed("cpu")
 sections = {{"model": {{"restart_dead_codes": 1}}}} if "{kind}" == "vqgan" else {{}}
+stream = {stream!r}  # an image folder to stream with DataLoader workers, or None: in memory
+if stream:
+    sections["data"] = {{"name": "folder", "root": stream, "image_size": 16, "source": "stream",
+                        "workers": 2, "hflip": True}}
 cfg = tiny_config(
     "{kind}", schedule={{"mode": "dae"}}, train={{"steps": 4, "batch_size": 2}}, **sections
 )
 if info.is_main:
     prepare_run_dir(__import__("pathlib").Path(out) / "run", resume=False, overwrite=False)
-task = {task}(cfg, synthetic_images(16))
+task = {task}(cfg, None if stream else synthetic_images(16))
 init = {{k: v.clone() for k, v in task.model.state_dict().items()}}
 trainer = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, run_dir=out + "/run")
 trainer.fit()
@@ -39,9 +48,9 @@ shutdown()
 """
 
 
-def run_torchrun(tmp_path: Path, kind: str, task: str) -> list[dict]:
+def run_torchrun(tmp_path: Path, kind: str, task: str, stream: str | None = None) -> list[dict]:
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(kind=kind, task=task))
+    script.write_text(WORKER.format(kind=kind, task=task, stream=stream))
     root = Path(__file__).resolve().parents[1]
     env = {
         **os.environ,
@@ -63,9 +72,19 @@ def run_torchrun(tmp_path: Path, kind: str, task: str) -> list[dict]:
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
 
 
-def test_two_process_gloo_replicas_stay_identical(tmp_path):
-    rank0, rank1 = run_torchrun(tmp_path, "vqgan", "VQGANTask")
+@pytest.mark.parametrize("source", ["memory", "stream"])
+def test_two_process_gloo_replicas_stay_identical(tmp_path, source):
+    stream = None
+    if source == "stream":
+        stream = str(write_image_folder(tmp_path / "images", synthetic_images(16)))
+    rank0, rank1 = run_torchrun(tmp_path, "vqgan", "VQGANTask", stream)
     assert not torch.equal(rank0["first_batch"], rank1["first_batch"])  # each rank its own slice
+    if stream:  # each rank decoded exactly its slice of the global batch the memory path makes
+        memory = synthetic_images(16)
+        for rank, state in enumerate((rank0, rank1)):
+            index = EpochSampler(16, 2, 0, rank, 2).indices(0)
+            expected = float_batch(memory, index, hflip=True, seed=0)
+            assert torch.equal(state["first_batch"], expected)
     for name in ("model", "disc"):
         for key, value in rank0[name].items():
             if "running_" in key or "num_batches" in key:

@@ -1,4 +1,5 @@
-"""`dae data download mnist|cifar10 [--to DIR] [--base-url URL]` and `dae data info NAME`."""
+"""`dae data download mnist|cifar10 [--to DIR] [--base-url URL]`, `dae data info NAME` and
+`dae data shard FOLDER OUT [--per-shard N]`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--split", default="train", choices=["train", "test"])
     info.add_argument("--root", help="data root (default: env DAE_DATA, else ~/.cache/dae/data)")
     info.set_defaults(func=run_info)
+    shard = actions.add_parser(
+        "shard",
+        help="pack an image folder into WebDataset-layout tar shards for data.source=stream",
+    )
+    shard.add_argument("folder", type=Path, help="image folder (<class>/*.jpg or flat *.jpg)")
+    shard.add_argument("out", type=Path, help="folder for shard-NNNNNN.tar (must hold no shards)")
+    shard.add_argument("--per-shard", type=_positive, default=10_000, help="images per shard")
+    shard.set_defaults(func=run_shard)
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -41,4 +50,19 @@ def run_info(args: argparse.Namespace) -> int:
     )
     for name, count in zip(data.classes, counts, strict=True):
         print(f"  {name}: {count}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from dae.data.shards import write_shards
+
+    shards = write_shards(args.folder, args.out, args.per_shard)
+    print(f"wrote {len(shards)} shards to {args.out}")
     return 0
