@@ -46,6 +46,18 @@ def test_stream_batches_equal_memory_batches_in_any_order(folder):
         assert torch.equal(stream.batch(step), memory.batch(step)), step
 
 
+def test_stream_subset_keeps_the_images_of_the_memory_subset(folder):
+    """`subset` (used by `log.test_every`) picks the same images on both sources."""
+    memory = load_from_config(
+        ImageDataConfig(**{**stream_data(folder), "source": "memory", "cache": False})
+    )
+    stream = load_from_config(ImageDataConfig(**stream_data(folder)))
+    index = torch.tensor([23, 4, 11])
+    part = stream.subset(index)
+    assert len(part) == 3 and isinstance(part, StreamImages)
+    assert torch.equal(part.pixels(torch.arange(3)), memory.subset(index).images)
+
+
 def test_shards_from_the_cli_stream_the_same_images(folder, tmp_path, capsys):
     out = tmp_path / "shards"
     assert main(["data", "shard", str(folder), str(out), "--per-shard", "10"]) == 0
