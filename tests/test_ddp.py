@@ -1,5 +1,6 @@
 """Two CPU processes under `torchrun` (gloo): replicas stay identical through a DAE run that
-re-wraps DDP at the stage change and trains a discriminator; only rank 0 writes the run."""
+re-wraps DDP at the stage change and trains a discriminator; only rank 0 writes the run. Runs
+cover every quantizer and the streaming data path (DataLoader workers, one slice per rank)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from image_utils import QUANTIZER_MODELS
+from dae.data.images import float_batch
+from dae.data.sampler import EpochSampler
+from image_utils import QUANTIZER_MODELS, synthetic_images, write_image_folder
 
 WORKER = """
 import sys, torch
@@ -23,14 +27,15 @@ from image_utils import synthetic_images, tiny_config
 
 out = sys.argv[1]
 info = init_distributed("cpu")
-for name, model in {models!r}.items():  # one run per model section, each in out/name
+for name, sections in {runs!r}.items():  # one run per entry (config sections), each in out/name
     cfg = tiny_config(
-        "{kind}", schedule={{"mode": "dae"}}, train={{"steps": 4, "batch_size": 2}}, model=model
+        "{kind}", schedule={{"mode": "dae"}}, train={{"steps": 4, "batch_size": 2}}, **sections
     )
     run = f"{{out}}/{{name}}"
     if info.is_main:
         prepare_run_dir(__import__("pathlib").Path(run) / "run", resume=False, overwrite=False)
-    task = {task}(cfg, synthetic_images(16))
+    streamed = cfg.data.source == "stream"
+    task = {task}(cfg, None if streamed else synthetic_images(16))
     init = {{k: v.clone() for k, v in task.model.state_dict().items()}}
     trainer = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim, run_dir=run + "/run")
     trainer.fit()
@@ -42,10 +47,11 @@ shutdown()
 """
 
 
-def run_torchrun(tmp_path: Path, kind: str, task: str, models: dict[str, dict]) -> dict:
-    """Train one tiny DAE run per `models` entry under two gloo ranks; name -> [rank0, rank1]."""
+def run_torchrun(tmp_path: Path, kind: str, task: str, runs: dict[str, dict]) -> dict:
+    """Train one tiny DAE run per `runs` entry (config sections) under two gloo ranks;
+    name -> [rank0 state, rank1 state]."""
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(kind=kind, task=task, models=models))
+    script.write_text(WORKER.format(kind=kind, task=task, runs=runs))
     root = Path(__file__).resolve().parents[1]
     env = {
         **os.environ,
@@ -66,7 +72,7 @@ def run_torchrun(tmp_path: Path, kind: str, task: str, models: dict[str, dict]) 
     assert result.returncode == 0, result.stderr[-3000:]
     return {
         name: [torch.load(tmp_path / name / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-        for name in models
+        for name in runs
     }
 
 
@@ -84,20 +90,43 @@ def assert_replicas_identical(rank0: dict, rank1: dict) -> None:
     )
 
 
-def test_two_process_gloo_replicas_stay_identical(tmp_path):
-    models = {"vq": {"restart_dead_codes": 1}}  # restarts broadcast from rank 0
-    assert_replicas_identical(*run_torchrun(tmp_path, "vqgan", "VQGANTask", models)["vq"])
+@pytest.mark.parametrize("source", ["memory", "stream"])
+def test_two_process_gloo_replicas_stay_identical(tmp_path, source):
+    sections: dict = {"model": {"restart_dead_codes": 1}}  # restarts broadcast from rank 0
+    if source == "stream":  # an image folder streamed by DataLoader workers
+        root = str(write_image_folder(tmp_path / "images", synthetic_images(16)))
+        sections["data"] = {
+            "name": "folder",
+            "root": root,
+            "image_size": 16,
+            "source": "stream",
+            "workers": 2,
+            "hflip": True,
+        }
+    rank0, rank1 = run_torchrun(tmp_path, "vqgan", "VQGANTask", {"vq": sections})["vq"]
+    assert_replicas_identical(rank0, rank1)
+    if source == "stream":  # each rank decoded exactly its slice of the memory path's batch
+        memory = synthetic_images(16)
+        for rank, state in enumerate((rank0, rank1)):
+            index = EpochSampler(16, 2, 0, rank, 2).indices(0)
+            expected = float_batch(memory, index, hflip=True, seed=0)
+            assert torch.equal(state["first_batch"], expected)
     assert (tmp_path / "vq" / "run" / "checkpoints" / "last.pt").is_file()
     assert (tmp_path / "vq" / "run" / "metrics.jsonl").read_text().count("\n") == 4  # one writer
 
 
 def test_every_quantizer_keeps_replicas_identical_under_ddp(tmp_path):
     # vq-l2 restarts codes, lfq averages its code distribution over ranks for the entropy loss
-    models = {
-        name: {**QUANTIZER_MODELS[name], **({"restart_dead_codes": 1} if name == "vq-l2" else {})}
+    runs = {
+        name: {
+            "model": {
+                **QUANTIZER_MODELS[name],
+                **({"restart_dead_codes": 1} if name == "vq-l2" else {}),
+            }
+        }
         for name in ("vq-l2", "fsq", "lfq")
     }
-    for ranks in run_torchrun(tmp_path, "vqgan", "VQGANTask", models).values():
+    for ranks in run_torchrun(tmp_path, "vqgan", "VQGANTask", runs).values():
         assert_replicas_identical(*ranks)
 
 

@@ -36,6 +36,17 @@ def test_stage_boundaries():
         schedule.stage_at(3)
 
 
+def test_stage2_mode_is_stage_two_throughout():
+    """`mode: stage2` (a pretrained encoder): every step is stage 2, no aux decoder is built."""
+    schedule, model = make("stage2", steps=4)
+    assert [schedule.stage_at(s) for s in range(4)] == ["stage2"] * 4
+    assert schedule.bounds("stage2") == (0, 4) and model.aux_decoder is None
+    plan = schedule.enter(model, "stage2", fresh=True)
+    assert (plan.start, plan.end) == (0, 4)
+    assert names(model, plan.trainable) == ["decoder"] and names(model, plan.frozen) == ["encoder"]
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
 def names(model, modules):
     lookup = {id(m): n for n, m in model.named_modules()}
     return sorted(lookup[id(m)] for m in modules)

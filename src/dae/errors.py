@@ -38,6 +38,10 @@ class RunFolderError(UserError, FileExistsError):
     """A run folder is missing, or already holds a run that would be overwritten."""
 
 
+class OutputExistsError(UserError, FileExistsError):
+    """An output folder already holds what the command would overwrite; the message names it."""
+
+
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, truncated, unsafe or from another model; the message names it."""
 

@@ -7,6 +7,7 @@ prior with its latent cache's metadata.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,8 @@ class Run(RunFolder):
         """The run's autoencoder with `weights` loaded, full decoder active, in eval mode."""
         kind, cfg = self.kind_and_config()
         self._expect(kind, cfg, "autoencoder")
-        model = kind.model(cfg) if kind.model else kind.task(cfg).model
+        build_cfg = _without_init_from(cfg)
+        model = kind.model(build_cfg) if kind.model else kind.task(build_cfg).model
         schedule = DAESchedule(cfg.schedule, cfg.train.steps)
         schedule.prepare(model)  # a DAE run's weights hold its aux decoder
         state, source, payload = self.state(weights)
@@ -70,3 +72,15 @@ class Run(RunFolder):
         state, source, _ = self.state(weights)
         load_state(model, state, f"prior of {self.path} ({source})")
         return Loaded(model.eval(), source, None, cfg, meta)
+
+
+def _without_init_from(cfg: Any) -> Any:
+    """`cfg` with `model.init_from` cleared: the run's own weights replace the pretrained start,
+    so building its model must not read (or need) the pretrained folder. A shallow copy, since
+    `Loaded.cfg` keeps the run's config as trained (and re-validating would reject stage2)."""
+    if not getattr(getattr(cfg, "model", None), "init_from", None):
+        return cfg
+    cfg = copy.copy(cfg)
+    cfg.model = copy.copy(cfg.model)
+    cfg.model.init_from = None
+    return cfg

@@ -3,6 +3,8 @@
     baseline:  [ joint: encoder + bottleneck + decoder ............................ ]
     dae:       [ stage1: encoder + bottleneck + WEAK decoder | stage2: FULL decoder  ]
                                                              ^ encoder, bottleneck frozen
+    stage2:    [ stage2: FULL decoder ........................................... ]
+               ^ a pretrained encoder and bottleneck (`model.init_from`), frozen throughout
 
 The weak decoder is either `aux` (a separately built decoder of the same family, `aux_width` times
 the channels) or `dropout2d` (the real decoder with channel-wise dropout `dropout_p` in every
@@ -40,8 +42,12 @@ class Stage2Config:
 
 @dataclass
 class ScheduleConfig:
-    mode: Literal["baseline", "dae"] = field(
-        default="baseline", metadata={"help": "baseline: joint training; dae: two stages"}
+    mode: Literal["baseline", "dae", "stage2"] = field(
+        default="baseline",
+        metadata={
+            "help": "baseline: joint training; dae: two stages; stage2: DAE stage 2 alone, the "
+            "decoder of a pretrained autoencoder (model.init_from) fine-tuned or retrained"
+        },
     )
     weak_decoder: Literal["aux", "dropout2d"] = field(
         default="aux", metadata={"help": "how stage 1 weakens the decoder"}
@@ -123,6 +129,8 @@ class DAESchedule:
             self.boundary = min(max(1, round(cfg.stage1_fraction * total_steps)), total_steps - 1)
             if total_steps < 2:
                 raise ValueError("a DAE schedule needs at least 2 steps (one per stage)")
+        elif cfg.mode == "stage2":
+            self.boundary = 0  # every step is a stage-2 step
         else:
             self.boundary = total_steps
 

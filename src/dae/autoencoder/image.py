@@ -20,6 +20,10 @@ from torch import nn
 from dae.autoencoder.base import DecoupledAutoencoder
 from dae.config import check
 
+# State-dict prefixes dae has and diffusers does not: the DAE-only aux decoder and the quantizer's
+# training-only dead-code usage window.
+NOT_IN_DIFFUSERS = ("aux_decoder.", "quantize.code_usage", "quantize.usage_clock")
+
 
 @dataclass
 class ImageArchConfig:
@@ -39,6 +43,13 @@ class ImageArchConfig:
     mid_attention: bool = field(default=True, metadata={"help": "attention in the middle block"})
     norm_groups: int = field(default=32, metadata={"help": "GroupNorm groups"})
     z_channels: int = field(default=256, metadata={"help": "latent channels"})
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "start from pretrained weights: a diffusers VQModel / AutoencoderKL folder "
+            "(or a pipeline folder with vae/), a dae run folder or its model.safetensors"
+        },
+    )
 
     def __post_init__(self) -> None:
         for key in ("in_channels", "resolution", "ch", "num_res_blocks", "z_channels"):
@@ -143,8 +154,7 @@ class ImageAutoencoder(DecoupledAutoencoder):
         buffers (the quantizer's dead-code usage window) are left out.
         """
         target = self.diffusers_cls(**self.diffusers_config())
-        training_only = ("aux_decoder.", "quantize.code_usage", "quantize.usage_clock")
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith(training_only)}
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(NOT_IN_DIFFUSERS)}
         target.load_state_dict(state, strict=True)
         return target.eval()
 

@@ -1,5 +1,6 @@
 """`dae data download mnist|cifar10 [--to DIR] [--base-url URL]`, `dae data info NAME` and
-`dae data pack NAME --out F.npz --n-train N --n-test M`."""
+`dae data pack NAME --out F.npz --n-train N --n-test M`,
+`dae data shard FOLDER OUT [--per-shard N]`."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
     pack.add_argument("--root", help="data root (default: env DAE_DATA, else ~/.cache/dae/data)")
     pack.set_defaults(func=run_pack)
+    shard = actions.add_parser(
+        "shard",
+        help="pack an image folder into WebDataset-layout tar shards for data.source=stream",
+    )
+    shard.add_argument("folder", type=Path, help="image folder (<class>/*.jpg or flat *.jpg)")
+    shard.add_argument("out", type=Path, help="folder for shard-NNNNNN.tar (must hold no shards)")
+    shard.add_argument("--per-shard", type=_positive, default=10_000, help="images per shard")
+    shard.set_defaults(func=run_shard)
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -64,4 +73,18 @@ def run_pack(args: argparse.Namespace) -> int:
         f"wrote {args.out} ({size:.1f} MiB): train {shapes['train_images']}, "
         f"test {shapes['test_images']} uint8"
     )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from dae.data.shards import write_shards
+
+    shards = write_shards(args.folder, args.out, args.per_shard)
+    print(f"wrote {len(shards)} shards to {args.out}")
     return 0

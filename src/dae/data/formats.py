@@ -12,6 +12,7 @@ import io
 import json
 import pickle
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -168,19 +169,9 @@ def list_image_folder(folder: Path) -> tuple[list[Path], list[int], list[str]]:
 def decode_images(files: list[Path], size: int | None = None) -> np.ndarray:
     """Decode with PIL to uint8 `(N, C, H, W)`; with `size`, each is resized (shorter side) and
     centre-cropped to `size x size` first, so folders of mixed sizes stack."""
-    from PIL import Image, UnidentifiedImageError
-
     out, first = [], None
     for path in files:
-        try:
-            with Image.open(path) as img:
-                img = img.convert("L" if img.mode in ("1", "L", "I;16", "I") else "RGB")
-                if size is not None:
-                    img = _fit(img, size)
-                arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, SyntaxError) as err:
-            raise DataFormatError(f"{path}: cannot decode image ({err})") from None
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+        arr = decode_image(path, str(path), size)
         if first is None:
             first = (path, arr.shape)
         elif arr.shape != first[1]:
@@ -190,6 +181,22 @@ def decode_images(files: list[Path], size: int | None = None) -> np.ndarray:
             )
         out.append(arr)
     return np.stack(out)
+
+
+def decode_image(source: Path | BinaryIO, name: str, size: int | None = None) -> np.ndarray:
+    """One image file (a path or an open binary file) as uint8 `(C, H, W)`, grey or RGB, resized
+    and centre-cropped to `size` when given; a file PIL cannot decode raises naming `name`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(source) as img:
+            img = img.convert("L" if img.mode in ("1", "L", "I;16", "I") else "RGB")
+            if size is not None:
+                img = _fit(img, size)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DataFormatError(f"{name}: cannot decode image ({err})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
 
 
 def _fit(img, size: int):
@@ -242,3 +249,27 @@ def read_image_folder(
             json.dumps({"folder": str(folder), "n": len(files)})
         )
     return images, labels_arr, classes
+
+
+PACKED_KEYS = ("train_images", "train_labels", "test_images", "test_labels", "classes", "name")
+
+
+def read_packed(path: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(uint8 images, int64 labels, classes) of `split` ('train' or 'test') from a packed file."""
+    if not path.is_file():
+        raise MissingFileError(f"packed data file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in PACKED_KEYS if k not in f.files]
+            if missing:
+                raise DataFormatError(f"{path}: not a `dae data pack` file (missing {missing})")
+            packed_name = str(f["name"])
+            if packed_name != name:
+                raise DataFormatError(f"{path} holds {packed_name!r}, the config asks for {name!r}")
+            images, labels = f[f"{split}_images"], f[f"{split}_labels"]
+            classes = [str(c) for c in f["classes"]]
+    except (ValueError, OSError) as err:  # not a zip / corrupt member
+        raise DataFormatError(f"{path}: unreadable packed data ({err})") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+        raise DataFormatError(f"{path}: {split} images must be uint8 (N, C, H, W) with N labels")
+    return images, labels.astype(np.int64), classes

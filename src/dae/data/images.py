@@ -17,8 +17,15 @@ import numpy as np
 import torch
 
 from dae.config import check
-from dae.data.formats import DataFormatError, read_cifar_pickles, read_image_folder, read_mnist
-from dae.data.packed import read_packed
+from dae.data.formats import (
+    DataFormatError,
+    read_cifar_pickles,
+    read_image_folder,
+    read_mnist,
+    read_packed,
+)
+from dae.data.splits import first_dir, split_folder, train_val_indices
+from dae.data.stream import StreamImages, open_stream
 from dae.data.transforms import random_hflip, resize_center_crop, to_float, to_uint8
 from dae.errors import MissingFileError, UnknownNameError
 from dae.paths import cache_root, resolve_data_root
@@ -47,6 +54,15 @@ class LabelledImages:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return tuple(self.images.shape[1:])
+
+    def pixels(self, index: torch.Tensor) -> torch.Tensor:
+        """uint8 `(B, C, H, W)` images at `index` (the interface `StreamImages` shares)."""
+        return self.images[index]
 
     def subset(self, index: torch.Tensor) -> LabelledImages:
         """The images and labels at `index` (same classes)."""
@@ -78,8 +94,44 @@ class ImageDataConfig:
     )
     split_seed: int = field(default=0, metadata={"help": "seed of the train/val permutation"})
     cache: bool = field(default=True, metadata={"help": "cache decoded image folders as .npz"})
+    source: Literal["memory", "stream"] = field(
+        default="memory",
+        metadata={
+            "help": "memory: decode the whole set into RAM once; stream: decode each batch from "
+            "disk (image folder or tar shards) in DataLoader workers (see docs/training_at_scale.md)"
+        },
+    )
+    workers: int = field(
+        default=4, metadata={"help": "stream: DataLoader worker processes (0: main process)"}
+    )
+    prefetch: int = field(default=2, metadata={"help": "stream: batches each worker decodes ahead"})
+    on_bad_image: Literal["error", "skip"] = field(
+        default="error",
+        metadata={
+            "help": "stream: an undecodable file stops training naming it (error), or is logged, "
+            "counted in the metrics as skipped_images and replaced by the next image (skip)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        check(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+        check(self.prefetch >= 1, "prefetch", f"must be >= 1, got {self.prefetch}")
+        if self.source == "stream":
+            check(
+                self.name == "folder",
+                "source",
+                f"stream reads image folders and tar shards (name: folder), not {self.name!r}",
+            )
+            check(
+                self.image_size is not None,
+                "image_size",
+                "source: stream needs a fixed image_size (every batch is resized to it)",
+            )
+        check(
+            self.on_bad_image == "error" or self.source == "stream",
+            "on_bad_image",
+            "skip needs source: stream (the memory path decodes everything up front)",
+        )
         check(
             0.0 <= self.val_fraction < 1.0,
             "val_fraction",
@@ -97,10 +149,6 @@ class ImageDataConfig:
         )
 
 
-def _first_dir(*candidates: Path) -> Path | None:
-    return next((p for p in candidates if p.is_dir()), None)
-
-
 def _read(name: str, split: str, root: Path, image_size: int | None, cache: bool):
     """(uint8 images, int64 labels, classes) of the raw `train`/`test` split, as numpy."""
     cache_dir = cache_root() / "images" if cache else None
@@ -111,10 +159,10 @@ def _read(name: str, split: str, root: Path, image_size: int | None, cache: bool
         images, labels = read_mnist(folder, split)
         return images, labels, [str(i) for i in range(10)]
     if name == "cifar10":
-        pickles = _first_dir(root / "cifar10" / "cifar-10-batches-py", root / "cifar-10-batches-py")
+        pickles = first_dir(root / "cifar10" / "cifar-10-batches-py", root / "cifar-10-batches-py")
         if pickles is not None:
             return read_cifar_pickles(pickles, split)
-        folder = _first_dir(root / "cifar10" / split, root / split)
+        folder = first_dir(root / "cifar10" / split, root / split)
         if folder is None:
             raise MissingFileError(
                 f"CIFAR-10 not found under {root}: expected cifar-10-batches-py/ or "
@@ -122,18 +170,8 @@ def _read(name: str, split: str, root: Path, image_size: int | None, cache: bool
             )
         return read_image_folder(folder, image_size, cache_dir)
     if name == "folder":
-        folder = _first_dir(root / split) or (root if split == "train" else None)
-        if folder is None:
-            raise MissingFileError(f"image folder {root} has no '{split}' subfolder")
-        return read_image_folder(folder, image_size, cache_dir)
+        return read_image_folder(split_folder(root, split), image_size, cache_dir)
     raise UnknownNameError(f"unknown dataset {name!r}; known: mnist, cifar10, folder")
-
-
-def train_val_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded split of `range(n)` into sorted (train, val) indices; val has round(n * fraction)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = round(n * val_fraction)
-    return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
 def load_images(
@@ -164,19 +202,33 @@ def load_images(
     return data
 
 
-def load_from_config(cfg: ImageDataConfig) -> LabelledImages:
-    """`load_images` with the fields of an `ImageDataConfig`."""
+def load_from_config(cfg: ImageDataConfig) -> LabelledImages | StreamImages:
+    """`load_images` with the fields of an `ImageDataConfig`, or with `source: stream` the
+    undecoded `StreamImages` (see `dae.data.stream`)."""
+    if cfg.source == "stream":
+        return open_stream(
+            cfg.root, cfg.split, cfg.image_size, cfg.val_fraction, cfg.split_seed, cfg.on_bad_image
+        )
+    return load_in_memory(cfg)
+
+
+def load_in_memory(cfg: ImageDataConfig) -> LabelledImages:
+    """`load_images` with the fields of an `ImageDataConfig`, whatever its `source`: for readers
+    that need every image and label at once (reference features, a prior's latent cache)."""
     return load_images(
         cfg.name, cfg.split, cfg.root, cfg.image_size, cfg.val_fraction, cfg.split_seed, cfg.cache
     )
 
 
 def float_batch(
-    data: LabelledImages, index: torch.Tensor, hflip: bool = False, seed: int | None = None
+    data: LabelledImages | StreamImages,
+    index: torch.Tensor,
+    hflip: bool = False,
+    seed: int | None = None,
 ) -> torch.Tensor:
     """Images at `index` as float `[-1, 1]`, flipped at random if `hflip` (seeded: a pure function
     of `seed`, e.g. the training step, for exact resume)."""
-    images = data.images[index]
+    images = data.pixels(index)
     if hflip:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         images = random_hflip(images, gen)

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dae.data.formats import DataFormatError
+from dae.data.images import load_images
+from dae.errors import ConfigError
 from dae.train.checkpoint import atomic_write
-
-KEYS = ("train_images", "train_labels", "test_images", "test_labels", "classes", "name")
 
 
 def _subset(images, labels, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`n` images drawn without replacement (seeded), in their original order."""
     if n > len(images):
-        raise ValueError(f"asked for {n} images, the split has {len(images)}")
+        raise ConfigError(f"asked for {n} images, the split has {len(images)}")
     index = np.sort(np.random.default_rng(seed).permutation(len(images))[:n])
     return images.numpy()[index], labels.numpy()[index].astype(np.int64)
 
@@ -31,10 +30,8 @@ def pack_images(
     name: str, out: Path, n_train: int, n_test: int, root: str | None = None, seed: int = 0
 ) -> dict[str, tuple[int, ...]]:
     """Write a seeded subset of dataset `name` (train and test splits) to `out` (.npz)."""
-    from dae.data.images import load_images
-
     if out.suffix != ".npz":
-        raise ValueError(f"--out must end in .npz, got {out}")
+        raise ConfigError(f"--out must end in .npz, got {out}")
     train, test = load_images(name, "train", root), load_images(name, "test", root)
     train_x, train_y = _subset(train.images, train.labels, n_train, seed)
     test_x, test_y = _subset(test.images, test.labels, n_test, seed + 1)
@@ -53,24 +50,3 @@ def pack_images(
 
     atomic_write(out, write)
     return {k: v.shape for k, v in arrays.items()}
-
-
-def read_packed(path: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(uint8 images, int64 labels, classes) of `split` ('train' or 'test') from a packed file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"packed data file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in KEYS if k not in f.files]
-            if missing:
-                raise DataFormatError(f"{path}: not a `dae data pack` file (missing {missing})")
-            packed_name = str(f["name"])
-            if packed_name != name:
-                raise DataFormatError(f"{path} holds {packed_name!r}, the config asks for {name!r}")
-            images, labels = f[f"{split}_images"], f[f"{split}_labels"]
-            classes = [str(c) for c in f["classes"]]
-    except (ValueError, OSError) as err:  # not a zip / corrupt member
-        raise DataFormatError(f"{path}: unreadable packed data ({err})") from None
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
-        raise DataFormatError(f"{path}: {split} images must be uint8 (N, C, H, W) with N labels")
-    return images, labels.astype(np.int64), classes

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from dae.data.images import ImageDataConfig, load_from_config, load_images
+from dae.data.images import ImageDataConfig, load_images, load_in_memory
 from dae.data.toy import ToyDataConfig, make_toy_data
 from dae.data.transforms import save_grid, to_float, to_uint8
 from dae.errors import ConfigError, UnknownNameError
@@ -215,7 +215,7 @@ def score_samples(
     """Generation metrics (FD, IS, KD, precision/recall) of uint8 samples `(N, C, H, W)` (or their
     `.npz`) against a split of `data` (FID-style: the training split by default, features cached)."""
     images = samples if isinstance(samples, torch.Tensor) else load_samples(samples)
-    ref = load_from_config(dataclasses.replace(data, split=split))
+    ref = load_in_memory(dataclasses.replace(data, split=split))
     spec = features or default_features(data.name)
     ext = build_features(spec, root=data.root, train_if_missing=train_features)
     real = reference_features(ext, ref.images, f"{data.name}-{split}")

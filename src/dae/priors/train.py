@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from dae.data.images import ImageDataConfig, load_from_config
+from dae.data.images import ImageDataConfig, load_in_memory
 from dae.errors import CheckpointError
 from dae.experiments import get_kind
 from dae.experiments.train import train
@@ -32,7 +32,7 @@ def build_cache(
             "a prior can start from a checkpoint only in DAE stage 2, when the encoder is frozen. "
             "Wait for the final weights or pass cache.ae_weights=final"
         )
-    dataset = load_from_config(data)
+    dataset = load_in_memory(data)
     cache = encode_dataset(
         ae.model, ae.source, dataset.images, dataset.labels, dataset.classes, cfg, device
     )

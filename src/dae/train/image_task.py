@@ -17,11 +17,13 @@ from torch import nn
 
 from dae.autoencoder.image import ImageAutoencoder
 from dae.autoencoder.kl import KLAutoencoder, KLAutoencoderConfig
+from dae.autoencoder.pretrained import check_init_for_schedule, load_pretrained
 from dae.autoencoder.vqgan import VQGAN, VQGANConfig
 from dae.config import ConfigError, check
 from dae.data.images import ImageDataConfig, LabelledImages, float_batch, load_from_config
 from dae.data.sampler import EpochSampler
-from dae.data.transforms import save_grid, to_uint8
+from dae.data.stream import LogSkippedImages, SkippedImages, StreamImages, stream_loader
+from dae.data.transforms import save_grid, to_float, to_uint8
 from dae.losses.discriminator import DiscriminatorConfig, PatchDiscriminator
 from dae.losses.equivariance import equivariance_loss
 from dae.losses.gan import adaptive_weight, discriminator_loss, generator_loss
@@ -63,6 +65,9 @@ class VQGANExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: ImageLogConfig = field(default_factory=ImageLogConfig)
 
+    def __post_init__(self) -> None:
+        check_init_for_schedule(self.model.init_from, self.schedule.mode)
+
 
 @dataclass
 class KLExperimentConfig:
@@ -76,6 +81,9 @@ class KLExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: ImageLogConfig = field(default_factory=ImageLogConfig)
 
+    def __post_init__(self) -> None:
+        check_init_for_schedule(self.model.init_from, self.schedule.mode)
+
 
 class ImageTask(Task):
     """Shared VQGAN / KL-AE training: data, discriminator, GAN terms, grids. Subclasses add the
@@ -83,7 +91,9 @@ class ImageTask(Task):
 
     model: ImageAutoencoder
 
-    def __init__(self, cfg: Any, model: ImageAutoencoder, data: LabelledImages | None = None):
+    def __init__(
+        self, cfg: Any, model: ImageAutoencoder, data: LabelledImages | StreamImages | None = None
+    ):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
         self.data = data if data is not None else load_from_config(cfg.data)
@@ -92,6 +102,10 @@ class ImageTask(Task):
         self.sampler = EpochSampler(
             len(self.data), cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size
         )
+        self.stream = stream_loader(self.data, self.sampler, cfg.data, cfg.train, self.device)
+        self.skipped = SkippedImages()
+        if cfg.model.init_from:
+            load_pretrained(model, cfg.model.init_from)
         self.model = model.to(self.device)
         self.disc = PatchDiscriminator(cfg.model.in_channels, cfg.disc.ndf, cfg.disc.n_layers)
         self.disc.to(self.device)
@@ -105,6 +119,8 @@ class ImageTask(Task):
 
     # -- the trainer's interface ------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
+        if self.stream is not None and self.cfg.data.on_bad_image == "skip":
+            return {"model": self.model, "disc": self.disc, "skipped_images": self.skipped}
         return {"model": self.model, "disc": self.disc}
 
     def extra_ae_parameters(self) -> list[nn.Parameter]:
@@ -136,8 +152,11 @@ class ImageTask(Task):
         return [self.ae, self.disc_train]
 
     def batch(self, step: int) -> torch.Tensor:
-        index = self.sampler.indices(step)
-        x = float_batch(self.data, index, self.cfg.data.hflip, seed=self.cfg.train.seed + step)
+        if self.stream is not None:
+            x = to_float(self.stream.batch(step))
+        else:
+            index = self.sampler.indices(step)
+            x = float_batch(self.data, index, self.cfg.data.hflip, seed=self.cfg.train.seed + step)
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x.to(self.device, non_blocking=True)
@@ -152,6 +171,8 @@ class ImageTask(Task):
         hooks: list[Any] = [ReconstructionGrid(self)] if self.cfg.log.image_every else []
         if self.cfg.log.test_every:
             hooks.append(TestReconstruction(self))
+        if "skipped_images" in self.modules():
+            hooks.append(LogSkippedImages(self.stream, self.skipped))
         return hooks
 
     # -- losses -----------------------------------------------------------------------------------
@@ -277,8 +298,8 @@ class KLTask(ImageTask):
         self.cfg.model.scaling_factor = self.model.measure_scaling_factor(batches)
 
 
-def _check_images(data: LabelledImages, model_cfg: Any) -> None:
-    _, c, h, w = data.images.shape
+def _check_images(data: LabelledImages | StreamImages, model_cfg: Any) -> None:
+    c, h, w = data.image_shape
     if c != model_cfg.in_channels:
         raise ConfigError("model.in_channels", f"is {model_cfg.in_channels}, the images have {c}")
     if h != model_cfg.resolution or w != model_cfg.resolution:
@@ -332,7 +353,7 @@ class TestReconstruction:
         test = load_from_config(replace(cfg.data, split="test", val_fraction=0.0))
         gen = torch.Generator().manual_seed(0)  # the same subset for every run and seed
         index = torch.randperm(len(test), generator=gen)[: cfg.log.test_images]
-        self.images = test.subset(index)
+        self.images = test.subset(index)  # a streamed split keeps file names, decoded per use
 
     @torch.no_grad()
     def __call__(self, trainer: Any, logs: dict[str, float]) -> None:
