@@ -10,11 +10,12 @@ import yaml
 from dae.cli import add_overrides
 from dae.config import ConfigError, to_dict
 from dae.experiments import load_experiment_config
+from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule
 from dae.train.checkpoint import atomic_write
 from dae.train.distributed import barrier, init_distributed, shutdown
 from dae.train.export import save_weights
-from dae.train.trainer import Trainer, prepare_run_dir
+from dae.train.trainer import Trainer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     config = to_dict(cfg)
     # Under `torchrun` every process runs this; rank 0 alone touches the run folder.
     info = init_distributed(cfg.train.device)
+    lock = None
     try:
         if info.is_main:
-            prepare_run_dir(out, resume=args.resume, overwrite=args.overwrite)
+            lock = claim_run_dir(out, resume=args.resume, overwrite=args.overwrite)
             saved = out / "config.yaml"
             if args.resume and saved.is_file():
                 diff = _first_difference(config, yaml.safe_load(saved.read_text()))
@@ -86,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained {cfg.train.steps} steps; run folder: {out}")
         barrier()
     finally:
+        if lock is not None:
+            lock.release()
         shutdown()
     return 0

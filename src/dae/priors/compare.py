@@ -11,6 +11,7 @@ from dae.data.images import load_from_config
 from dae.priors.generate import sample_run, score_samples
 from dae.priors.models import load_prior_config
 from dae.priors.task import train_prior
+from dae.runsafety import check_out_path
 from dae.train.checkpoint import atomic_write, last_checkpoint
 
 
@@ -26,6 +27,7 @@ def compare_priors(
 ) -> list[dict[str, Any]]:
     """Train (or resume) a prior per autoencoder run, sample `n` images, score; one row per run."""
     out = Path(out)
+    check_out_path(out, ae_runs.values())
     rows = []
     for name, ae_run in ae_runs.items():
         kind, cfg = load_prior_config(config, overrides)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from dae.config import ConfigError, to_dict
 from dae.data.sampler import EpochSampler
 from dae.priors.cache import LatentCache, build_cache
+from dae.runsafety import claim_run_dir
 from dae.train.checkpoint import (
     CheckpointError,
     atomic_write,
@@ -39,7 +40,6 @@ from dae.train.trainer import (
     OptimConfig,
     TrainConfig,
     build_optimizer,
-    prepare_run_dir,
 )
 
 CHECKPOINT_VERSION = 1
@@ -211,13 +211,19 @@ def train_prior(
     overwrite: bool = False,
 ) -> PriorTrainer:
     """`dae train-prior`: cache the run's latents into `out` (once), train, export the weights."""
-    import yaml
-
     ae_run, out = Path(ae_run), Path(out)
     if not (ae_run / "config.yaml").is_file():
         raise FileNotFoundError(f"{ae_run} is not a dae run: no config.yaml")
     cfg.ae_run = str(ae_run)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    with claim_run_dir(out, resume=resume, overwrite=overwrite, inputs=[ae_run]):
+        return _train_prior_locked(kind, cfg, ae_run, out, resume)
+
+
+def _train_prior_locked(
+    kind: Any, cfg: Any, ae_run: Path, out: Path, resume: bool
+) -> PriorTrainer:
+    import yaml
+
     config = to_dict(cfg)
     saved = out / "config.yaml"
     if resume and saved.is_file() and yaml.safe_load(saved.read_text()) != config:

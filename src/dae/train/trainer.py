@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 
 from dae.autoencoder.base import DecoupledAutoencoder
 from dae.config import check
+from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule, Stage, StagePlan
 from dae.train.checkpoint import (
     CheckpointError,
@@ -147,18 +147,8 @@ def _split(batch: Any, parts: int) -> list[Any]:
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber an existing run unless asked; `--overwrite` moves nothing, it deletes."""
-    has_run = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
-    if has_run and not resume:
-        if not overwrite:
-            raise FileExistsError(
-                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite "
-                "to replace it"
-            )
-        shutil.rmtree(run_dir)
-    if resume and not last_checkpoint(run_dir).is_file():
-        raise CheckpointError(f"--resume: no checkpoint at {last_checkpoint(run_dir)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """`claim_run_dir` without holding the lock (library use); the CLI holds it for the run."""
+    claim_run_dir(run_dir, resume=resume, overwrite=overwrite).release()
 
 
 class Trainer:
