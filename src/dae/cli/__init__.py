@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"dae {args.command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(err, ConfigError | KeyError) else 1
-    except KeyboardInterrupt:
-        print(f"dae {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        detail = f" ({err})" if str(err) else ""  # a training loop says where it stopped
+        print(f"dae {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
 
 

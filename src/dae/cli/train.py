@@ -10,6 +10,7 @@ import yaml
 from dae.cli import add_overrides
 from dae.config import ConfigError, to_dict
 from dae.experiments import load_experiment_config
+from dae.provenance import first_difference, pin_paths
 from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule
 from dae.train.checkpoint import atomic_write
@@ -36,19 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _first_difference(a: object, b: object, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            diff = _first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
-            if diff:
-                return diff
-        return None
-    return None if a == b else f"{prefix}: {b!r} in the run, {a!r} now"
-
-
 def run(args: argparse.Namespace) -> int:
     kind, cfg = load_experiment_config(args.config, args.overrides)
     out = args.out or Path("runs") / Path(args.config).stem
+    pin_paths(cfg)  # an absolute data.root: evaluate/cache read the same data from anywhere
     config = to_dict(cfg)
     # Under `torchrun` every process runs this; rank 0 alone touches the run folder.
     info = init_distributed(cfg.train.device)
@@ -58,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             lock = claim_run_dir(out, resume=args.resume, overwrite=args.overwrite)
             saved = out / "config.yaml"
             if args.resume and saved.is_file():
-                diff = _first_difference(config, yaml.safe_load(saved.read_text()))
+                diff = first_difference(config, yaml.safe_load(saved.read_text()))
                 if diff:
                     raise ConfigError(
                         diff.split(":")[0], f"differs from the run being resumed ({diff})"

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dae.config import to_dict
 from dae.data.images import load_from_config
 from dae.priors.generate import sample_run, score_samples
 from dae.priors.models import load_prior_config
 from dae.priors.task import train_prior
-from dae.runsafety import check_out_path
+from dae.provenance import latents_made_from, pin_paths, stale_prior_run
+from dae.runsafety import check_out_path, holds_run
 from dae.train.checkpoint import atomic_write, last_checkpoint
 
 
@@ -32,9 +34,15 @@ def compare_priors(
     for name, ae_run in ae_runs.items():
         kind, cfg = load_prior_config(config, overrides)
         prior_dir = out / name
-        if not (prior_dir / "prior.safetensors").is_file():
-            resume = last_checkpoint(prior_dir).is_file()
-            train_prior(kind, cfg, ae_run, prior_dir, resume=resume)
+        # Reuse a prior only if this config on this autoencoder made it; else train it again.
+        pin_paths(cfg, ae_run)
+        stale = stale_prior_run(prior_dir, to_dict(cfg), latents_made_from(ae_run, cfg))
+        if stale or not (prior_dir / "prior.safetensors").is_file():
+            resume = last_checkpoint(prior_dir).is_file() and not stale
+            if stale and holds_run(prior_dir):
+                print(f"{prior_dir}: made by another config or autoencoder ({stale}); retraining")
+            overwrite = holds_run(prior_dir) and not resume
+            train_prior(kind, cfg, ae_run, prior_dir, resume=resume, overwrite=overwrite)
         info = sample_run(prior_dir, n, prior_dir / "samples", seed, overrides=overrides)
         row: dict[str, Any] = {"run": name, "ae_run": str(ae_run), "n": n, **_final_loss(prior_dir)}
         if features:

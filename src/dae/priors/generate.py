@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch import nn
 
-from dae.config import apply_overrides, from_dict
+from dae.config import ConfigError, apply_overrides, from_dict
 from dae.data.transforms import to_uint8
 from dae.priors.cache import (
     LoadedAutoencoder,
@@ -178,6 +178,12 @@ def sample_run(
     """`dae sample`: load the prior and its autoencoder, sample `n` images, write them to `out`."""
     run = load_prior_run(run_dir, overrides)
     device = device or run.cfg.train.device
+    if not (Path(run.cfg.ae_run) / "config.yaml").is_file():
+        raise ConfigError(
+            "ae_run",
+            f"{run.cfg.ae_run} (in {Path(run_dir) / 'config.yaml'}) is not a dae run, seen from "
+            f"{Path.cwd()}; runs made now store it absolute",
+        )
     ae = load_autoencoder(run.cfg.ae_run, ae_weights)
     images, labels = generate_samples(run, ae, n, seed, device)
     info = {

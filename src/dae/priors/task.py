@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from dae.config import ConfigError, to_dict
 from dae.data.sampler import EpochSampler
 from dae.priors.cache import LatentCache, build_cache
+from dae.provenance import latents_made_from, pin_paths, stale_latents, stale_prior_run
 from dae.runsafety import claim_run_dir
 from dae.train.checkpoint import (
     CheckpointError,
@@ -33,6 +34,7 @@ from dae.train.checkpoint import (
     save_checkpoint,
 )
 from dae.train.export import save_weights
+from dae.train.interrupt import StepBoundaryInterrupt
 from dae.train.logger import MetricsLogger
 from dae.train.trainer import (
     EMA,
@@ -143,19 +145,18 @@ class PriorTrainer:
             dynamic_ncols=True,
         )
         try:
-            while self.step < cfg.steps:
-                logs = self._train_step()
-                self.step += 1
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    logger.log(self.step, {k: v for k, v in logs.items() if math.isfinite(v)})
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:2]})
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
-                    self.save()
-            self.save()
-        except KeyboardInterrupt:
-            self.save()
-            raise
+            with StepBoundaryInterrupt() as interrupt:
+                while self.step < cfg.steps:
+                    logs = self._train_step()
+                    self.step += 1
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        logger.log(self.step, {k: v for k, v in logs.items() if math.isfinite(v)})
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:2]})
+                    interrupt.stop_if_asked(self.save, self.step, self.run_dir)
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                        self.save()
+                self.save()
         finally:
             bar.close()
             logger.close()
@@ -172,6 +173,7 @@ class PriorTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         logs: dict[str, float] = {}
         for x, y in zip(latents.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum), strict=True):
+            weight = len(x) / len(latents)  # uneven micro-batches average like one batch
             loss, parts = self.prior.loss(x.to(self.device), y.to(self.device), gen)
             if not torch.isfinite(loss):
                 if cfg.on_nan == "stop":
@@ -181,9 +183,9 @@ class PriorTrainer:
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 return {"skipped_nonfinite": 1.0}
-            (loss / cfg.grad_accum).backward()
+            (loss * weight).backward()
             for key, value in parts.items():
-                logs[key] = logs.get(key, 0.0) + value / cfg.grad_accum
+                logs[key] = logs.get(key, 0.0) + value * weight
         if self.optim_cfg.grad_clip > 0:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.optim_cfg.grad_clip))
@@ -214,27 +216,31 @@ def train_prior(
     ae_run, out = Path(ae_run), Path(out)
     if not (ae_run / "config.yaml").is_file():
         raise FileNotFoundError(f"{ae_run} is not a dae run: no config.yaml")
-    cfg.ae_run = str(ae_run)
+    pin_paths(cfg, ae_run)  # absolute: `dae sample` then works from any working directory
     with claim_run_dir(out, resume=resume, overwrite=overwrite, inputs=[ae_run]):
         return _train_prior_locked(kind, cfg, ae_run, out, resume)
 
 
-def _train_prior_locked(
-    kind: Any, cfg: Any, ae_run: Path, out: Path, resume: bool
-) -> PriorTrainer:
+def _train_prior_locked(kind: Any, cfg: Any, ae_run: Path, out: Path, resume: bool) -> PriorTrainer:
     import yaml
 
     config = to_dict(cfg)
     saved = out / "config.yaml"
-    if resume and saved.is_file() and yaml.safe_load(saved.read_text()) != config:
-        raise ConfigError("config", f"differs from the run being resumed ({saved})")
-    atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
+    made_from = latents_made_from(ae_run, cfg)
     cache_path = out / "latents.safetensors"
-    if cache_path.is_file():
-        cache = LatentCache.load(cache_path)
-    else:
+    if resume and (stale := stale_prior_run(out, config, made_from)):
+        raise ConfigError(
+            "config", f"differs from the run being resumed in {out}: {stale}; use --overwrite"
+        )
+    atomic_write(saved, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))
+    if stale := stale_latents(cache_path, made_from):
+        if cache_path.is_file():
+            print(f"{cache_path}: not made by this config and autoencoder ({stale}); re-encoding")
         cache = build_cache(ae_run, cfg.data, cfg.cache, cfg.train.device)
+        cache.meta["made_from"] = made_from
         cache.save(cache_path)
+    else:
+        cache = LatentCache.load(cache_path)
     shape = cache.meta["latent_shape"]
     print(f"latents: {len(cache)} x {shape} ({cache.kind}) from {cache.meta['ae_source']}")
     torch.manual_seed(cfg.train.seed)

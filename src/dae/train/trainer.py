@@ -41,6 +41,7 @@ from dae.train.distributed import (
     resolve_device,
     set_device_rng_state,
 )
+from dae.train.interrupt import StepBoundaryInterrupt
 from dae.train.logger import MetricsLogger
 from dae.train.optim import EMA, OptimConfig, build_optimizer  # noqa: F401  (re-exported)
 from dae.train.precision import autocast_dtype
@@ -76,6 +77,12 @@ class TrainConfig:
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.grad_accum >= 1, "grad_accum", f"must be >= 1, got {self.grad_accum}")
+        check(
+            self.grad_accum <= self.batch_size,
+            "grad_accum",
+            f"must be <= batch_size ({self.batch_size}): each micro-batch needs a sample, "
+            f"got {self.grad_accum}",
+        )
         check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         check(self.ckpt_every >= 0, "ckpt_every", f"must be >= 0, got {self.ckpt_every}")
         check(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
@@ -144,6 +151,13 @@ def _split(batch: Any, parts: int) -> list[Any]:
         return list(batch.chunk(parts))
     chunks = [b.chunk(parts) if isinstance(b, torch.Tensor) else [b] * parts for b in batch]
     return [type(batch)(c[i] for c in chunks) for i in range(parts)]
+
+
+def _batch_size(batch: Any) -> int:
+    """Samples in a tensor batch, or in the first tensor of a tuple/list batch."""
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    return next(len(b) for b in batch if isinstance(b, torch.Tensor))
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -278,14 +292,13 @@ class Trainer:
             unit="step",
         )
         try:
-            while self.step < cfg.steps:
-                self._train_step(logger, bar)
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
-                    self.save()
-            self.save()
-        except KeyboardInterrupt:
-            self.save()  # the step counter points at the first unfinished step
-            raise
+            with StepBoundaryInterrupt() as interrupt:
+                while self.step < cfg.steps:
+                    self._train_step(logger, bar)
+                    interrupt.stop_if_asked(self.save, self.step, self.run_dir)
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                        self.save()
+                self.save()
         finally:
             bar.close()
             logger.close()
@@ -317,7 +330,11 @@ class Trainer:
             finite, active = True, True
             # With grad_accum > 1 DDP all-reduces after every micro-batch; the sum is the same
             # as with `no_sync()` on all but the last, which would need the task's wrappers here.
-            for micro in _split(batch, cfg.grad_accum):
+            micros = _split(batch, cfg.grad_accum)
+            sizes = [_batch_size(m) for m in micros]
+            for micro, size in zip(micros, sizes, strict=True):
+                # Weighted by size: uneven splits (10 into 4: 3, 3, 3, 1) average like one batch.
+                weight = size / sum(sizes)
                 with autocast:
                     loss, parts = self.task.loss(name, micro, ctx)
                 if loss is None:
@@ -326,9 +343,9 @@ class Trainer:
                 if not torch.isfinite(loss):
                     finite = False
                     break
-                self.scaler.scale(loss / cfg.grad_accum).backward()
+                self.scaler.scale(loss * weight).backward()
                 for key, value in parts.items():
-                    logs[key] = logs.get(key, 0.0) + value / cfg.grad_accum
+                    logs[key] = logs.get(key, 0.0) + value * weight
             if not finite:
                 if cfg.on_nan == "stop":
                     raise NonFiniteLossError(
