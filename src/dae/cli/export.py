@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def export_diffusers(run_dir: Path, out: Path, ema: bool = False) -> Path:
     """Write `out` (config.json + diffusion_pytorch_model.safetensors) from the run in `run_dir`."""
+    if out.exists() and not out.is_dir():  # diffusers would log an error and write nothing
+        raise FileExistsError(f"--out {out}: is a file; give a folder for the diffusers model")
     state, config = load_weights(run_dir / "model.safetensors")
     if ema:
         ckpt = last_checkpoint(run_dir)

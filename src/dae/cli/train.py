@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
@@ -78,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
         if info.is_main:
             save_weights(out / "model.safetensors", task.model, to_dict(cfg))
             print(f"trained {cfg.train.steps} steps; run folder: {out}")
+            if trainer.skipped_steps:
+                print(
+                    f"warning: {trainer.skipped_steps} of {cfg.train.steps} steps were skipped "
+                    "for a non-finite loss (train.on_nan=skip); their updates are missing from "
+                    "these weights",
+                    file=sys.stderr,
+                )
         barrier()
     finally:
         if lock is not None:

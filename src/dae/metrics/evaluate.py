@@ -58,8 +58,12 @@ class EvalData:
         return to_float(x) if x.dtype == torch.uint8 else x
 
 
-def load_run(run_dir: Path) -> tuple[Any, Any]:
-    """(config, task) of a run, with the trained weights loaded into `task.model` (eval mode)."""
+def load_run(run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(config, task, which weights) of a run, the weights loaded into `task.model` (eval mode).
+
+    Which weights: `{"weights": "final", "step": N}` from `model.safetensors` (the trained model,
+    not its EMA), or `"checkpoint"` with the step and stage of an unfinished run's `last.pt`.
+    """
     from dae.experiments import load_experiment_config
     from dae.schedule import DAESchedule
     from dae.train.checkpoint import load_checkpoint, load_state
@@ -73,12 +77,16 @@ def load_run(run_dir: Path) -> tuple[Any, Any]:
     weights = run_dir / "model.safetensors"
     if weights.is_file():
         state, _ = load_weights(weights)
+        which = {"weights": "final", "file": weights.name, "step": cfg.train.steps}
     else:
-        state = load_checkpoint(last_checkpoint(run_dir))["modules"]["model"]
+        payload = load_checkpoint(last_checkpoint(run_dir))
+        state = payload["modules"]["model"]
+        which = {"weights": "checkpoint", "file": "checkpoints/last.pt", "step": payload["step"]}
+        which["stage"] = payload.get("stage")
     load_state(task.model, state, f"model of {run_dir}")
     task.model.eval()
     task.model.use_aux_decoder = False  # measure the final (full) decoder
-    return cfg, task
+    return cfg, task, which
 
 
 def eval_data(cfg: Any, task: Any, opts: EvalOptions) -> EvalData:
@@ -126,17 +134,21 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if unknown:
         raise KeyError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_GROUPS)}")
     run_dir = Path(run_dir)
-    cfg, task = load_run(run_dir)
+    cfg, task, which = load_run(run_dir)
+    if which["weights"] != "final":
+        log(f"{run_dir} is unfinished: measuring {which['file']} at step {which['step']}")
     model, data = task.model, eval_data(cfg, task, opts)
     torch.manual_seed(0)
     result: dict[str, Any] = {
         "run": str(run_dir),
+        **which,
         "data": data.dataset,
         "n": len(data.test_x),
         "metrics": {},
         "skipped": {},
         "seconds": {},
     }
+    result = _merge_with_earlier(run_dir, result, log)
     metrics, skipped, seconds = result["metrics"], result["skipped"], result["seconds"]
     t0 = time.time()
     x_test = data.as_input(data.test_x)
@@ -211,6 +223,22 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     return result
 
 
+def _merge_with_earlier(run_dir: Path, result: dict[str, Any], log) -> dict[str, Any]:
+    """Start from the earlier `eval.json` of the same weights, so that measuring one group
+    (`--metrics recon`) keeps the others; an evaluation of other weights is replaced whole."""
+    earlier = read_eval(run_dir)
+    same = earlier and all(
+        earlier.get(k) == result[k] for k in ("weights", "step", "data", "n") if k in result
+    )
+    if not same:
+        if earlier:
+            log(f"{run_dir / 'eval.json'}: measured other weights or data; starting it afresh")
+        return result
+    for key in ("metrics", "skipped", "seconds"):
+        result[key] = {**earlier.get(key, {}), **result[key]}
+    return {**earlier, **result}
+
+
 def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics: dict, log):
     """Reconstruction-FD family: features of reconstructions vs the (cached) real test features."""
     from dae.data.transforms import to_uint8
@@ -267,6 +295,17 @@ def load_samples(path: str | Path) -> torch.Tensor:
         raise ConfigError(
             "samples", f"{path}: expected uint8 (N, C, H, W) images, got {arr.dtype} {arr.shape}"
         )
+    if arr.shape[1] not in (1, 3):
+        hint = (
+            "; it looks channel-last (N, H, W, C): save arr.transpose(0, 3, 1, 2)"
+            if arr.shape[-1] in (1, 3)
+            else ""
+        )
+        raise ConfigError(
+            "samples", f"{path}: expected (N, C, H, W) with 1 or 3 channels, got {arr.shape}{hint}"
+        )
+    if len(arr) < 2:
+        raise ConfigError("samples", f"{path}: {len(arr)} image(s); distribution metrics need >= 2")
     return torch.from_numpy(arr)
 
 

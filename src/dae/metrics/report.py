@@ -93,7 +93,12 @@ def plot_curves(
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    # One legend for the figure: a run missing from the first panel's metric is still named.
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
     fig.suptitle(
         f"{title} (shaded: stages of {labels[shaded]}: stage 1 orange, stage 2 blue; "
         "dashed: other runs' stage changes)",
@@ -155,6 +160,14 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
+def _weights(evaluation: dict[str, Any]) -> str:
+    """`final @ step 400` or `checkpoint @ step 200 (stage1)`; `?` for an older eval.json."""
+    if "weights" not in evaluation:
+        return "?"
+    stage = f" ({evaluation['stage']})" if evaluation.get("stage") else ""
+    return f"{evaluation['weights']} @ step {evaluation['step']}{stage}"
+
+
 def write_report(runs: list[Path], out: Path) -> Path:
     """Write `out/report.md` and its PNGs; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -171,6 +184,8 @@ def write_report(runs: list[Path], out: Path) -> Path:
             "",
             "| metric | " + " | ".join(labels[r] for r in measured) + " |",
             "|---|" + "---:|" * len(measured),
+            # Which weights were measured: an unfinished run's checkpoint is not a final model.
+            "| weights | " + " | ".join(_weights(e) for e in measured.values()) + " |",
         ]
         for c in columns:
             lines.append(

@@ -195,6 +195,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.samples_per_s: float | None = None  # moving average, shown on the progress bar
         self.step = 0
+        self.saved_step: int | None = None  # step of the checkpoint on disk, if any
+        self.skipped_steps = 0  # steps whose update on_nan=skip dropped
         self.plan: StagePlan | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.opt_stage: Stage | None = None
@@ -221,6 +223,7 @@ class Trainer:
             "rng": host_rng_state(),
             "rng_ranks": gather_objects(device_rng_state(self.device)),
             "scaler": self.scaler.state_dict(),
+            "skipped_steps": self.skipped_steps,
             "config": self.config,
         }
 
@@ -231,6 +234,7 @@ class Trainer:
             if self.dist.is_main:
                 save_checkpoint(self.ckpt_path, state)
             barrier()
+            self.saved_step = self.step
 
     def _load_last(self) -> dict[str, Any]:
         payload = load_checkpoint(self.ckpt_path)
@@ -244,7 +248,8 @@ class Trainer:
             load_state(module, payload["modules"][name], f"{name} in {self.ckpt_path}")
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.shadow = payload["ema"]
-        self.step = int(payload["step"])
+        self.step = self.saved_step = int(payload["step"])
+        self.skipped_steps = int(payload.get("skipped_steps", 0))
         restore_host_rng_state(payload["rng"])
         ranks = payload.get("rng_ranks") or []
         if len(ranks) == self.dist.world_size:
@@ -270,6 +275,18 @@ class Trainer:
                 opt.load_state_dict(resumed["optimizers"][name])
         self.opt_stage = stage
         self._resume_payload = None
+
+    def _nan_message(self, name: str, step: int, stage: Stage) -> str:
+        # 1-based, like the log's `step` (steps completed once this one is).
+        where = ""
+        if self.run_dir is not None and self.saved_step is not None:
+            where = (
+                f"; the last good checkpoint (step {self.saved_step}) is kept at "
+                f"{self.ckpt_path}, --resume continues from it"
+            )
+        elif self.run_dir is not None:
+            where = "; no checkpoint was written yet, so there is nothing to resume"
+        return f"non-finite {name!r} loss in step {step + 1} ({stage}); stopped{where}"
 
     def _lr_scale(self, stage_step: int) -> float:
         warm = self.optim_cfg.warmup_steps
@@ -348,11 +365,7 @@ class Trainer:
                     logs[key] = logs.get(key, 0.0) + value * weight
             if not finite:
                 if cfg.on_nan == "stop":
-                    raise NonFiniteLossError(
-                        f"non-finite {name!r} loss at step {step} ({plan.stage}); stopped, the last "
-                        f"good checkpoint is kept"
-                        + (f" at {self.ckpt_path}" if self.run_dir else "")
-                    )
+                    raise NonFiniteLossError(self._nan_message(name, step, plan.stage))
                 opt.zero_grad(set_to_none=True)
                 logs["skipped_nonfinite"] = 1.0
                 continue
@@ -366,6 +379,7 @@ class Trainer:
                 logs[f"grad_norm/{name}"] = float(gn)
             self.scaler.step(opt)
         self.scaler.update()
+        self.skipped_steps += int("skipped_nonfinite" in logs)
         if self.ema is not None:
             self.ema.update(self.task.model)
         self.step += 1
