@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from dae.config import ConfigError
+from dae.data.download import DownloadError
 from dae.data.formats import DataFormatError
 from dae.train.checkpoint import CheckpointError
 from dae.train.trainer import NonFiniteLossError
@@ -36,7 +38,12 @@ USER_ERRORS = (
     IsADirectoryError,
     PermissionError,
     DataFormatError,
+    DownloadError,
 )
+
+
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
+_ASKED = re.compile(r"tried to allocate [0-9.]+ ?\w+", re.IGNORECASE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"dae {args.command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(err, ConfigError | KeyError) else 1
+    except (MemoryError, RuntimeError) as err:
+        # An impossible size (model.ch=100000, a huge batch) fails in an allocation: one line.
+        text = str(err)
+        if not isinstance(err, MemoryError) and not _OUT_OF_MEMORY.search(text):
+            raise
+        asked = _ASKED.search(text)
+        detail = asked.group(0) if asked else text.splitlines()[0] if text else "MemoryError"
+        print(
+            f"dae {args.command}: error: out of memory ({detail}); reduce the model size or "
+            "train.batch_size",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt as err:
         detail = f" ({err})" if str(err) else ""  # a training loop says where it stopped
         print(f"dae {args.command}: interrupted{detail}", file=sys.stderr)

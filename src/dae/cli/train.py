@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     kind, cfg = load_experiment_config(args.config, args.overrides)
+    if args.lipschitz_every < 0 or args.lipschitz_every % cfg.train.log_every:
+        # Checked now, not at the first measurement after training has started.
+        raise ConfigError(
+            "--lipschitz-every",
+            f"must be a multiple of train.log_every ({cfg.train.log_every}), got "
+            f"{args.lipschitz_every}",
+        )
     out = args.out or Path("runs") / Path(args.config).stem
     pin_paths(cfg)  # an absolute data.root: evaluate/cache read the same data from anywhere
     config = to_dict(cfg)

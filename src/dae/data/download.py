@@ -27,6 +27,10 @@ BASE_URLS = {
 }
 
 
+class DownloadError(OSError):
+    """A download failed (offline, a proxy, a wrong --base-url); the message names the URL."""
+
+
 def md5sum(path: Path) -> str:
     """Hex MD5 of a file, read in 1 MiB blocks."""
     h = hashlib.md5()
@@ -45,7 +49,11 @@ def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:
                 while block := resp.read(1 << 20):
                     f.write(block)
         except (urllib.error.URLError, OSError) as err:
-            raise OSError(f"download of {url} failed: {err}") from None
+            # A user-fixable error (offline, proxy, wrong --base-url): one line, no traceback.
+            raise DownloadError(
+                f"download of {url} failed ({err}); offline? copy the files into the data "
+                "folder by hand (docs/data.md)"
+            ) from None
         got = md5sum(tmp)
         if got != md5:
             raise DataFormatError(f"{url}: MD5 {got} does not match the published {md5}; not saved")

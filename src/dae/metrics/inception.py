@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dae.data.formats import DataFormatError
+
 # SHA-256 of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (its URL carries the first 8 hex).
 INCEPTION_SHA256_PREFIX = "6726825d"
 
@@ -229,7 +231,7 @@ def load_inception(
         )
     digest = sha256_file(path)
     if sha256 and not digest.startswith(sha256):
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: SHA-256 {digest} does not match the expected {sha256}...; wrong or corrupt file"
         )
     if path.suffix == ".safetensors":
@@ -244,7 +246,7 @@ def load_inception(
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in unexpected if not k.startswith("AuxLogits.")]
     if missing or unexpected:
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: not the FID Inception layout (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     return net.eval().requires_grad_(False)
