@@ -126,3 +126,39 @@ def test_second_live_resume_is_refused_and_a_stale_lock_is_not(tmp_path, capsys)
     assert main([*TOY, "--set", "train.ckpt_every=2", "--out", str(run), "--resume"]) == 0
     with RunLock(run):  # and the resumed run released it
         pass
+
+
+def test_resume_says_where_and_removes_a_killed_writers_temporaries(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [*TOY, "--set", "train.ckpt_every=2", "--out", str(run)]
+    assert main(args) == 0
+    stale = run / ".model.safetensors.k1ll3d.tmp"  # what a kill during the final save leaves
+    stale.write_bytes(b"half")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert "resuming " + str(run) + " from step 4 of 4" in capsys.readouterr().out
+    assert not stale.exists()
+
+
+def test_files_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert main([*TOY, "--out", str(tmp_path / "run")]) == 0
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.yaml", "checkpoints/last.pt"):
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_reproduce_toy_never_overwrites_silently(tmp_path, capsys):
+    out = tmp_path / "toy"
+    args = ["reproduce", "toy", "--seeds", "2", "--workers", "1", "--out", str(out)]
+    for item in ("train.steps=4", "data.n_train=256", "data.n_test=64", "train.batch_size=32"):
+        args += ["--set", item]
+    assert main(args) == 0
+    (out / "results.json").write_text("my earlier results")
+    assert main(args) == 1
+    assert "already holds results" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == "my earlier results"
+    assert main([*args, "--overwrite"]) == 0
+    assert (out / "results.json").read_text() != "my earlier results"

@@ -35,6 +35,15 @@ RUN_FILES = (
     "eval_recon.png",
     "latents.png",
 )
+# Files only a lock holder (train, train-prior) writes, so a temporary of theirs found after
+# taking the lock was left by a killed process. (`dae evaluate` writes eval.json without the lock.)
+LOCKED_WRITES = (
+    "config.yaml",
+    "model.safetensors",
+    "latents.safetensors",
+    "prior.safetensors",
+    "prior_ema.safetensors",
+)
 RUN_FOLDERS = {
     "checkpoints": ("last.pt", ".*.tmp"),
     "tb": ("events.out.tfevents.*",),
@@ -162,4 +171,7 @@ def claim_run_dir(
     lock = RunLock(run_dir)
     if existing and overwrite:
         remove_run_files(run_dir)
+    for name in LOCKED_WRITES:  # temporaries of a killed writer; with the lock, none is live
+        for tmp in run_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
     return lock

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             hooks=hooks,
         )
+        if args.resume and info.is_main:
+            print(f"resuming {out} from step {trainer.step} of {cfg.train.steps}")
         trainer.fit()
         task.finish()  # may fill in measured config values (a KL-AE's scaling_factor)
         if info.is_main:

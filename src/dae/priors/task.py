@@ -248,6 +248,8 @@ def _train_prior_locked(kind: Any, cfg: Any, ae_run: Path, out: Path, resume: bo
     trainer = PriorTrainer(
         prior, cache, cfg.train, cfg.optim, out, config, resume, cfg.cache.sample_posterior
     )
+    if resume:
+        print(f"resuming {out} from step {trainer.step} of {cfg.train.steps}")
     trainer.fit()
     trainer.export()
     return trainer
