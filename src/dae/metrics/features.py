@@ -105,7 +105,7 @@ def classifier_features(
 ) -> FeatureExtractor:
     """dae's own classifier trained on dataset `arg` (trained and cached on first use)."""
     from dae.config import replace
-    from dae.metrics.classifier import PRESETS, get_classifier
+    from dae.metrics.classifier import PRESETS, get_classifier, preset_name
 
     if cfg is None:
         # "cifar10" or "cifar10:epochs=10,width=64" (overrides of the preset; they change the hash)
@@ -116,11 +116,12 @@ def classifier_features(
     net, info = get_classifier(cfg, root, train_if_missing)
     size = 28 if cfg.dataset == "mnist" else 32
     channels = 1 if cfg.dataset == "mnist" else 3
+    name = preset_name(cfg)  # a smaller preset's scores carry its name, never the full one's
     return FeatureExtractor(
-        f"classifier:{cfg.dataset}",
+        f"classifier:{name}",
         net,
         f"classifier-{cfg.dataset}-{cfg.key()}",
-        _names(f"classifier:{cfg.dataset}", False),
+        _names(f"classifier:{name}", False),
         channels,
         size,
         info,
