@@ -49,3 +49,18 @@ def test_reproduce_gan_quick_trains_the_named_quick_classifier(monkeypatch):
     assert preset_name(seen["cfg"]) == "cifar10-quick"  # its scores say so
     assert preset_name(PRESETS["cifar10"]) == "cifar10"
     assert classifier.PRESETS["cifar10-quick"].dataset == "cifar10"
+
+
+def test_large_pixel_features_warn_and_pixels_n_projects(capsys):
+    from dae.metrics.features import build_features
+    from dae.metrics.fid import frechet_distance
+
+    images = torch.randint(0, 256, (40, 3, 40, 40), dtype=torch.uint8)  # 4800-d pixels
+    build_features("pixels").extract(images)
+    assert "pixel features are 4800-d" in capsys.readouterr().err
+    proj = build_features("pixels:64")
+    a, b = proj.extract(images)["pool"], proj.extract(images)["pool"]
+    assert a.shape == (40, 64) and torch.equal(a, b)  # a fixed projection
+    assert proj.names["fd"] == "FD-pixels:64" and proj.key == "pixels-proj64"
+    assert frechet_distance(a, b) < 1e-3
+    assert capsys.readouterr().err == ""  # a projected extractor does not warn

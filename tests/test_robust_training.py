@@ -110,3 +110,53 @@ def test_batch_larger_than_the_dataset_is_one_line(tmp_path, capsys):
     assert "train.batch_size: 128 x 1 process(es) is more than the dataset's 64 items" in (
         capsys.readouterr().err
     )
+
+
+def test_tensorboard_has_each_step_once_after_a_resume(tmp_path):
+    from collections import Counter
+
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    from dae.config import to_dict
+
+    cfg = replace(
+        ToyExperimentConfig(),
+        [
+            *TINY,
+            "train.steps=12",
+            "train.ckpt_every=5",
+            "train.batch_size=16",
+            "train.tensorboard=true",
+        ],
+    )
+
+    class Crash(Exception):
+        """A kill after step 8: steps 6-8 were logged after the last checkpoint (step 5)."""
+
+    def fit(resume: bool, crash_at: int | None) -> None:
+        def crash(trainer, logs):
+            if trainer.step == crash_at:
+                raise Crash
+
+        trainer = Trainer(
+            ToyTask(cfg),
+            DAESchedule(cfg.schedule, 12),
+            cfg.train,
+            cfg.optim,
+            run_dir=tmp_path,
+            config=to_dict(cfg),
+            resume=resume,
+            hooks=[crash],
+        )
+        try:
+            trainer.fit()
+        except Crash:
+            pass
+
+    fit(resume=False, crash_at=8)
+    fit(resume=True, crash_at=None)
+    points = Counter()
+    for path in (tmp_path / "tb").glob("events.out.tfevents.*"):
+        for event in LegacyEventFileLoader(str(path)).Load():
+            points.update(event.step for v in event.summary.value if v.tag == "loss")
+    assert points == Counter(range(1, 13))  # every step once, none twice
