@@ -57,3 +57,33 @@ def test_channel_last_and_too_few_samples_are_refused(tmp_path):
         load_samples(path)
     np.savez(path, images=np.zeros((2, 3, 16, 16), np.uint8))
     assert load_samples(path).shape == (2, 3, 16, 16)
+
+
+def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch):
+    import yaml
+
+    from dae.metrics import report
+
+    runs = []
+    for name, kind, keys in [("vq-a", "vqgan", ("loss", "vq")), ("kl-b", "kl", ("loss", "kl"))]:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump({"kind": kind, "train": {}}))
+        rows = [{"step": s, "stage": "joint", **{k: float(s) for k in keys}} for s in (1, 2)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append(run)
+    (tmp_path / "vq-c").mkdir()  # a third run, with only the shared key
+    (tmp_path / "vq-c" / "config.yaml").write_text(yaml.safe_dump({"kind": "vqgan", "train": {}}))
+    (tmp_path / "vq-c" / "metrics.jsonl").write_text('{"step": 1, "stage": "joint", "loss": 3.0}\n')
+    runs.append(tmp_path / "vq-c")
+    plt = report._plt()
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    assert report.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
+    fig = figures[0]
+    titles = {ax.get_title() for ax in fig.axes if ax.get_title()}
+    assert titles == {"kl (kl)", "loss (kl)", "loss (vqgan)", "vq (vqgan)"}
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sorted(legend) == ["kl-b", "vq-a", "vq-c"]  # every run, not only panel 1's
+    loss_vq = next(ax for ax in fig.axes if ax.get_title() == "loss (vqgan)")
+    assert sorted(line.get_label() for line in loss_vq.get_lines()) == ["vq-a", "vq-c"]
