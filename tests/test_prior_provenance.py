@@ -72,6 +72,9 @@ def test_train_prior_never_uses_latents_of_another_autoencoder(tmp_path, image_f
     _train_ae(tmp_path, image_folder, "ae", seed=1)
     assert main([*args, "--resume"]) == 2  # its prior was trained on the old latents
     assert "latents made from another autoencoder" in capsys.readouterr().err
+    # Nor does `dae sample` decode that prior's latents with the replaced autoencoder.
+    assert main(["sample", str(prior), "--n", "2", "--out", str(tmp_path / "s")]) == 1
+    assert "autoencoder run was replaced after the prior" in capsys.readouterr().err
     # A folder left with only a config and a cache (a run killed while encoding): re-encoded.
     (prior / "metrics.jsonl").unlink()
     shutil.rmtree(prior / "checkpoints")

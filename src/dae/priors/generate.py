@@ -26,7 +26,8 @@ from dae.priors.cache import (
     read_cache_meta,
 )
 from dae.priors.models import PRIORS
-from dae.train.checkpoint import atomic_write, load_state
+from dae.provenance import file_sha256
+from dae.train.checkpoint import CheckpointError, atomic_write, load_state
 from dae.train.export import load_weights
 
 
@@ -183,6 +184,13 @@ def sample_run(
             "ae_run",
             f"{run.cfg.ae_run} (in {Path(run_dir) / 'config.yaml'}) is not a dae run, seen from "
             f"{Path.cwd()}; runs made now store it absolute",
+        )
+    made_by = run.meta.get("made_from", {}).get("ae", {})
+    if made_by and made_by["config_sha256"] != file_sha256(Path(run.cfg.ae_run) / "config.yaml"):
+        raise CheckpointError(
+            f"{run.cfg.ae_run}: this autoencoder run was replaced after the prior in {run_dir} "
+            "was trained (its config.yaml changed); its decoder would not match the prior's "
+            "latents. Train the prior again (train-prior --overwrite)"
         )
     ae = load_autoencoder(run.cfg.ae_run, ae_weights)
     images, labels = generate_samples(run, ae, n, seed, device)
