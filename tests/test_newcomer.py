@@ -19,7 +19,7 @@ def test_first_use_says_what_it_trains_and_how_long_before_training(
     lines: list[str] = []
     get_classifier(cfg, data_root, train_if_missing=True, log=lines.append)
     assert "no cached classifier:mnist feature network" in lines[0]
-    assert "training it now (~0 min on an idle 2-core CPU" in lines[0]
+    assert "training it now (~0 min of training on an idle 2-core CPU" in lines[0]
     assert any("step" in line for line in lines[1:])  # training came after the notice
     lines.clear()
     get_classifier(cfg, data_root, train_if_missing=True, log=lines.append)

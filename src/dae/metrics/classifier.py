@@ -246,8 +246,8 @@ def get_classifier(
     if train_if_missing:  # say so up front: this can take a quarter of an hour
         log(
             f"no cached classifier:{preset_name(cfg)} feature network at {path}; training it now "
-            f"(~{estimated_minutes(cfg):.0f} min on an idle 2-core CPU, longer under load; once, "
-            "then it is cached)"
+            f"(~{estimated_minutes(cfg):.0f} min of training on an idle 2-core CPU, longer under "
+            "load; once, then it is cached)"
         )
     else:
         raise FileNotFoundError(
@@ -261,7 +261,7 @@ def get_classifier(
 
 # Presets that reach the accuracies in docs/metrics.md on this 2-core CPU: MNIST in ~2 minutes,
 # CIFAR-10 in ~16 minutes (12 epochs; 2 epochs gave 77.4%, short of the 85% aim).
-# "cifar10-quick" (~1 min) is for `dae reproduce gan --quick` on a fresh machine: its scores are
+# "cifar10-quick" (estimated ~1 min of training, scaled, not measured) is for `dae reproduce gan --quick` on a fresh machine: its scores are
 # named FD-classifier:cifar10-quick and are comparable only with each other.
 PRESETS = {
     "mnist": ClassifierConfig(
