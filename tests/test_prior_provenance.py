@@ -91,6 +91,11 @@ def test_runs_store_absolute_paths_and_name_the_field(tmp_path, image_folder, mo
     assert main(["train", str(cfg), "--out", "ae-run", "--set", f"data.root={rel_images}"]) == 0
     saved = yaml.safe_load((image_folder.parent / "ae-run" / "config.yaml").read_text())
     assert saved["data"]["root"] == str(image_folder)
+    # A run made before roots were stored absolute still resumes from its working directory.
+    saved["data"]["root"] = rel_images
+    (image_folder.parent / "ae-run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    resume = ["train", str(cfg), "--out", "ae-run", "--set", f"data.root={rel_images}"]
+    assert main([*resume, "--resume"]) == 0
     args = ["train-prior", "ae-run", GPT, "--out", "prior-run", *_sets(rel_images)]
     assert main(args) == 0
     prior = yaml.safe_load((image_folder.parent / "prior-run" / "config.yaml").read_text())

@@ -11,6 +11,7 @@ import yaml
 from dae.cli import add_overrides
 from dae.config import ConfigError, to_dict
 from dae.experiments import load_experiment_config
+from dae.paths import absolute_path
 from dae.provenance import first_difference, pin_paths
 from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule
@@ -58,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
             lock = claim_run_dir(out, resume=args.resume, overwrite=args.overwrite)
             saved = out / "config.yaml"
             if args.resume and saved.is_file():
-                diff = first_difference(config, yaml.safe_load(saved.read_text()))
+                then = yaml.safe_load(saved.read_text())
+                if isinstance(then.get("data"), dict):  # runs made before roots were stored
+                    then["data"]["root"] = absolute_path(then["data"].get("root"))  # absolute
+                diff = first_difference(config, then)
                 if diff:
                     raise ConfigError(
                         diff.split(":")[0], f"differs from the run being resumed ({diff})"
