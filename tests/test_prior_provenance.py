@@ -4,7 +4,8 @@ A latent cache or a trained prior is reused only if this config on this autoenco
 `compare-priors` retrains a stale prior, `train-prior --resume` refuses stale latents.
 """
 
-# The fixture `image_folder` is imported from the end-to-end prior tests and used as a parameter.
+# The fixtures `image_folder` (a parameter) and `fake_kind` (autouse: the tiny `fake_image_ae`
+# kind in the experiments table) come from the end-to-end prior tests.
 # ruff: noqa: F811
 import json
 import os
@@ -14,7 +15,14 @@ import yaml
 
 from dae.cli import main
 from dae.priors.cache import read_cache_meta
-from test_prior_e2e import FAST, REPO, TINY, image_folder, write_ae_config  # noqa: F401
+from test_prior_e2e import (  # noqa: F401
+    FAST,
+    REPO,
+    TINY,
+    fake_kind,
+    image_folder,
+    write_ae_config,
+)
 
 GPT = str(REPO / "configs" / "prior_gpt_cifar10.yaml")
 

@@ -109,15 +109,15 @@ def test_attn_resolutions_must_match_a_level():
 
 
 def test_inception_file_with_a_wrong_hash_is_a_user_error(tmp_path, capsys):
-    from dae.cli import USER_ERRORS
     from dae.data.formats import DataFormatError
+    from dae.errors import UserError
     from dae.metrics.inception import load_inception
 
     bad = tmp_path / "pt_inception.pth"
     bad.write_bytes(b"not inception")
     with pytest.raises(DataFormatError, match="pt_inception.pth: SHA-256") as err:
         load_inception(bad)
-    assert isinstance(err.value, USER_ERRORS)
+    assert isinstance(err.value, UserError)  # what the CLI reports as one line
 
 
 def test_pickle_refusal_does_not_advise_weights_only_false(tmp_path):

@@ -35,8 +35,8 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            if resume_step and (run_dir / "tb").is_dir():
-                rewind_tensorboard(run_dir / "tb", resume_step)
+            if resume_step and run.tensorboard_dir.is_dir():
+                rewind_tensorboard(run.tensorboard_dir, resume_step)
 
             self._tb = SummaryWriter(
                 str(run.tensorboard_dir), purge_step=resume_step + 1 if resume_step else None
