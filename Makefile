@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/dae reproduce toy --out runs/toy
+	$(BIN)/dae reproduce toy --out runs/toy --overwrite
 
 test: setup
 	DAE_DATA=$${DAE_DATA:-$(abspath ../shared/data)} $(BIN)/python -m pytest

@@ -88,7 +88,9 @@ def test_nan_loss_exits_1_with_clear_message(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TOY, "--out", str(out), "--set", "optim.lr=1e30"]) == 1
     err = capsys.readouterr().err
-    assert "non-finite" in err and "last good checkpoint" in err
+    # lr 1e30 breaks step 2, before the first checkpoint (step 10): none may be named.
+    assert "non-finite 'ae' loss in step 2 (joint); stopped; no checkpoint was written yet" in err
+    assert not (out / "checkpoints" / "last.pt").exists()
 
 
 def _gray_folder(root, n=8):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 
 import pytest
 import torch
@@ -97,14 +99,15 @@ def test_bad_image_error_names_the_file(folder):
 
 
 def train(cfg, run_dir, resume=False, stop_at=None):
-    """Train in `run_dir`; `stop_at`: Ctrl-C while the workers decode that step's batch."""
+    """Train in `run_dir`; `stop_at`: Ctrl-C (a real SIGINT) while the workers decode that step's
+    batch: the step finishes, a checkpoint is saved and the run stops."""
     prepare_run_dir(run_dir, resume=resume, overwrite=False)
     task = VQGANTask(cfg)
     batch = task.batch
 
     def interruptible(step):
         if step == stop_at:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         return batch(step)
 
     task.batch = interruptible

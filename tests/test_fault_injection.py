@@ -156,3 +156,73 @@ def test_sigkill_resume_on_the_streaming_path(tmp_path):
         check_checkpoint_whole(cut)
     assert launch(cut, "--resume", args=args).wait() == 0
     same_run(full, cut, steps)
+
+
+# A tiny VQGAN on MNIST with dead-code restarts (their usage clock is a buffer advanced inside the
+# step) and the discriminator on: a Ctrl-C saved mid-step would show up in these first.
+VQ_STEPS = 60
+VQ_ARGS = [
+    "train",
+    str(REPO / "configs/mnist_vqgan.yaml"),
+    *("--set", f"train.steps={VQ_STEPS}", "--set", "train.ckpt_every=10"),
+    *("--set", "train.log_every=1", "--set", "train.batch_size=8"),
+    *("--set", "model.ch=8", "--set", "model.ch_mult=[1,2]", "--set", "model.attn_resolutions=[]"),
+    *("--set", "model.norm_groups=4", "--set", "model.z_channels=8", "--set", "model.n_embed=64"),
+    *("--set", "model.embed_dim=8", "--set", "model.restart_dead_codes=3"),
+    *("--set", "disc.ndf=8", "--set", "disc.start=5", "--set", "schedule.mode=dae"),
+    *("--set", "train.ema_decay=0.9", "--set", "log.image_every=0"),
+    *("--set", "train.progress=false", "--set", "train.tensorboard=false"),
+]
+
+
+def launch_vq(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "dae.cli", *VQ_ARGS, "--out", str(out), *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def interrupt_when(proc: subprocess.Popen, ready, delay: float, twice: bool) -> int:
+    """SIGINT `proc` `delay` s after `ready()` holds (twice: a second SIGINT right after)."""
+    deadline = time.time() + 300
+    while proc.poll() is None and not ready() and time.time() < deadline:
+        time.sleep(0.002)
+    time.sleep(delay)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        if twice:
+            time.sleep(0.01)
+            proc.send_signal(signal.SIGINT)
+    return proc.wait()
+
+
+@pytest.mark.slow
+def test_sigint_resume_equals_uninterrupted(tmp_path, data_root):
+    full = tmp_path / "full"
+    assert launch_vq(full).wait() == 0
+    rng = random.Random(5)
+    # Stage 1 is steps 1-30, stage 2 31-60; random steps and random moments within a step.
+    targets = sorted(rng.sample(range(3, 28), 2) + rng.sample(range(32, 56), 2))
+    cut = tmp_path / "cut"
+    codes = []
+    for i, target in enumerate(targets):
+        extra = ["--resume"] if (cut / "checkpoints" / "last.pt").exists() else []
+        proc = launch_vq(cut, *extra)
+        # The third interrupt is a double Ctrl-C: abort at once, keep the last whole checkpoint.
+        ready = lambda t=target: last_step(cut) >= t  # noqa: E731
+        codes.append(interrupt_when(proc, ready, rng.uniform(0, 0.05), twice=i == 2))
+        check_checkpoint_whole(cut)
+    assert codes == [130] * len(targets)
+    assert launch_vq(cut, "--resume").wait() == 0
+    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert any("usage_clock" in k for k in a)
+    full_ckpt, cut_ckpt = (
+        load_checkpoint(full / "checkpoints/last.pt"),
+        load_checkpoint(cut / "checkpoints/last.pt"),
+    )
+    for name, state in full_ckpt["modules"].items():
+        assert all((state[k] == cut_ckpt["modules"][name][k]).all() for k in state), name
+    assert all((full_ckpt["ema"][k] == cut_ckpt["ema"][k]).all() for k in full_ckpt["ema"])
+    rows_full = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    rows_cut = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert rows_cut == rows_full

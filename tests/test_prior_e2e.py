@@ -7,6 +7,8 @@ The real VQGAN / KL-AE live elsewhere; here two tiny conv stand-ins keep the sam
 
 from __future__ import annotations
 
+import os
+import signal
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,8 @@ from dae.priors.task import PriorTask
 from dae.priors.train import build_cache
 from dae.schedule import ScheduleConfig
 from dae.train.checkpoint import CheckpointError
+from dae.train.interrupt import Interrupted
+from dae.train.run_folder import RunFolder
 from dae.train.trainer import OptimConfig, Task, TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -345,7 +349,9 @@ def test_prior_trainer_nan_policy():
     overrides = TINY["prior_dit"] + FAST + ["train.steps=2"]
     kind, cfg = load_config(REPO / "configs" / "prior_dit_cifar10.yaml", overrides)
     prior = kind.model(cfg, cache.meta)
-    with pytest.raises(NonFiniteLossError, match="non-finite 'prior' loss at step 0"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite 'prior' loss in step 1 \(train\); stopped"
+    ):
         Trainer(PriorTask(cfg, cache, prior), None, cfg.train, cfg.optim).fit()
     cfg.train.on_nan = "skip"
     before = {k: v.clone() for k, v in prior.state_dict().items()}
@@ -466,3 +472,33 @@ def test_compare_priors_one_command(tmp_path, image_folder):
         8,
         8,
     )
+
+
+def test_prior_ctrl_c_saves_at_a_step_boundary_and_resumes_exactly(tmp_path):
+    """Priors train in the one Trainer, so a Ctrl-C in the middle of a step lets that step
+    finish, saves there and stops; `--resume` from it ends equal to an uninterrupted run."""
+    cache = kl_cache()
+    overrides = TINY["prior_dit"] + FAST + ["train.ckpt_every=0"]  # only Ctrl-C saves midway
+    kind, cfg = load_config(REPO / "configs" / "prior_dit_cifar10.yaml", overrides)
+
+    def run(out: Path, resume: bool, interrupt_in_step: int | None = None) -> dict:
+        torch.manual_seed(0)
+        task = PriorTask(cfg, cache, kind.model(cfg, cache.meta))
+        loss = task.loss
+
+        def loss_with_ctrl_c(name, batch, ctx):
+            if ctx.stage_step + 1 == interrupt_in_step:  # mid-step: before its backward
+                os.kill(os.getpid(), signal.SIGINT)
+            return loss(name, batch, ctx)
+
+        task.loss = loss_with_ctrl_c
+        Trainer(task, None, cfg.train, cfg.optim, out, {}, resume).fit()
+        return task.model.state_dict()
+
+    whole = run(tmp_path / "a", False)
+    with pytest.raises(Interrupted, match="stopped after step 3"):
+        run(tmp_path / "b", False, interrupt_in_step=3)
+    assert RunFolder(tmp_path / "b").checkpoint()["step"] == 3
+    resumed = run(tmp_path / "b", True)
+    for key, value in whole.items():
+        assert torch.equal(value, resumed[key]), key

@@ -135,7 +135,7 @@ def test_nan_stops_and_keeps_last_checkpoint(tmp_path):
 
     task.loss = poisoned
     trainer = Trainer(task, DAESchedule(cfg.schedule, 20), cfg.train, cfg.optim, run_dir=tmp_path)
-    with pytest.raises(NonFiniteLossError, match="step 12"):
+    with pytest.raises(NonFiniteLossError, match=r"in step 13 .*checkpoint \(step 10\)"):
         trainer.fit()
     assert load_checkpoint(tmp_path / "checkpoints/last.pt")["step"] == 10
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -93,6 +94,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):  # `.inf` / `.nan` are YAML floats, never a sane setting
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -142,7 +145,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(key, "override key must be a dotted path like train.steps")
-    return key.split("."), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.load(raw, Loader=StrictLoader) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            key, f"cannot parse the value {raw!r} as YAML ({_yaml_problem(err)})"
+        ) from None
+    return key.split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -161,15 +170,42 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where (PyYAML's own text spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else "")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (plain YAML keeps the last,
+    so a second `train:` section would silently replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            "", f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
     except yaml.YAMLError as err:
-        raise ConfigError("", f"{path}: invalid YAML: {err}") from None
+        raise ConfigError("", f"{path}: invalid YAML: {_yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError("", f"{path}: top level must be a mapping")
     return data

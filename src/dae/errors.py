@@ -52,3 +52,7 @@ class DataFormatError(UserError, ValueError):
 
 class NonFiniteLossError(UserError, FloatingPointError):
     """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class DownloadError(UserError, OSError):
+    """A download failed (offline, a proxy, a wrong --base-url); the message names the URL."""

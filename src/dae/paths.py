@@ -20,3 +20,9 @@ def cache_root() -> Path:
     """dae's cache folder (decoded images, feature networks): env `DAE_CACHE` or `~/.cache/dae`."""
     env = os.environ.get("DAE_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dae"
+
+
+def absolute_path(path: str | None) -> str | None:
+    """A path as a run's config stores it: absolute, so the run reads the same files from any
+    working directory (`dae sample` / `dae evaluate` elsewhere)."""
+    return str(Path(path).expanduser().resolve()) if path else None

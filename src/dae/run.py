@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from dae.config import apply_overrides
-from dae.errors import ConfigError
+from dae.errors import CheckpointError, ConfigError
 from dae.experiments import Kind, config_from_dict
 from dae.priors.cache import read_cache_meta
+from dae.provenance import file_sha256
 from dae.schedule import DAESchedule
 from dae.train.checkpoint import load_state
 from dae.train.run_folder import RunFolder, Weights
@@ -31,6 +33,7 @@ class Loaded:
     stage: str | None  # the checkpoint's stage; None for final weights
     cfg: Any
     meta: dict[str, Any] = field(default_factory=dict)  # a prior's latent-cache metadata
+    step: int | None = None  # steps trained into these weights (all of them for final weights)
 
 
 class Run(RunFolder):
@@ -59,7 +62,8 @@ class Run(RunFolder):
         state, source, payload = self.state(weights)
         load_state(model, state, f"model of {self.path} ({source})")
         schedule.finish(model)
-        return Loaded(model.eval(), source, payload.get("stage"), cfg)
+        step = payload.get("step", cfg.train.steps)
+        return Loaded(model.eval(), source, payload.get("stage"), cfg, step=step)
 
     def prior(self, use_ema: bool | None = None, overrides: list[str] = ()) -> Loaded:
         """The run's prior with its final weights (EMA if kept and `sample.use_ema`)."""
@@ -72,6 +76,26 @@ class Run(RunFolder):
         state, source, _ = self.state(weights)
         load_state(model, state, f"prior of {self.path} ({source})")
         return Loaded(model.eval(), source, None, cfg, meta)
+
+    def autoencoder_of(self, prior: Loaded, weights: Weights = "auto") -> Loaded:
+        """The autoencoder that `prior` (this run's `prior()`) decodes with: its `ae_run`, refused
+        if it is gone or was replaced after the prior's latents were encoded."""
+        ae_run = Run(prior.cfg.ae_run)
+        if not ae_run.exists():
+            raise ConfigError(
+                "ae_run",
+                f"{prior.cfg.ae_run} (in {self.config_path}) is not a dae run, seen from "
+                f"{Path.cwd()}; runs made now store it absolute",
+            )
+        made_by = prior.meta.get("made_from", {}).get("ae", {})
+        if made_by and made_by["config_sha256"] != file_sha256(ae_run.config_path):
+            raise CheckpointError(
+                f"{prior.cfg.ae_run}: this autoencoder run was replaced after the prior in "
+                f"{self.path} was trained (its {ae_run.config_path.name} changed); its decoder "
+                "would not match the prior's latents. Train the prior again (train-prior "
+                "--overwrite)"
+            )
+        return ae_run.autoencoder(weights)
 
 
 def _without_init_from(cfg: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import Literal
 from torch import nn
 
 from dae.autoencoder.base import DecoupledAutoencoder
-from dae.config import check
+from dae.config import ConfigError, check
 
 Stage = Literal["train", "joint", "stage1", "stage2"]
 
@@ -128,7 +128,9 @@ class DAESchedule:
         if cfg.mode == "dae":
             self.boundary = min(max(1, round(cfg.stage1_fraction * total_steps)), total_steps - 1)
             if total_steps < 2:
-                raise ValueError("a DAE schedule needs at least 2 steps (one per stage)")
+                raise ConfigError(
+                    "train.steps", f"a DAE schedule needs >= 2 (one per stage), got {total_steps}"
+                )
         elif cfg.mode == "stage2":
             self.boundary = 0  # every step is a stage-2 step
         else:

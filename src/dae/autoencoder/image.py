@@ -62,6 +62,9 @@ class ImageArchConfig:
             "resolution",
             f"{self.resolution} is not divisible by the downsampling factor {self.downsample_factor}",
         )
+        sizes = [self.resolution // 2**i for i in range(len(self.ch_mult))]
+        stray = [r for r in self.attn_resolutions if r not in sizes]
+        check(not stray, "attn_resolutions", f"{stray} match no level; the levels are {sizes}")
 
     @property
     def block_out_channels(self) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from dae.errors import UserError
@@ -24,6 +25,10 @@ COMMANDS = [
 ]
 
 
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
+_ASKED = re.compile(r"tried to allocate [0-9.]+ ?\w+", re.IGNORECASE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dae", description="Decoupled Autoencoders: train, reproduce, evaluate."
@@ -41,8 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:  # anything else is a bug and keeps its traceback
         print(f"dae {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print(f"dae {args.command}: interrupted", file=sys.stderr)
+    except (MemoryError, RuntimeError) as err:
+        # An impossible size (model.ch=100000, a huge batch) fails in an allocation: one line.
+        text = str(err)
+        if not isinstance(err, MemoryError) and not _OUT_OF_MEMORY.search(text):
+            raise
+        asked = _ASKED.search(text)
+        detail = asked.group(0) if asked else text.splitlines()[0] if text else "MemoryError"
+        print(
+            f"dae {args.command}: error: out of memory ({detail}); reduce the model size or "
+            "train.batch_size",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt as err:
+        detail = f" ({err})" if str(err) else ""  # a training loop says where it stopped
+        print(f"dae {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
 
 

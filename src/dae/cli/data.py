@@ -21,7 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     get.set_defaults(func=run_download)
     info = actions.add_parser("info", help="load a dataset split and print its shape and classes")
     info.add_argument("name", choices=["mnist", "cifar10", "folder"])
-    info.add_argument("--split", default="train", choices=["train", "test"])
+    info.add_argument("--split", default="train", choices=["train", "val", "test"])
+    info.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="with --split train/val: fraction of train held out as val (default 0.1)",
+    )
     info.add_argument("--root", help="data root (default: env DAE_DATA, else ~/.cache/dae/data)")
     info.set_defaults(func=run_info)
     pack = actions.add_parser(
@@ -54,7 +60,8 @@ def run_download(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from dae.data.images import load_images
 
-    data = load_images(args.name, args.split, args.root)
+    held_out = args.val_fraction if args.split == "val" else 0.0
+    data = load_images(args.name, args.split, args.root, val_fraction=held_out)
     counts = data.labels.bincount(minlength=len(data.classes)).tolist()
     print(
         f"{args.name}/{args.split}: images {tuple(data.images.shape)} uint8, {len(data.classes)} classes"

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from dae.autoencoder.image import ImageAutoencoder
-from dae.errors import ConfigError
+from dae.errors import ConfigError, RunFolderError
 from dae.run import Run
 
 
@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def export_diffusers(run_dir: Path, out: Path, ema: bool = False) -> Path:
     """Write `out` (config.json + diffusion_pytorch_model.safetensors) from the run in `run_dir`."""
+    if out.exists() and not out.is_dir():  # diffusers would log an error and write nothing
+        raise RunFolderError(f"--out {out}: is a file; give a folder for the diffusers model")
     loaded = Run(run_dir).autoencoder("ema" if ema else "final")
     if not isinstance(loaded.model, ImageAutoencoder):
         raise ConfigError("kind", f"{loaded.cfg.kind}: only image autoencoders (vqgan, kl) export")

@@ -10,6 +10,8 @@ from dae.cli import add_overrides
 from dae.cli.reproduce_gan import register_gan
 from dae.cli.reproduce_theory import register_theory
 from dae.config import ConfigError, apply_overrides, from_dict, read_yaml
+from dae.errors import RunFolderError
+from dae.runsafety import check_out_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="parallel processes (default: up to 2)",
     )
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder")
+    toy.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     toy.set_defaults(func=run_toy)
     register_gan(what)
     register_theory(what)
@@ -42,6 +45,11 @@ def run_toy(args: argparse.Namespace) -> int:
 
     if args.seeds < 2:
         raise ConfigError("--seeds", f"must be >= 2 to report a spread, got {args.seeds}")
+    check_out_path(args.out)
+    if (args.out / "results.json").exists() and not args.overwrite:  # like `dae train`
+        raise RunFolderError(
+            f"{args.out} already holds results (results.json); pass --overwrite to replace them"
+        )
     data = read_yaml(args.config) if args.config else {}
     cfg = from_dict(ToyExperimentConfig, apply_overrides(data, args.overrides))
     summary = run_table(cfg, args.seeds, max(1, args.workers), args.out)

@@ -52,10 +52,14 @@ def register_gan(what: argparse._SubParsersAction) -> None:
 
 
 def _scorer(args: argparse.Namespace, reference):
+    from dae.metrics.classifier import PRESETS
     from dae.reproduce.gan_table import classifier_scorer
 
+    # --quick trains (once) the small named preset, so a fresh machine gets scores, not "pending".
+    preset = PRESETS["cifar10-quick"] if args.quick else None
+    train = args.train_features or args.quick
     try:
-        return classifier_scorer(reference, args.data, args.inception, args.train_features)
+        return classifier_scorer(reference, args.data, args.inception, train, preset)
     except (ImportError, FileNotFoundError) as err:
         if args.inception:
             raise

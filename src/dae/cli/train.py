@@ -34,6 +34,13 @@ def run(args: argparse.Namespace) -> int:
     if kind.family != "autoencoder":
         other = "dae train-prior AE_RUN" if kind.family == "prior" else "dae complexity"
         raise ConfigError("kind", f"{args.config}: a {cfg.kind} preset trains with `{other}`")
+    if args.lipschitz_every < 0 or args.lipschitz_every % cfg.train.log_every:
+        # Checked now, not at the first measurement after training has started.
+        raise ConfigError(
+            "--lipschitz-every",
+            f"must be a multiple of train.log_every ({cfg.train.log_every}), got "
+            f"{args.lipschitz_every}",
+        )
     out = args.out or Path("runs") / Path(args.config).stem
     hooks = None
     if args.lipschitz_every:

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from dae.data.formats import DataFormatError
-from dae.errors import UnknownNameError
+from dae.errors import DownloadError, UnknownNameError
 from dae.train.checkpoint import atomic_write
 
 # Published MD5s of the official archives (the same ones torchvision and tfds check).
@@ -46,7 +46,11 @@ def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:
                 while block := resp.read(1 << 20):
                     f.write(block)
         except (urllib.error.URLError, OSError) as err:
-            raise OSError(f"download of {url} failed: {err}") from None
+            # A user-fixable error (offline, proxy, wrong --base-url): one line, no traceback.
+            raise DownloadError(
+                f"download of {url} failed ({err}); offline? copy the files into the data "
+                "folder by hand (docs/data.md)"
+            ) from None
         got = md5sum(tmp)
         if got != md5:
             raise DataFormatError(f"{url}: MD5 {got} does not match the published {md5}; not saved")

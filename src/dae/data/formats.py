@@ -166,36 +166,80 @@ def list_image_folder(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
+# Transparent pixels are composited onto this background (white, as image viewers show them).
+ALPHA_BACKGROUND = (255, 255, 255)
+
+
+def _to_uint8(img) -> np.ndarray:
+    """A PIL image as uint8 `(H, W)` (gray) or `(H, W, 3)`: 16/32-bit gray scaled to 8 bits, not
+    clipped; an alpha channel composited onto `ALPHA_BACKGROUND`, not dropped."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # 16-bit PNGs open as I;16 (or I): convert("L") would clip 256..65535 to 255.
+        wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        background = Image.new("RGBA", img.size, (*ALPHA_BACKGROUND, 255))
+        gray = img.mode.startswith("L")
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+        img = img.convert("L" if gray else "RGB")
+    elif img.mode not in ("L", "RGB"):
+        img = img.convert("L" if img.mode == "1" else "RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
 def decode_images(files: list[Path], size: int | None = None) -> np.ndarray:
     """Decode with PIL to uint8 `(N, C, H, W)`; with `size`, each is resized (shorter side) and
-    centre-cropped to `size x size` first, so folders of mixed sizes stack."""
-    out, first = [], None
-    for path in files:
-        arr = decode_image(path, str(path), size)
-        if first is None:
-            first = (path, arr.shape)
-        elif arr.shape != first[1]:
+    centre-cropped to `size x size` first, so folders of mixed sizes stack. A folder mixing
+    grayscale and RGB images is converted to RGB (said in a line on stderr)."""
+    import sys
+
+    out = [decode_image(path, str(path), size) for path in files]
+    gray = [i for i, a in enumerate(out) if len(a) == 1]
+    if gray and len(gray) < len(out):
+        print(
+            f"{files[0].parent.parent}: {len(gray)} of {len(out)} images are grayscale, the rest "
+            "RGB; converting the grayscale ones to RGB",
+            file=sys.stderr,
+        )
+        for i in gray:
+            out[i] = np.repeat(out[i], 3, axis=0)
+    for path, arr in zip(files, out, strict=True):
+        if arr.shape != out[0].shape:
             raise DataFormatError(
-                f"{path}: shape {arr.shape} differs from {first[0]} {first[1]}; pass image_size "
-                "to resize every image to one size"
+                f"{path}: size {arr.shape[1:]} differs from {files[0]} {out[0].shape[1:]}; "
+                "set data.image_size to resize every image to one size"
             )
-        out.append(arr)
     return np.stack(out)
 
 
 def decode_image(source: Path | BinaryIO, name: str, size: int | None = None) -> np.ndarray:
-    """One image file (a path or an open binary file) as uint8 `(C, H, W)`, grey or RGB, resized
-    and centre-cropped to `size` when given; a file PIL cannot decode raises naming `name`."""
+    """One image file (a path or an open binary file) as uint8 `(C, H, W)`, grey or RGB (16-bit
+    scaled, alpha composited: `_to_uint8`), resized and centre-cropped to `size` when given; a file
+    PIL cannot decode, or one too large to decode safely, raises naming `name`."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(source) as img:
-            img = img.convert("L" if img.mode in ("1", "L", "I;16", "I") else "RGB")
-            if size is not None:
-                img = _fit(img, size)
-            arr = np.asarray(img, dtype=np.uint8)
+        # PIL warns above MAX_IMAGE_PIXELS and raises at twice that: both mean an image too
+        # large to decode safely (a decompression bomb), so both are one error here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                arr = _to_uint8(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataFormatError(
+            f"{name}: too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels; "
+            f"a decompression bomb?): {err}"
+        ) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise DataFormatError(f"{name}: cannot decode image ({err})") from None
+    if size is not None:
+        arr = np.asarray(_fit(Image.fromarray(arr), size), dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
 
 
@@ -214,7 +258,7 @@ def _fit(img, size: int):
 
 def folder_cache_key(files: list[Path], labels: list[int], size: int | None) -> str:
     """A hash of the file list with sizes and mtimes: any added, removed or edited file changes it."""
-    h = hashlib.sha256(f"v1 size={size}\n".encode())
+    h = hashlib.sha256(f"v2 size={size}\n".encode())  # v2: 16-bit scaling, alpha compositing
     for path, label in zip(files, labels, strict=True):
         st = path.stat()
         h.update(f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\t{label}\n".encode())

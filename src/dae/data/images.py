@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dae.config import check
+from dae.config import ConfigError, check
 from dae.data.formats import (
     DataFormatError,
     read_cifar_pickles,
@@ -187,6 +187,10 @@ def load_images(
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
     data_root = resolve_data_root(root)
+    if root and not data_root.is_dir():
+        raise ConfigError(
+            "data.root", f"{root}: no such folder (seen from {Path.cwd()}; runs store it absolute)"
+        )
     raw_split = "test" if split == "test" else "train"
     images, labels, classes = _read(name, raw_split, data_root, image_size, cache)
     data = LabelledImages(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from dae.config import ConfigError
+
 
 class EpochSampler:
     """Shuffles `n` items once per epoch; `indices(step)` gives that step's batch for this rank.
@@ -15,7 +17,10 @@ class EpochSampler:
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         global_batch = batch_size * world_size
         if n < global_batch:
-            raise ValueError(f"dataset has {n} items, fewer than one global batch ({global_batch})")
+            raise ConfigError(
+                "train.batch_size",
+                f"{batch_size} x {world_size} process(es) is more than the dataset's {n} items",
+            )
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.steps_per_epoch = n // global_batch

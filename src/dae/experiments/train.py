@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from dae.config import to_dict
 from dae.experiments import get_kind
+from dae.provenance import pin_paths
+from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule
 from dae.train.distributed import barrier, init_distributed, shutdown
 from dae.train.run_folder import RunFolder
@@ -21,19 +24,23 @@ def train(
     overwrite: bool = False,
     make_task: Callable[[RunFolder], Task] | None = None,
     hooks: Callable[[Task], list[Any]] | None = None,
+    inputs: Sequence[str | Path] = (),
 ) -> Trainer:
     """Train `cfg` into the run folder `out`; `make_task(run)` overrides `KINDS[kind].task(cfg)`.
 
-    Under `torchrun` every process runs this; rank 0 alone writes the run folder. After training,
-    values the task measured (a KL-AE's `scaling_factor`) are in `cfg`, and `config.yaml` and the
-    weights' header are written from it, so both hold the same config.
+    Under `torchrun` every process runs this; rank 0 alone writes the run folder, holding its lock
+    throughout (`inputs`: the command's input runs, which `out` must not be or contain). After
+    training, values the task measured (a KL-AE's `scaling_factor`) are in `cfg`, and
+    `config.yaml` and the weights' header are written from it, so both hold the same config.
     """
     kind = get_kind(cfg.kind)
     run = RunFolder(out)
+    pin_paths(cfg)  # an absolute data.root: evaluate/cache read the same data from anywhere
     info = init_distributed(cfg.train.device)
+    lock = None
     try:
         if info.is_main:
-            run.prepare(resume=resume, overwrite=overwrite)
+            lock = claim_run_dir(out, resume=resume, overwrite=overwrite, inputs=inputs)
             run.write_config(to_dict(cfg), resume=resume)
         barrier()
         task = make_task(run) if make_task else kind.task(cfg)
@@ -50,12 +57,22 @@ def train(
             resume=resume,
             hooks=hooks(task) if hooks else None,
         )
+        if resume and info.is_main:
+            print(f"resuming {out} from step {trainer.step} of {cfg.train.steps}")
         trainer.fit()
         task.finish()
         config = to_dict(cfg)
         if info.is_main:
             run.write_config(config)
         trainer.export(config)
+        if info.is_main and trainer.skipped_steps:
+            print(
+                f"warning: {trainer.skipped_steps} of {cfg.train.steps} steps were skipped for a "
+                "non-finite loss (train.on_nan=skip); their updates are missing from these weights",
+                file=sys.stderr,
+            )
     finally:
+        if lock is not None:
+            lock.release()
         shutdown()
     return trainer

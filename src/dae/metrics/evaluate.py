@@ -102,17 +102,23 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if unknown:
         raise UnknownNameError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_GROUPS)}")
     run = Run(run_dir)
-    cfg, model = load_run(run.path)
+    loaded = run.autoencoder("auto")
+    cfg, model = loaded.cfg, loaded.model
+    which = _which_weights(run, loaded)
+    if which["weights"] != "final":
+        log(f"{run.path} is unfinished: measuring {which['file']} at step {which['step']}")
     data = eval_data(cfg, opts)
     torch.manual_seed(0)
     result: dict[str, Any] = {
         "run": str(run.path),
+        **which,
         "data": data.dataset,
         "n": len(data.test_x),
         "metrics": {},
         "skipped": {},
         "seconds": {},
     }
+    result = _merge_with_earlier(run, result, log)
     metrics, skipped, seconds = result["metrics"], result["skipped"], result["seconds"]
     t0 = time.time()
     x_test = data.as_input(data.test_x)
@@ -193,6 +199,35 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     return result
 
 
+def _which_weights(run: Run, loaded: Any) -> dict[str, Any]:
+    """What `eval.json` records of the measured weights: `final` (the trained model, not its
+    EMA) or an unfinished run's `checkpoint`, with the step (and stage) they hold."""
+    if loaded.source == "final":
+        return {"weights": "final", "file": run.weights_path.name, "step": loaded.step}
+    return {
+        "weights": "checkpoint",
+        "file": str(run.checkpoint_path.relative_to(run.path)),
+        "step": loaded.step,
+        "stage": loaded.stage,
+    }
+
+
+def _merge_with_earlier(run: Run, result: dict[str, Any], log) -> dict[str, Any]:
+    """Start from the earlier `eval.json` of the same weights, so that measuring one group
+    (`--metrics recon`) keeps the others; an evaluation of other weights is replaced whole."""
+    earlier = run.read_eval()
+    same = earlier and all(
+        earlier.get(k) == result[k] for k in ("weights", "step", "data", "n") if k in result
+    )
+    if not same:
+        if earlier:
+            log(f"{run.eval_path}: measured other weights or data; starting it afresh")
+        return result
+    for key in ("metrics", "skipped", "seconds"):
+        result[key] = {**earlier.get(key, {}), **result[key]}
+    return {**earlier, **result}
+
+
 def _fd_metrics(data: EvalData, recon: torch.Tensor, opts: EvalOptions, metrics: dict, log):
     """Reconstruction-FD family: features of reconstructions vs the (cached) real test features."""
     spec = opts.features or default_features(data.dataset)
@@ -237,6 +272,17 @@ def load_samples(path: str | Path) -> torch.Tensor:
         raise ConfigError(
             "samples", f"{path}: expected uint8 (N, C, H, W) images, got {arr.dtype} {arr.shape}"
         )
+    if arr.shape[1] not in (1, 3):
+        hint = (
+            "; it looks channel-last (N, H, W, C): save arr.transpose(0, 3, 1, 2)"
+            if arr.shape[-1] in (1, 3)
+            else ""
+        )
+        raise ConfigError(
+            "samples", f"{path}: expected (N, C, H, W) with 1 or 3 channels, got {arr.shape}{hint}"
+        )
+    if len(arr) < 2:
+        raise ConfigError("samples", f"{path}: {len(arr)} image(s); distribution metrics need >= 2")
     return torch.from_numpy(arr)
 
 

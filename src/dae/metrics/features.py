@@ -1,7 +1,7 @@
 """Pluggable feature extractors for the distribution metrics, by short name.
 
 `build_features("inception:/path/pt_inception-2015-12-05-6726825d.pth")`, `"classifier:cifar10"`,
-`"classifier:mnist"` or `"pixels"`. Each maps images (float in [-1, 1] or uint8, `(B, C, H, W)`) to
+`"classifier:mnist"`, `"pixels"` or `"pixels:1024"` (projected). Each maps images (float in [-1, 1] or uint8, `(B, C, H, W)`) to
 `{"pool": (B, D), "spatial": (B, S), "logits": (B, K)}` and carries the names its numbers are
 reported under: only the real Inception network gives "FID"; the others say what they are.
 """
@@ -9,18 +9,25 @@ reported under: only the real Inception network gives "FID"; the others say what
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from dae.data.transforms import resize_center_crop, to_float
 from dae.errors import MissingFileError, UnknownNameError
 from dae.paths import cache_root
 from dae.registry import Registry
 from dae.train.checkpoint import atomic_write
+
+# Above this many pixel features, FD's D x D covariance square root takes minutes on a CPU.
+PIXEL_WARN_DIM = 4096
 
 
 @dataclass
@@ -34,6 +41,7 @@ class FeatureExtractor:
     in_channels: int | None = None
     size: int | None = None  # input side the net was trained at; inputs are resized to it
     info: dict = field(default_factory=dict)
+    projection: Callable[[int], torch.Tensor] | None = None  # pixels:N, input dim -> (D, N)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = to_float(x) if x.dtype == torch.uint8 else x.float()
@@ -49,6 +57,16 @@ class FeatureExtractor:
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.net is None:
             flat = x.float().flatten(1) if x.dtype != torch.uint8 else to_float(x).flatten(1)
+            if self.projection is not None:  # "pixels:N": (B, D) -> (B, N)
+                return {"pool": flat @ self.projection(flat.shape[1])}
+            if flat.shape[1] > PIXEL_WARN_DIM and not self.info.get("warned"):
+                self.info["warned"] = True
+                print(
+                    f"pixel features are {flat.shape[1]}-d: FD needs a {flat.shape[1]}^2 "
+                    "covariance and its square root, which takes minutes; --features pixels:1024 "
+                    "projects them to 1024-d (a fixed random projection) first",
+                    file=sys.stderr,
+                )
             return {"pool": flat}
         return {k: v.float() for k, v in self.net.features(self._prepare(x)).items()}
 
@@ -58,7 +76,8 @@ class FeatureExtractor:
         if self.net is not None:
             self.net.eval()
         parts: dict[str, list[torch.Tensor]] = {}
-        for i in range(0, len(images), batch_size):
+        starts = range(0, len(images), batch_size)
+        for i in tqdm(starts, desc=f"features {self.spec}", disable=len(starts) < 4, leave=False):
             for k, v in self(images[i : i + batch_size]).items():
                 parts.setdefault(k, []).append(v)
         return {k: torch.cat(v) for k, v in parts.items()}
@@ -106,7 +125,7 @@ def classifier_features(
 ) -> FeatureExtractor:
     """dae's own classifier trained on dataset `arg` (trained and cached on first use)."""
     from dae.config import replace
-    from dae.metrics.classifier import PRESETS, get_classifier
+    from dae.metrics.classifier import PRESETS, get_classifier, preset_name
 
     if cfg is None:
         # "cifar10" or "cifar10:epochs=10,width=64" (overrides of the preset; they change the hash)
@@ -119,11 +138,12 @@ def classifier_features(
     net, info = get_classifier(cfg, root, train_if_missing)
     size = 28 if cfg.dataset == "mnist" else 32
     channels = 1 if cfg.dataset == "mnist" else 3
+    name = preset_name(cfg)  # a smaller preset's scores carry its name, never the full one's
     return FeatureExtractor(
-        f"classifier:{cfg.dataset}",
+        f"classifier:{name}",
         net,
         f"classifier-{cfg.dataset}-{cfg.key()}",
-        _names(f"classifier:{cfg.dataset}", False),
+        _names(f"classifier:{name}", False),
         channels,
         size,
         info,
@@ -132,8 +152,25 @@ def classifier_features(
 
 @FEATURES.register("pixels")
 def pixel_features(arg: str = "", **_) -> FeatureExtractor:
-    """Identity features (flattened inputs): for vector data (the toy) or as a crude baseline."""
-    return FeatureExtractor("pixels", None, "pixels", _names("pixels", False))
+    """Identity features (flattened inputs): for vector data (the toy) or as a crude baseline;
+    `pixels:N` projects them to N dimensions with a fixed seeded Gaussian matrix (distances are
+    kept up to a small factor, Johnson-Lindenstrauss) so the FD stays fast on large images."""
+    if not arg:
+        return FeatureExtractor("pixels", None, "pixels", _names("pixels", False))
+    if not arg.isdigit() or int(arg) < 2:
+        raise UnknownNameError(
+            f"pixels:{arg}: expected pixels:N with N >= 2 dimensions, e.g. pixels:1024"
+        )
+    dim = int(arg)
+
+    def projection(d_in: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(d_in * 7919 + dim)  # the same matrix every time
+        return torch.randn(d_in, dim, generator=gen) / math.sqrt(dim)
+
+    spec = f"pixels:{dim}"
+    return FeatureExtractor(
+        spec, None, f"pixels-proj{dim}", _names(spec, False), projection=projection
+    )
 
 
 def default_features(dataset: str) -> str:

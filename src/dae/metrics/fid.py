@@ -11,6 +11,8 @@ import torch
 from torchmetrics.image.fid import _compute_fid
 from torchmetrics.image.kid import poly_mmd
 
+from dae.config import check
+
 
 def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean `(D,)` and unbiased covariance `(D, D)` of `(N, D)` features, in float64."""
@@ -109,6 +111,9 @@ def distribution_metrics(
     kid_subsets: int = 100,
 ) -> dict[str, float]:
     """All distribution metrics between two feature dicts, under the extractor's metric names."""
+    for which, feats in (("samples", fake), ("reference", real)):
+        # A covariance needs two points; one sample used to fail deep in the linear algebra.
+        check(len(feats["pool"]) >= 2, which, f"{len(feats['pool'])} image(s); need >= 2")
     out = {names["fd"]: frechet_distance(real["pool"], fake["pool"])}
     if "spatial" in real:
         out[names["sfd"]] = frechet_distance(real["spatial"], fake["spatial"])

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dae.errors import MissingFileError
+from dae.errors import DataFormatError, MissingFileError
 
 # SHA-256 of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (its URL carries the first 8 hex).
 INCEPTION_SHA256_PREFIX = "6726825d"
@@ -231,7 +231,7 @@ def load_inception(
         )
     digest = sha256_file(path)
     if sha256 and not digest.startswith(sha256):
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: SHA-256 {digest} does not match the expected {sha256}...; wrong or corrupt file"
         )
     if path.suffix == ".safetensors":
@@ -246,7 +246,7 @@ def load_inception(
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in unexpected if not k.startswith("AuxLogits.")]
     if missing or unexpected:
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: not the FID Inception layout (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     return net.eval().requires_grad_(False)

@@ -67,18 +67,29 @@ def plot_curves(
         run: read_metrics(run) if RunFolder(run).metrics_path.is_file() else [] for run in runs
     }
     keys = sorted({k for rows in histories.values() for k in _numeric_keys(rows, prefix, exclude)})
-    if not keys:
+    # A VQ run's "loss" and a KL run's are on other scales: one panel per key and model kind.
+    kinds = {run: _model_kind(run) for run in runs}
+    panels = [
+        (key, kind)
+        for key in keys
+        for kind in sorted(set(kinds.values()))
+        if any(key in r for run in runs if kinds[run] == kind for r in histories[run])
+    ]
+    mixed = len(set(kinds.values())) > 1
+    if not panels:
         return False
     plt = _plt()
     labels = run_labels(runs)
     spans = {run: _stage_spans(rows) for run, rows in histories.items()}
     # shade the stages of the first two-stage run (a baseline first in the list has nothing to shade)
     shaded = next((run for run in runs if len(spans[run]) > 1), runs[0])
-    cols = min(3, len(keys))
-    n_rows = (len(keys) + cols - 1) // cols
+    cols = min(3, len(panels))
+    n_rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.4 * n_rows), squeeze=False)
-    for ax, key in zip(axes.flat, keys, strict=False):
+    for ax, (key, kind) in zip(axes.flat, panels, strict=False):
         for i, (run, rows) in enumerate(histories.items()):
+            if kinds[run] != kind:
+                continue
             pts = [(r["step"], r[key]) for r in rows if key in r]
             if pts:
                 ax.plot(*zip(*pts, strict=True), label=labels[run], color=f"C{i}")
@@ -88,13 +99,18 @@ def plot_curves(
             elif spans[run] != spans[shaded]:  # another schedule: its stage changes as dashed lines
                 for _, a, _ in spans[run][1:]:
                     ax.axvline(a, color=f"C{i}", ls="--", lw=1)
-        ax.set_title(key, fontsize=9)
+        ax.set_title(f"{key} ({kind})" if mixed else key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         if log_y and all(r.get(key, 1) > 0 for rows in histories.values() for r in rows):
             ax.set_yscale("log")
-    for ax in list(axes.flat)[len(keys) :]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    # One legend for the figure: a run missing from the first panel's metric is still named.
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
     fig.suptitle(
         f"{title} (shaded: stages of {labels[shaded]}: stage 1 orange, stage 2 blue; "
         "dashed: other runs' stage changes)",
@@ -104,6 +120,16 @@ def plot_curves(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return True
+
+
+def _model_kind(run: Path) -> str:
+    """The run's `kind:` (vqgan, kl, toy_vae, ...) from its config.yaml; "?" if unreadable."""
+    import yaml
+
+    try:
+        return str(yaml.safe_load((run / "config.yaml").read_text()).get("kind", "?"))
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "?"
 
 
 def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
@@ -191,6 +217,14 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
+def _weights(evaluation: dict[str, Any]) -> str:
+    """`final @ step 400` or `checkpoint @ step 200 (stage1)`; `?` for an older eval.json."""
+    if "weights" not in evaluation:
+        return "?"
+    stage = f" ({evaluation['stage']})" if evaluation.get("stage") else ""
+    return f"{evaluation['weights']} @ step {evaluation['step']}{stage}"
+
+
 def write_report(runs: list[Path], out: Path) -> Path:
     """Write `out/report.md` and its PNGs; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +241,8 @@ def write_report(runs: list[Path], out: Path) -> Path:
             "",
             "| metric | " + " | ".join(labels[r] for r in measured) + " |",
             "|---|" + "---:|" * len(measured),
+            # Which weights were measured: an unfinished run's checkpoint is not a final model.
+            "| weights | " + " | ".join(_weights(e) for e in measured.values()) + " |",
         ]
         for c in columns:
             lines.append(

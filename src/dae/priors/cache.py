@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from dae.autoencoder.base import DecoupledAutoencoder
@@ -94,7 +94,18 @@ class LatentCache:
 
     @classmethod
     def load(cls, path: str | Path) -> LatentCache:
-        return cls(load_file(str(path)), read_cache_meta(path))
+        meta = read_cache_meta(path)
+        try:
+            tensors = load_file(str(path))
+        except SafetensorError as err:
+            raise CheckpointError(f"{path}: unreadable or corrupt latent cache ({err})") from None
+        codes, n = tensors.get("codes"), meta.get("codebook_size")
+        if codes is not None and n and len(codes) and not (0 <= codes.min() <= codes.max() < n):
+            raise CheckpointError(
+                f"{path}: codes outside [0, {n}) (min {int(codes.min())}, max "
+                f"{int(codes.max())}); the cache is corrupt, re-encode it with --overwrite"
+            )
+        return cls(tensors, meta)
 
 
 def read_cache_meta(path: str | Path) -> dict[str, Any]:
@@ -102,8 +113,11 @@ def read_cache_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"latent cache not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("dae_latents")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("dae_latents")
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: unreadable or corrupt latent cache ({err})") from None
     if raw is None:
         raise CheckpointError(f"{path}: not a dae latent cache (no dae_latents metadata)")
     return json.loads(raw)

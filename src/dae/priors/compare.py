@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dae.config import to_dict
 from dae.experiments import load_config
 from dae.metrics.evaluate import score_samples
 from dae.priors.generate import sample_run
 from dae.priors.train import train_prior
+from dae.provenance import latents_made_from, pin_paths, stale_prior_run
+from dae.runsafety import check_out_path
 from dae.train.checkpoint import atomic_write
 from dae.train.run_folder import RunFolder
 
@@ -26,13 +29,21 @@ def compare_priors(
 ) -> list[dict[str, Any]]:
     """Train (or resume) a prior per autoencoder run, sample `n` images, score; one row per run."""
     out = Path(out)
+    check_out_path(out, ae_runs.values())
     rows = []
     for name, ae_run in ae_runs.items():
         _, cfg = load_config(config, overrides)
         prior_dir = out / name
         run = RunFolder(prior_dir)
-        if not run.weights_path.is_file():
-            train_prior(cfg, ae_run, prior_dir, resume=run.checkpoint_path.is_file())
+        # Reuse a prior only if this config on this autoencoder made it; else train it again.
+        pin_paths(cfg, ae_run)
+        stale = stale_prior_run(run, to_dict(cfg), latents_made_from(ae_run, cfg))
+        if stale or not run.weights_path.is_file():
+            resume = run.checkpoint_path.is_file() and not stale
+            if stale and run.holds_run():
+                print(f"{prior_dir}: made by another config or autoencoder ({stale}); retraining")
+            overwrite = run.holds_run() and not resume
+            train_prior(cfg, ae_run, prior_dir, resume=resume, overwrite=overwrite)
         info = sample_run(prior_dir, n, run.samples_dir, seed, overrides=overrides)
         row: dict[str, Any] = {"run": name, "ae_run": str(ae_run), "n": n, **_final_loss(prior_dir)}
         if features:

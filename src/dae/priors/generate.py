@@ -101,7 +101,7 @@ def sample_run(
     """`dae sample`: load the prior and its autoencoder, sample `n` images, write them to `out`."""
     run = load_prior_run(run_dir, overrides)
     device = device or run.cfg.train.device
-    ae = Run(run.cfg.ae_run).autoencoder(ae_weights)
+    ae = Run(run_dir).autoencoder_of(run, ae_weights)
     images, labels = generate_samples(run, ae, n, seed, device)
     info = {
         "prior_run": str(run_dir),

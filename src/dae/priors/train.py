@@ -8,10 +8,11 @@ from typing import Any
 import torch
 
 from dae.data.images import ImageDataConfig, load_in_memory
-from dae.errors import CheckpointError
+from dae.errors import CheckpointError, ConfigError
 from dae.experiments import get_kind
 from dae.experiments.train import train
 from dae.priors.cache import CacheConfig, LatentCache, encode_dataset
+from dae.provenance import latents_made_from, pin_paths, stale_latents
 from dae.run import Run
 from dae.train.distributed import barrier, dist_info
 from dae.train.run_folder import RunFolder
@@ -43,14 +44,31 @@ def build_cache(
 def train_prior(
     cfg: Any, ae_run: str | Path, out: str | Path, resume: bool = False, overwrite: bool = False
 ) -> Trainer:
-    """Cache the run's latents into `out` (once), train the prior, write its weights."""
+    """Cache the run's latents into `out` (once), train the prior, write its weights.
+
+    The cache is keyed by what made it (the autoencoder run's identity, the data and cache
+    configs): one made otherwise is re-encoded for a fresh run and refused for a resume.
+    """
     Run(ae_run).require()
-    cfg.ae_run = str(ae_run)
+    pin_paths(cfg, ae_run)  # absolute: `dae sample` then works from any working directory
     kind = get_kind(cfg.kind)
+    made_from = latents_made_from(ae_run, cfg)
 
     def make_task(run: RunFolder):
-        if dist_info().is_main and not run.latents_path.is_file():
-            build_cache(ae_run, cfg.data, cfg.cache, cfg.train.device).save(run.latents_path)
+        if dist_info().is_main and (stale := stale_latents(run.latents_path, made_from)):
+            if resume:
+                raise ConfigError(
+                    "config",
+                    f"differs from the run being resumed in {run.path}: {stale}; use --overwrite",
+                )
+            if run.latents_path.is_file():
+                print(
+                    f"{run.latents_path}: not made by this config and autoencoder ({stale}); "
+                    "re-encoding"
+                )
+            cache = build_cache(cfg.ae_run, cfg.data, cfg.cache, cfg.train.device)
+            cache.meta["made_from"] = made_from
+            cache.save(run.latents_path)
         barrier()
         cache = LatentCache.load(run.latents_path)
         shape = cache.meta["latent_shape"]
@@ -58,4 +76,4 @@ def train_prior(
         torch.manual_seed(cfg.train.seed)
         return kind.task(cfg, cache, kind.model(cfg, cache.meta))
 
-    return train(cfg, out, resume, overwrite, make_task=make_task)
+    return train(cfg, out, resume, overwrite, make_task=make_task, inputs=[ae_run])

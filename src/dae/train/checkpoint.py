@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
+import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +42,7 @@ def atomic_write(path: Path, write: Any) -> None:
             time.sleep(float(delay))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; colleagues should read the run
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -48,6 +52,13 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -62,7 +73,26 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
     except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
         kept = "the previous checkpoint is kept" if Path(path).exists() else "nothing was written"
-        raise CheckpointError(f"could not write checkpoint {path} ({err}); {kept}") from err
+        reason = _write_failure(err, Path(path))
+        raise CheckpointError(f"could not write checkpoint {path} ({reason}); {kept}") from err
+
+
+def _write_failure(err: BaseException, path: Path) -> str:
+    """Why a write failed, in words: torch's "file write failed" hides ENOSPC, so a folder with
+    less free space than the previous checkpoint (or 1 MiB) is reported as full."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return os.strerror(err.errno)
+    need = max(path.stat().st_size if path.exists() else 0, 1 << 20)
+    if shutil.disk_usage(path.parent).free < need:
+        return os.strerror(errno.ENOSPC)
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """torch's own reason ("Unsupported global: GLOBAL os.system ..."), without its advice to
+    retry with weights_only=False, which would run the payload."""
+    found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use|\n|$)", str(err))
+    return found.group(1).rstrip(".") if found else type(err).__name__
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -75,7 +105,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: refused to load: it holds objects other than tensors and plain data "
-            f"(possibly pickled code), which dae never unpickles ({str(err).splitlines()[0]})"
+            f"(possibly pickled code), which dae never unpickles ({_unpickler_reason(err)})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({err})") from None

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from dae.errors import MissingFileError
+from dae.errors import CheckpointError, MissingFileError
 from dae.train.checkpoint import atomic_write, unwrap
 
 
@@ -30,6 +31,9 @@ def load_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"weights file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-    return load_file(str(path)), json.loads(metadata.get("config", "{}"))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), json.loads(metadata.get("config", "{}"))
+    except (SafetensorError, OSError, ValueError) as err:  # truncated, corrupt, not safetensors
+        raise CheckpointError(f"{path}: unreadable or corrupt weights file ({err})") from None

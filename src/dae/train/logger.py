@@ -35,6 +35,9 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
+            if resume_step and run.tensorboard_dir.is_dir():
+                rewind_tensorboard(run.tensorboard_dir, resume_step)
+
             self._tb = SummaryWriter(
                 str(run.tensorboard_dir), purge_step=resume_step + 1 if resume_step else None
             )
@@ -53,6 +56,31 @@ class MetricsLogger:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def rewind_tensorboard(folder: Path, step: int) -> None:
+    """Drop events after `step` from the event files in `folder`: TensorBoard's own purge (the
+    writer's `purge_step`) hides them in its UI, but other readers (pandas exports, tbparse)
+    would see the steps a killed run logged after its checkpoint twice."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from dae.train.checkpoint import atomic_write
+
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        events = list(LegacyEventFileLoader(str(path)).Load())
+        kept = [e for e in events if e.step <= step or e.HasField("file_version")]
+        if len(kept) == len(events):
+            continue
+
+        def write(tmp: Path, kept=kept) -> None:
+            with open(tmp, "wb") as f:
+                writer = RecordWriter(f)
+                for event in kept:
+                    writer.write(event.SerializeToString())
+                writer.flush()
+
+        atomic_write(path, write)
 
 
 def _step_of(line: str) -> float:

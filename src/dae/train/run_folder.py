@@ -8,6 +8,11 @@
     RUN/eval.json                 `dae evaluate`; RUN/eval_recon.png its grid
     RUN/latents.safetensors       a prior run's latent cache
     RUN/samples/                  `dae sample` output
+    RUN/.dae.lock                 held (flock) by the one process training into the run
+
+`OWNED_FILES` / `OWNED_FOLDERS` list all of these: what `--overwrite` may delete. Creating,
+locking and replacing a run folder is dae/runsafety.py's `claim_run_dir`; a user's other files in
+the folder are never touched.
 
 `dae.run.Run` adds what needs the table of experiment kinds (validated configs, models).
 """
@@ -15,13 +20,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from dae.errors import CheckpointError, ConfigError, RunFolderError
+from dae.paths import absolute_path
 from dae.train.checkpoint import atomic_write, load_checkpoint, remove_stale_temporaries
 from dae.train.export import load_weights
 
@@ -50,22 +55,39 @@ class RunFolder:
     eval_grid_path = property(lambda self: self.path / "eval_recon.png")
     latents_path = property(lambda self: self.path / "latents.safetensors")
     samples_dir = property(lambda self: self.path / "samples")
+    lock_path = property(lambda self: self.path / ".dae.lock")
+
+    # What dae writes here, all that `--overwrite` may delete: files, and per folder the patterns
+    # of its files (".*.tmp": a killed atomic write's temporary).
+    OWNED_FILES = (
+        "config.yaml",
+        "model.safetensors",
+        "model_ema.safetensors",
+        "metrics.jsonl",
+        "eval.json",
+        "eval_recon.png",
+        "latents.safetensors",
+    )
+    OWNED_FOLDERS = {
+        "checkpoints": ("last.pt", ".*.tmp"),
+        "tb": ("events.out.tfevents.*",),
+        "images": ("recon_*.png", ".*.tmp"),
+        "samples": ("samples.npz", "grid.png", "samples.yaml", "scores.json", ".*.tmp"),
+    }
+    # Files only the lock holder writes (`dae evaluate` writes eval.json without the lock), so
+    # their temporaries found under the lock were left by a killed process.
+    LOCKED_WRITES = (
+        "config.yaml",
+        "model.safetensors",
+        "model_ema.safetensors",
+        "latents.safetensors",
+    )
+
+    def holds_run(self) -> bool:
+        """Whether the folder holds (part of) a run: a log or checkpoints."""
+        return self.checkpoint_dir.exists() or self.metrics_path.exists()
 
     # -- creating ---------------------------------------------------------------------------------
-    def prepare(self, resume: bool, overwrite: bool) -> None:
-        """Refuse to clobber an existing run unless asked; `--overwrite` deletes it."""
-        has_run = self.checkpoint_dir.exists() or self.metrics_path.exists()
-        if has_run and not resume:
-            if not overwrite:
-                raise RunFolderError(
-                    f"{self.path} already holds a run; pass --resume to continue it or "
-                    "--overwrite to replace it"
-                )
-            shutil.rmtree(self.path)
-        if resume and not self.checkpoint_path.is_file():
-            raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}")
-        self.path.mkdir(parents=True, exist_ok=True)
-
     def prepare_checkpoints(self) -> None:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.checkpoint_dir)
@@ -73,7 +95,10 @@ class RunFolder:
     def write_config(self, config: dict[str, Any], resume: bool = False) -> None:
         """Write `config.yaml`; when resuming, first check it equals the saved one."""
         if resume and self.config_path.is_file():
-            diff = first_difference(config, self.read_config())
+            saved = self.read_config()
+            if isinstance(saved.get("data"), dict):  # runs made before roots were stored absolute
+                saved["data"]["root"] = absolute_path(saved["data"].get("root"))
+            diff = first_difference(config, saved)
             if diff:
                 raise ConfigError(
                     diff.split(":")[0], f"differs from the run being resumed ({diff})"

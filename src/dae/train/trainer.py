@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from dae.config import check
 from dae.errors import NonFiniteLossError
+from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule, SingleStage, Stage, StagePlan
 from dae.train.checkpoint import (
     CheckpointError,
@@ -42,6 +43,7 @@ from dae.train.distributed import (
     set_device_rng_state,
 )
 from dae.train.export import save_state, save_weights
+from dae.train.interrupt import StepBoundaryInterrupt
 from dae.train.logger import MetricsLogger
 from dae.train.optim import EMA, OptimConfig, build_optimizer  # noqa: F401  (re-exported)
 from dae.train.precision import autocast_dtype
@@ -82,6 +84,12 @@ class TrainConfig:
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.grad_accum >= 1, "grad_accum", f"must be >= 1, got {self.grad_accum}")
+        check(
+            self.grad_accum <= self.batch_size,
+            "grad_accum",
+            f"must be <= batch_size ({self.batch_size}): each micro-batch needs a sample, "
+            f"got {self.grad_accum}",
+        )
         check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         check(self.ckpt_every >= 0, "ckpt_every", f"must be >= 0, got {self.ckpt_every}")
         check(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
@@ -156,9 +164,16 @@ def _split(batch: Any, parts: int) -> list[Any]:
     return [type(batch)(c[i] for c in chunks) for i in range(parts)]
 
 
+def _batch_size(batch: Any) -> int:
+    """Samples in a tensor batch, or in the first tensor of a tuple/list batch."""
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    return next(len(b) for b in batch if isinstance(b, torch.Tensor))
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """`RunFolder(run_dir).prepare(...)`: refuse to clobber an existing run unless asked."""
-    RunFolder(run_dir).prepare(resume, overwrite)
+    """`claim_run_dir` without holding the lock (library use); `dae train` holds it for the run."""
+    claim_run_dir(run_dir, resume=resume, overwrite=overwrite).release()
 
 
 class Trainer:
@@ -192,6 +207,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.samples_per_s: float | None = None  # moving average, shown on the progress bar
         self.step = 0
+        self.saved_step: int | None = None  # step of the checkpoint on disk, if any
+        self.skipped_steps = 0  # steps whose update on_nan=skip dropped
         self.plan: StagePlan | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.opt_stage: Stage | None = None
@@ -219,6 +236,7 @@ class Trainer:
             "rng": host_rng_state(),
             "rng_ranks": gather_objects(device_rng_state(self.device)),
             "scaler": self.scaler.state_dict(),
+            "skipped_steps": self.skipped_steps,
             "config": self.config,
         }
 
@@ -229,6 +247,7 @@ class Trainer:
             if self.dist.is_main:
                 save_checkpoint(self.ckpt_path, state)
             barrier()
+            self.saved_step = self.step
 
     def export(self, config: dict[str, Any]) -> None:
         """Rank 0 writes the final weights (and the EMA's) with `config` in their header."""
@@ -250,7 +269,8 @@ class Trainer:
             load_state(module, payload["modules"][name], f"{name} in {self.ckpt_path}")
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.shadow = payload["ema"]
-        self.step = int(payload["step"])
+        self.step = self.saved_step = int(payload["step"])
+        self.skipped_steps = int(payload.get("skipped_steps", 0))
         restore_host_rng_state(payload["rng"])
         ranks = payload.get("rng_ranks") or []
         if len(ranks) == self.dist.world_size:
@@ -277,6 +297,18 @@ class Trainer:
         self.opt_stage = stage
         self._resume_payload = None
 
+    def _nan_message(self, name: str, step: int, stage: Stage) -> str:
+        # 1-based, like the log's `step` (steps completed once this one is).
+        where = ""
+        if self.run_dir is not None and self.saved_step is not None:
+            where = (
+                f"; the last good checkpoint (step {self.saved_step}) is kept at "
+                f"{self.ckpt_path}, --resume continues from it"
+            )
+        elif self.run_dir is not None:
+            where = "; no checkpoint was written yet, so there is nothing to resume"
+        return f"non-finite {name!r} loss in step {step + 1} ({stage}); stopped{where}"
+
     def _lr_scale(self, stage_step: int) -> float:
         warm = self.optim_cfg.warmup_steps
         return min(1.0, (stage_step + 1) / warm) if warm else 1.0
@@ -296,15 +328,14 @@ class Trainer:
             unit="step",
         )
         try:
-            while self.step < cfg.steps:
-                self._train_step(logger, bar)
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
-                    self.save()
-            self.save()
+            with StepBoundaryInterrupt() as interrupt:
+                while self.step < cfg.steps:
+                    self._train_step(logger, bar)
+                    interrupt.stop_if_asked(self.save, self.step, self.run_dir)
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                        self.save()
+                self.save()
             self.schedule.finish(self.task.model)
-        except KeyboardInterrupt:
-            self.save()  # the step counter points at the first unfinished step
-            raise
         finally:
             bar.close()
             logger.close()
@@ -335,16 +366,21 @@ class Trainer:
         for name, opt in self.optimizers.items():
             opt.zero_grad(set_to_none=True)
             finite, active = True, True
-            for ctx.micro, micro in enumerate(_split(batch, cfg.grad_accum)):
-                # Gradients add up locally; only the last micro-batch's backward all-reduces.
-                last = ctx.micro == cfg.grad_accum - 1
+            micros = _split(batch, cfg.grad_accum)
+            sizes = [_batch_size(m) for m in micros]
+            for ctx.micro, micro in enumerate(micros):
+                # Weighted by size: uneven splits (10 into 4: 3, 3, 3, 1) average like one batch.
+                weight = sizes[ctx.micro] / sum(sizes)
+                # Gradients add up locally; only the last micro-batch's backward all-reduces
+                # (`chunk` may give fewer micro-batches than grad_accum: 5 into 4 is 2, 2, 1).
+                last = ctx.micro == len(micros) - 1
                 with contextlib.ExitStack() as no_sync:
                     for wrapper in wrappers if not last else []:
                         no_sync.enter_context(wrapper.no_sync())
                     with autocast:
                         loss, parts = self.task.loss(name, micro, ctx)
                     if loss is not None and torch.isfinite(loss):
-                        self.scaler.scale(loss / cfg.grad_accum).backward()
+                        self.scaler.scale(loss * weight).backward()
                 if loss is None:
                     active = False
                     break
@@ -352,13 +388,10 @@ class Trainer:
                     finite = False
                     break
                 for key, value in parts.items():
-                    logs[key] = logs.get(key, 0.0) + value / cfg.grad_accum
+                    logs[key] = logs.get(key, 0.0) + value * weight
             if not finite:
                 if cfg.on_nan == "stop":
-                    raise NonFiniteLossError(
-                        f"non-finite {name!r} loss at step {step} ({plan.stage}); stopped, the last "
-                        f"good checkpoint is kept" + (f" at {self.ckpt_path}" if self.run else "")
-                    )
+                    raise NonFiniteLossError(self._nan_message(name, step, plan.stage))
                 opt.zero_grad(set_to_none=True)
                 logs["skipped_nonfinite"] = 1.0
                 continue
@@ -372,6 +405,7 @@ class Trainer:
                 logs[f"grad_norm/{name}"] = float(gn)
             self.scaler.step(opt)
         self.scaler.update()
+        self.skipped_steps += int("skipped_nonfinite" in logs)
         if self.ema is not None:
             self.ema.update(self.task.model)
         self.step += 1

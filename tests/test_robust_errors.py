@@ -1,0 +1,160 @@
+"""Bad files and arguments give one line naming the problem, never a traceback (issue 17)."""
+
+import pytest
+import torch
+
+from dae.cli import main
+from dae.priors.cache import LatentCache
+from dae.train.checkpoint import CheckpointError
+from dae.train.export import load_weights
+
+TOY = ["train", "configs/toy_vae.yaml"]
+for _item in ("train.steps=2", "train.progress=false", "train.tensorboard=false"):
+    TOY += ["--set", _item]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "toy"
+    assert main([*TOY, "--out", str(run)]) == 0
+    return run
+
+
+def test_corrupt_weights_file_is_named(toy_run, tmp_path, capsys):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match=r"model.safetensors: unreadable or corrupt weights"):
+        load_weights(bad)
+    (toy_run / "model.safetensors").write_bytes(b"garbage")
+    assert main(["evaluate", str(toy_run), "--metrics", "knn"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{toy_run}/model.safetensors: unreadable or corrupt" in err
+
+
+def test_latent_codes_out_of_range_are_refused(tmp_path):
+    meta = {"kind": "vq", "latent_shape": [2, 2], "classes": ["a"], "codebook_size": 8}
+    codes = torch.tensor([[[0, 1], [2, 8]]], dtype=torch.int32)  # 8 is not a code of 8
+    LatentCache({"codes": codes, "labels": torch.zeros(1).long()}, meta).save(tmp_path / "c")
+    with pytest.raises(CheckpointError, match=r"codes outside \[0, 8\) \(min 0, max 8\)"):
+        LatentCache.load(tmp_path / "c")
+    (tmp_path / "c").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="unreadable or corrupt latent cache"):
+        LatentCache.load(tmp_path / "c")
+
+
+def test_export_to_an_existing_file_is_refused(toy_run, tmp_path, capsys):
+    target = tmp_path / "model.bin"
+    target.write_text("mine")
+    assert main(["export", str(toy_run), "--out", str(target)]) == 1
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert target.read_text() == "mine"
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "sets,expected",
+    [
+        (["train.steps=1", "schedule.mode=dae"], "train.steps: a DAE schedule needs >= 2"),
+        (["model.enc_hidden=[1,"], "model.enc_hidden: cannot parse the value '[1,' as YAML"),
+        (["optim.lr=.inf"], "optim.lr: must be a finite number, got inf"),
+        (["model.enc_hidden=1000000000000"], "out of memory (tried to allocate"),
+    ],
+)
+def test_bad_values_are_one_line(tmp_path, capsys, sets, expected):
+    args = [*TOY, "--out", str(tmp_path / "run")]
+    for item in sets:
+        args += ["--set", item]
+    assert main(args) in (1, 2)
+    assert expected in _one_line(capsys)
+
+
+def test_bad_yaml_files_are_one_line(tmp_path, capsys):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"kind: toy_vae\n# caf\xe9\n")
+    assert main(["train", str(latin1), "--out", str(tmp_path / "a")]) == 2
+    assert "latin1.yaml: not UTF-8 text" in _one_line(capsys)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("kind: toy_vae\ntrain:\n  steps: 3\ntrain:\n  steps: 4\n")
+    assert main(["train", str(dup), "--out", str(tmp_path / "b")]) == 2
+    assert "duplicate key 'train'" in _one_line(capsys)
+    assert not (tmp_path / "b").exists()
+
+
+def test_lipschitz_every_is_checked_before_training(tmp_path, capsys):
+    args = [*TOY, "--out", str(tmp_path / "run"), "--set", "train.log_every=2"]
+    assert main([*args, "--lipschitz-every", "3"]) == 2
+    assert "--lipschitz-every: must be a multiple of train.log_every (2), got 3" in _one_line(
+        capsys
+    )
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+def test_download_offline_is_one_line(tmp_path, capsys):
+    args = ["data", "download", "mnist", "--to", str(tmp_path / "m")]
+    assert main([*args, "--base-url", "http://127.0.0.1:9/"]) == 1
+    assert "download of http://127.0.0.1:9/" in _one_line(capsys)
+
+
+def test_attn_resolutions_must_match_a_level():
+    from dae.autoencoder.image import ImageArchConfig
+    from dae.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"attn_resolutions: \[7\] match no level.*\[32, 16\]"):
+        ImageArchConfig(resolution=32, ch=8, ch_mult=[1, 2], norm_groups=4, attn_resolutions=[7])
+
+
+def test_inception_file_with_a_wrong_hash_is_a_user_error(tmp_path, capsys):
+    from dae.data.formats import DataFormatError
+    from dae.errors import UserError
+    from dae.metrics.inception import load_inception
+
+    bad = tmp_path / "pt_inception.pth"
+    bad.write_bytes(b"not inception")
+    with pytest.raises(DataFormatError, match="pt_inception.pth: SHA-256") as err:
+        load_inception(bad)
+    assert isinstance(err.value, UserError)  # what the CLI reports as one line
+
+
+def test_pickle_refusal_does_not_advise_weights_only_false(tmp_path):
+    from dae.train.checkpoint import load_checkpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "evil.pt")
+    message = str(err.value)
+    assert "Unsupported global: GLOBAL builtins.print" in message or "GLOBAL print" in message
+    assert "weights_only" not in message and "will likely succeed" not in message
+
+
+def test_full_disk_from_torch_save_says_no_space_left(tmp_path, monkeypatch):
+    from dae.train import checkpoint
+
+    path = tmp_path / "last.pt"
+    checkpoint.save_checkpoint(path, {"step": 1})
+
+    def failing_save(obj, f):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    with pytest.raises(CheckpointError, match=r"\(No space left on device\); the previous"):
+        checkpoint.save_checkpoint(path, {"step": 2})
+
+
+def test_one_sample_is_a_config_error_not_a_linear_algebra_failure():
+    from dae.config import ConfigError
+    from dae.metrics.fid import distribution_metrics
+
+    real = {"pool": torch.randn(10, 4)}
+    names = {"fd": "FD", "kd": "KD"}
+    with pytest.raises(ConfigError, match=r"samples: 1 image\(s\); need >= 2"):
+        distribution_metrics(real, {"pool": torch.randn(1, 4)}, names)

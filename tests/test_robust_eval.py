@@ -1,0 +1,89 @@
+"""Evaluation never measures the wrong thing silently (issue 17): which weights were measured is
+recorded and reported, metric groups merge, channel-last or too few samples are refused."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dae.cli import main
+from dae.config import ConfigError
+from dae.metrics.evaluate import load_samples
+from test_metrics_cli import REPO, TINY
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A finished toy run and an unfinished one (no model.safetensors, only a checkpoint)."""
+    root = tmp_path_factory.mktemp("runs")
+    for name in ("done", "unfinished"):
+        args = ["train", str(REPO / "configs/toy_vae.yaml"), *TINY, "--out", str(root / name)]
+        assert main([*args, "--set", "train.ckpt_every=20"]) == 0
+    (root / "unfinished" / "model.safetensors").unlink()
+    return root / "done", root / "unfinished"
+
+
+def test_eval_records_weights_and_step_and_report_shows_them(runs, tmp_path, capsys):
+    done, unfinished = runs
+    for run in runs:
+        assert main(["evaluate", str(run), "--metrics", "knn", "--knn-train", "256"]) == 0
+    assert "unfinished: measuring checkpoints/last.pt at step 40" in capsys.readouterr().out
+    finished = json.loads((done / "eval.json").read_text())
+    partial = json.loads((unfinished / "eval.json").read_text())
+    assert (finished["weights"], finished["step"]) == ("final", 40)
+    assert (partial["weights"], partial["step"], partial["stage"]) == ("checkpoint", 40, "joint")
+    assert main(["report", str(done), str(unfinished), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| weights | final @ step 40 | checkpoint @ step 40 (joint) |" in md
+
+
+def test_evaluate_one_group_merges_into_eval_json(runs):
+    done = runs[0]
+    assert main(["evaluate", str(done), "--metrics", "knn", "--knn-train", "256"]) == 0
+    knn = json.loads((done / "eval.json").read_text())["metrics"]["knn_latent_acc"]
+    assert main(["evaluate", str(done), "--metrics", "recon", "--knn-train", "256"]) == 0
+    merged = json.loads((done / "eval.json").read_text())
+    assert merged["metrics"]["knn_latent_acc"] == knn  # the earlier group is kept
+    assert "psnr/ssim" in merged["skipped"] and {"knn", "reconstruct"} <= set(merged["seconds"])
+
+
+def test_channel_last_and_too_few_samples_are_refused(tmp_path):
+    path = tmp_path / "s.npz"
+    np.savez(path, images=np.zeros((8, 16, 16, 3), np.uint8))  # numpy's usual (N, H, W, C)
+    with pytest.raises(ConfigError, match=r"channel-last \(N, H, W, C\)"):
+        load_samples(path)
+    np.savez(path, images=np.zeros((1, 3, 16, 16), np.uint8))
+    with pytest.raises(ConfigError, match="need >= 2"):
+        load_samples(path)
+    np.savez(path, images=np.zeros((2, 3, 16, 16), np.uint8))
+    assert load_samples(path).shape == (2, 3, 16, 16)
+
+
+def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch):
+    import yaml
+
+    from dae.metrics import report
+
+    runs = []
+    for name, kind, keys in [("vq-a", "vqgan", ("loss", "vq")), ("kl-b", "kl", ("loss", "kl"))]:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump({"kind": kind, "train": {}}))
+        rows = [{"step": s, "stage": "joint", **{k: float(s) for k in keys}} for s in (1, 2)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append(run)
+    (tmp_path / "vq-c").mkdir()  # a third run, with only the shared key
+    (tmp_path / "vq-c" / "config.yaml").write_text(yaml.safe_dump({"kind": "vqgan", "train": {}}))
+    (tmp_path / "vq-c" / "metrics.jsonl").write_text('{"step": 1, "stage": "joint", "loss": 3.0}\n')
+    runs.append(tmp_path / "vq-c")
+    plt = report._plt()
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    assert report.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
+    fig = figures[0]
+    titles = {ax.get_title() for ax in fig.axes if ax.get_title()}
+    assert titles == {"kl (kl)", "loss (kl)", "loss (vqgan)", "vq (vqgan)"}
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sorted(legend) == ["kl-b", "vq-a", "vq-c"]  # every run, not only panel 1's
+    loss_vq = next(ax for ax in fig.axes if ax.get_title() == "loss (vqgan)")
+    assert sorted(line.get_label() for line in loss_vq.get_lines()) == ["vq-a", "vq-c"]
