@@ -7,7 +7,6 @@ runs: `Trainer._train_step` (autoencoders: loss, backward, each optimiser, EMA) 
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 import warnings
@@ -127,20 +126,16 @@ def _random_cache(prior_kind: str, ae_preset: str, n: int) -> LatentCache:
 
 def prior_bench(preset: str, ae_preset: str, precision: str, device: torch.device) -> StepBench:
     """A prior preset's model and step on random latents/codes from `_random_cache`."""
-    kind, cfg = load_prior_config(CONFIGS / preset, [*TRAIN_OVERRIDES, f"train.device={device}"])
+    kind, cfg = load_prior_config(
+        CONFIGS / preset,
+        [*TRAIN_OVERRIDES, f"train.device={device}", f"train.precision={precision}"],
+    )
     cache = _random_cache(cfg.kind, ae_preset, 2 * cfg.train.batch_size)
     prior = kind.build(cfg, cache.meta)
     trainer = PriorTrainer(prior, cache, cfg.train, cfg.optim)
-    # PriorTrainer has no train.precision; autocast here is what it would do.
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if precision == "bf16"
-        else contextlib.nullcontext
-    )
 
     def step() -> None:
-        with autocast():
-            trainer._train_step()
+        trainer._train_step()
         trainer.step += 1
 
     net = prior.gpt if cfg.kind == "prior_gpt" else prior.dit

@@ -33,6 +33,7 @@ from dae.train.checkpoint import (
 )
 from dae.train.export import save_weights
 from dae.train.logger import MetricsLogger
+from dae.train.precision import select_precision
 from dae.train.trainer import (
     EMA,
     NonFiniteLossError,
@@ -80,6 +81,7 @@ class PriorTrainer:
         self.run_dir = Path(run_dir) if run_dir else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.precision = select_precision(cfg.precision, self.device, self.run_dir)
         self.config = config or {}
         self.sample_posterior = sample_posterior
         self.step = 0
@@ -172,7 +174,8 @@ class PriorTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         logs: dict[str, float] = {}
         for x, y in zip(latents.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum), strict=True):
-            loss, parts = self.prior.loss(x.to(self.device), y.to(self.device), gen)
+            with self.precision.autocast():
+                loss, parts = self.prior.loss(x.to(self.device), y.to(self.device), gen)
             if not torch.isfinite(loss):
                 if cfg.on_nan == "stop":
                     raise NonFiniteLossError(
