@@ -88,8 +88,8 @@ class ContiguousAttnProcessor(AttnProcessor2_0):
 
     diffusers returns `(B, HW, C) -> transpose -> reshape (B, C, H, W)`: a channels_last view.
     The residual stream after it then stays channels_last until the next 1x1 shortcut, and on
-    CPU GroupNorm is ~4x slower on channels_last than on NCHW (forward and backward, bf16 and
-    fp32; the profile is in docs/benchmarks.md). In eval mode the output is left as diffusers
+    CPU GroupNorm (forward + backward) is ~5x slower on channels_last than on NCHW in bf16 and
+    ~1.6x in fp32 (docs/benchmarks.md). In eval mode the output is left as diffusers
     makes it, so an exported `VQModel` / `AutoencoderKL` reproduces dae's outputs bit for bit.
     """
 
