@@ -2,8 +2,8 @@
 
 `auto` (the default) picks bf16 autocast where the hardware does bf16 arithmetic natively (CUDA
 with bf16, CPUs with AVX512-BF16 or AMX) and fp32 elsewhere. Measured on two 2-core CPUs
-(docs/benchmarks.md): with AVX512-BF16 a CIFAR VQGAN training step ran 1.5-2x faster in bf16 than
-in fp32; without it oneDNN emulates bf16 and the same step ran at 0.3-0.4x the fp32 speed.
+(docs/benchmarks.md): with AVX512-BF16 the CIFAR autoencoder and prior training steps ran
+1.4-1.8x faster in bf16 than in fp32; without it oneDNN emulates bf16 and they ran at 0.3-0.4x.
 
 Weights, optimiser state and the losses that need the range stay fp32 under autocast: the VQ
 nearest-neighbour search (`autoencoder/vqgan.py`), the KL posterior (`autoencoder/kl.py`), the
