@@ -25,6 +25,7 @@ from dae.priors.cache import LatentCache
 from dae.priors.task import PriorTask
 from dae.schedule import DAESchedule
 from dae.train.logger import MetricsLogger
+from dae.train.precision import resolve_precision
 from dae.train.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -154,34 +155,61 @@ def build(family: str, precision: str, device: torch.device) -> StepBench:
         return TRAIN_FAMILIES[family](precision, device)
 
 
-def sampling_rows(bench: StepBench, device: torch.device, batch: int = 2) -> list[dict]:
-    """DiT: ancestral sampling with 250 and 50 respaced steps; GPT: with and without KV cache."""
+def autocast_to(precision: str, device: torch.device):
+    """Autocast to bf16 for "bf16", nothing for "fp32": how the timed call runs (as training)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="train.precision=bf16")  # measured, as in build
+        return resolve_precision(precision, device).autocast()
+
+
+def counted_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of `fn` (matmuls, convolutions, attention), by `FlopCounterMode`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def sampling_rows(
+    bench: StepBench, device: torch.device, precision: str = "fp32", batch: int = 2
+) -> list[dict]:
+    """DiT: ancestral sampling with 250 and 50 respaced steps; GPT: with and without KV cache.
+
+    FLOPs: GPT's are counted on the warm-up call; DiT's on a 2-step call and scaled by steps/2
+    (every step is one forward of the same size), so no 250-step run happens under the counter.
+    """
     prior, cfg = bench.prior, bench.prior_cfg
     prior.eval()
     labels = torch.zeros(batch, dtype=torch.long)
-    if cfg.kind == "prior_dit":
-        settings = {f"ddpm {s} steps": [f"sample.steps={s}"] for s in (250, 50)}
+    dit = cfg.kind == "prior_dit"
+    if dit:
+        settings = {f"ddpm {s} steps": (s, [f"sample.steps={s}"]) for s in (250, 50)}
     else:
         settings = {
-            f"kv_cache={kv}": [f"sample.kv_cache={str(kv).lower()}"] for kv in (True, False)
+            f"kv_cache={kv}": (1, [f"sample.kv_cache={str(kv).lower()}"]) for kv in (True, False)
         }
     rows = []
-    for name, overrides in settings.items():
+    for name, (steps, overrides) in settings.items():
         # Warm-up (first calls allocate and pick kernels: several times slower); DiT: 2 steps.
-        prior.cfg = replace(
-            cfg, overrides + (["sample.steps=2"] if cfg.kind == "prior_dit" else [])
-        )
-        prior.sample(labels, torch.Generator().manual_seed(0), device)
-        prior.cfg = replace(cfg, overrides)
-        gen = torch.Generator().manual_seed(0)
-        (seconds,) = time_calls(lambda g=gen: prior.sample(labels, g, device), 1, device)
+        prior.cfg = replace(cfg, overrides + (["sample.steps=2"] if dit else []))
+        with autocast_to(precision, device):
+            flops = counted_flops(
+                lambda: prior.sample(labels, torch.Generator().manual_seed(0), device)
+            )
+            flops = flops * steps // 2 if dit else flops
+            prior.cfg = replace(cfg, overrides)
+            gen = torch.Generator().manual_seed(0)
+            (seconds,) = time_calls(lambda g=gen: prior.sample(labels, g, device), 1, device)
         rows.append(
             {
                 "family": cfg.kind.removeprefix("prior_"),
                 "sampler": name,
+                "precision": precision,
                 "batch": batch,
                 "seconds": seconds,
                 "images_per_s": batch / seconds,
+                "flops": flops,
             }
         )
     prior.cfg = cfg
@@ -189,14 +217,14 @@ def sampling_rows(bench: StepBench, device: torch.device, batch: int = 2) -> lis
 
 
 def eval_rows(device: torch.device, n: int, steps: int) -> list[dict]:
-    """Features/s of the `classifier:cifar10` and `pixels` extractors on random uint8 images.
+    """Features/s of the `classifier:cifar10` and `pixels` extractors on random uint8 images, in
+    fp32 and bf16 autocast, and one k-NN query (`knn_predict`, fp64 distances as in evaluation).
 
     An untrained classifier is timed if none is cached: its cost does not depend on its weights.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     from dae.metrics.classifier import PRESETS, build_classifier, classifier_path, load_classifier
     from dae.metrics.features import FeatureExtractor, _names, build_features
+    from dae.metrics.knn import knn_predict
 
     path = classifier_path(PRESETS["cifar10"])
     net = load_classifier(path)[0] if path.is_file() else build_classifier(PRESETS["cifar10"])
@@ -208,19 +236,46 @@ def eval_rows(device: torch.device, n: int, steps: int) -> list[dict]:
     }
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device)
     rows = []
-    for name, ext in extractors.items():
-        ext.extract(images[:8])  # warm-up
-        with FlopCounterMode(display=False) as counter:
-            ext.extract(images)
-        seconds = statistics.median(time_calls(lambda e=ext: e.extract(images), steps, device))
-        rows.append(
-            {
-                "extractor": name,
-                "images": n,
-                "seconds": seconds,
-                "images_per_s": n / seconds,
-                "flops_per_image": counter.get_total_flops() / n,
-                "weights": "-" if ext.net is None else "trained" if path.is_file() else "untrained",
-            }
-        )
+    for precision in ("fp32", "bf16"):
+        for name, ext in extractors.items():
+            with autocast_to(precision, device):
+                ext.extract(images[:8])  # warm-up
+                flops = counted_flops(lambda e=ext: e.extract(images))
+                times = time_calls(lambda e=ext: e.extract(images), steps, device)
+            seconds = statistics.median(times)
+            weights = "trained" if path.is_file() else "untrained"
+            rows.append(
+                {
+                    "extractor": name,
+                    "precision": precision,
+                    "images": n,
+                    "seconds": seconds,
+                    "images_per_s": n / seconds,
+                    "flops": flops,
+                    "flops_per_image": flops / n,
+                    "weights": "-" if ext.net is None else weights,
+                }
+            )
+    # k-NN as in `dae evaluate`: n queries against 4n references of 256-d features.
+    gen = torch.Generator().manual_seed(0)
+    ref, query = torch.randn(4 * n, 256, generator=gen), torch.randn(n, 256, generator=gen)
+    ref_labels = torch.randint(10, (4 * n,), generator=gen)
+    knn_predict(ref[:64], ref_labels[:64], query[:8])  # warm-up
+    # `cdist` is invisible to FlopCounterMode: count its inner product query @ ref.T by hand
+    flops = 2 * len(query) * len(ref) * ref.shape[1]
+    seconds = statistics.median(
+        time_calls(lambda: knn_predict(ref, ref_labels, query), steps, device)
+    )
+    rows.append(
+        {
+            "extractor": f"k-NN, {n} x {4 * n} x 256",
+            "precision": "fp64",
+            "images": n,
+            "seconds": seconds,
+            "images_per_s": n / seconds,
+            "flops": flops,
+            "flops_per_image": flops / n,
+            "weights": "-",
+        }
+    )
     return rows

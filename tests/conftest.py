@@ -5,6 +5,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# `train.precision: auto` resolves to fp32 in the suite on every CPU, so results do not depend on
+# the machine (and subprocesses inherit it); tests/test_precision.py sets both values itself.
+os.environ.setdefault("DAE_CPU_BF16", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.autoencoders.vae import Decoder, Encoder
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
@@ -96,18 +97,53 @@ def diffusers_trunk(cfg: ImageArchConfig, width_factor: float = 1.0) -> dict[str
     }
 
 
+class ContiguousAttnProcessor(AttnProcessor2_0):
+    """diffusers' attention whose output, in training, is NCHW again when its input was.
+
+    diffusers returns `(B, HW, C) -> transpose -> reshape (B, C, H, W)`: a channels_last view.
+    The residual stream after it then stays channels_last until the next 1x1 shortcut, and on
+    CPU GroupNorm (forward + backward) is ~5x slower on channels_last than on NCHW in bf16 and
+    ~1.6x in fp32 (docs/benchmarks.md). A model trained in channels_last (`train.channels_last`)
+    keeps diffusers' output, which is already in its layout. In eval mode the output is left as
+    diffusers makes it, so an exported `VQModel` / `AutoencoderKL` reproduces dae's outputs bit
+    for bit.
+    """
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # the parent's named arguments: diffusers drops (with a warning) any the call cannot take
+        out = super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        return out.contiguous() if attn.training and hidden_states.is_contiguous() else out
+
+
+def _contiguous_attention(net: nn.Module) -> nn.Module:
+    """`net` with `ContiguousAttnProcessor` in each of its diffusers attention blocks."""
+    for module in net.modules():
+        if isinstance(module, Attention):
+            module.set_processor(ContiguousAttnProcessor())
+    return net
+
+
 def build_encoder(cfg: ImageArchConfig, double_z: bool) -> Encoder:
     """(B, in, H, W) -> (B, z or 2z, H/f, W/f)."""
     trunk = diffusers_trunk(cfg)
     trunk.pop("up_block_types")
-    return Encoder(cfg.in_channels, cfg.z_channels, double_z=double_z, **trunk)
+    return _contiguous_attention(
+        Encoder(cfg.in_channels, cfg.z_channels, double_z=double_z, **trunk)
+    )
 
 
 def build_image_decoder(cfg: ImageArchConfig, width_factor: float = 1.0) -> Decoder:
     """(B, z, H/f, W/f) -> (B, in, H, W)."""
     trunk = diffusers_trunk(cfg, width_factor)
     trunk.pop("down_block_types")
-    return Decoder(cfg.z_channels, cfg.in_channels, **trunk)
+    return _contiguous_attention(Decoder(cfg.z_channels, cfg.in_channels, **trunk))
 
 
 class ImageAutoencoder(DecoupledAutoencoder):

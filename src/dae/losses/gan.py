@@ -13,15 +13,17 @@ GanLoss = Literal["hinge", "vanilla"]
 def discriminator_loss(
     kind: GanLoss, logits_real: torch.Tensor, logits_fake: torch.Tensor
 ) -> torch.Tensor:
-    """Discriminator objective, averaged over patches (real -> +, fake -> -)."""
+    """Discriminator objective, averaged over patches (real -> +, fake -> -), in fp32."""
+    # Under bf16 autocast the logits are bf16 (8-bit mantissa): the hinge and its mean in fp32.
+    logits_real, logits_fake = logits_real.float(), logits_fake.float()
     if kind == "hinge":
         return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
     return 0.5 * (F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean())
 
 
 def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
-    """Generator objective; taming uses `-mean(D(x_hat))` for both hinge and vanilla."""
-    return -logits_fake.mean()
+    """Generator objective; taming uses `-mean(D(x_hat))` for both hinge and vanilla (fp32)."""
+    return -logits_fake.float().mean()
 
 
 def adaptive_weight(

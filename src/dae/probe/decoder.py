@@ -10,7 +10,6 @@ reads posterior samples in training and the posterior mean at test time, as the 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ from dae.metrics.reconstruction import psnr
 from dae.probe.config import ProbeConfig
 from dae.probe.runs import ProbedRun
 from dae.train.optim import OptimConfig, build_optimizer
-from dae.train.precision import autocast_dtype
+from dae.train.precision import resolve_precision
 
 # Taming's Adam betas, which every dae image preset uses.
 BETAS = (0.5, 0.9)
@@ -111,7 +110,7 @@ def probe_decoder(
     )
     loss_fn = Reconstruction(run.cfg.loss).to(device)
     sampler = EpochSampler(len(train), cfg.batch_size, cfg.seed)
-    dtype = autocast_dtype(cfg.precision, device)
+    precision = resolve_precision(cfg.precision, device)
     checkpoints = set(curve_steps(cfg))
     train_curve: list[list[float]] = []
     test_curve: list[list[float]] = []
@@ -121,8 +120,7 @@ def probe_decoder(
     for step in bar:
         x = float_batch(train, sampler.indices(step), hflip, seed=cfg.seed + step).to(device)
         z = train_latent(model, x)
-        autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-        with autocast:
+        with precision.autocast():
             x_hat = decoder(z).float()
         loss = loss_fn(x, x_hat).mean()
         optimizer.zero_grad(set_to_none=True)

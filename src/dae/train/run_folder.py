@@ -4,6 +4,7 @@
     RUN/model.safetensors         final weights + config in the header (model_ema.safetensors: EMA)
     RUN/checkpoints/last.pt       training state (models, optimisers, EMA, step, stage, RNG)
     RUN/metrics.jsonl, RUN/tb/    one row per logged step; TensorBoard scalars
+    RUN/precision.json            what `train.precision` resolved to on the machine that ran it
     RUN/images/                   reconstruction grids during training
     RUN/eval.json                 `dae evaluate`; RUN/eval_recon.png its grid
     RUN/latents.safetensors       a prior run's latent cache
@@ -50,6 +51,7 @@ class RunFolder:
     checkpoint_path = property(lambda self: self.path / "checkpoints" / "last.pt")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     tensorboard_dir = property(lambda self: self.path / "tb")
+    precision_path = property(lambda self: self.path / "precision.json")
     images_dir = property(lambda self: self.path / "images")
     eval_path = property(lambda self: self.path / "eval.json")
     eval_grid_path = property(lambda self: self.path / "eval_recon.png")
@@ -105,6 +107,12 @@ class RunFolder:
                 )
         text = yaml.safe_dump(config, sort_keys=False)
         atomic_write(self.config_path, lambda tmp: tmp.write_text(text))
+
+    def write_precision(self, record: dict[str, str]) -> None:
+        """`precision.json`, rewritten at every (re)start: a run resumed on another machine
+        says what that machine chose."""
+        text = json.dumps(record, indent=1) + "\n"
+        atomic_write(self.precision_path, lambda tmp: tmp.write_text(text))
 
     # -- reading ----------------------------------------------------------------------------------
     def exists(self) -> bool:

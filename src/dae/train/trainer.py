@@ -46,7 +46,7 @@ from dae.train.export import save_state, save_weights
 from dae.train.interrupt import StepBoundaryInterrupt
 from dae.train.logger import MetricsLogger
 from dae.train.optim import EMA, OptimConfig, build_optimizer  # noqa: F401  (re-exported)
-from dae.train.precision import autocast_dtype
+from dae.train.precision import select_precision
 from dae.train.run_folder import RunFolder
 
 CHECKPOINT_VERSION = 1
@@ -73,10 +73,11 @@ class TrainConfig:
         default=False,
         metadata={"help": "image models and batches in channels_last (faster bf16 convs on GPUs)"},
     )
-    precision: Literal["fp32", "bf16", "fp16"] = field(
-        default="fp32",
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        default="auto",
         metadata={
-            "help": "autocast dtype: bf16 (CUDA; CPUs with AVX512-BF16/AMX), fp16 (CUDA only)"
+            "help": "autocast dtype: auto (bf16 on CUDA with bf16 and CPUs with AVX512-BF16/AMX, "
+            "else fp32), fp32, bf16, fp16 (CUDA only)"
         },
     )
 
@@ -202,9 +203,12 @@ class Trainer:
         self.hooks = (hooks or []) + task.hooks()
         self.dist = dist_info()
         self.device = resolve_device(cfg.device)
-        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        main = self.dist.is_main
+        self.precision = select_precision(
+            cfg.precision, self.device, self.run if main else None, log=main
+        )
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range.
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.name == "fp16")
         self.samples_per_s: float | None = None  # moving average, shown on the progress bar
         self.step = 0
         self.saved_step: int | None = None  # step of the checkpoint on disk, if any
@@ -358,11 +362,7 @@ class Trainer:
         started = time.perf_counter()
         batch = self.task.batch(step)
         logs: dict[str, float] = {}
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
+        autocast = self.precision.autocast()
         for name, opt in self.optimizers.items():
             opt.zero_grad(set_to_none=True)
             finite, active = True, True
