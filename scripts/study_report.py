@@ -2,7 +2,11 @@
 family and variant, mean ± std over seeds, paired differences against the baseline of the same seed
 (paired t-test and exact sign test), and whether each run's test curve has flattened.
 
-Usage: python scripts/study_report.py runs/study --out runs/study/report
+With `--probe DIR/probe.json` (a `dae probe` of the runs) it adds the probe's fresh-decoder and
+prior scores, and with eval.json files in the runs (`dae evaluate --metrics
+recon,codebook,diagnostics`) the latent diagnostics, each paired by seed against the baseline.
+
+Usage: python scripts/study_report.py runs/study --out runs/study/report [--probe P/probe.json]
 """
 
 from __future__ import annotations
@@ -98,6 +102,32 @@ def summarise(runs: dict) -> dict:
     return out
 
 
+def curve_table(runs: dict, every: int = 200) -> str:
+    """Mean held-out test L1 over seeds at every `every` steps, one column per variant."""
+    lines = []
+    for family, variants in runs.items():
+        names = [v for v in VARIANTS if v in variants]
+        last = max(s["steps"][-1] for v in names for s in variants[v].values())
+        lines += [
+            f"#### {family}: held-out test L1 during training (mean over seeds)",
+            "",
+            "| step | " + " | ".join(names) + " |",
+            "|---:|" + "---:|" * len(names),
+        ]
+        for step in range(every, last + 1, every):
+            cells = []
+            for v in names:
+                vals = [
+                    s["test_l1"][s["steps"].index(step)]
+                    for s in variants[v].values()
+                    if step in s["steps"]
+                ]
+                cells.append(f"{np.mean(vals):.4f}" if vals else "")
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def markdown(summary: dict) -> str:
     lines = []
     for family, fam in summary.items():
@@ -127,6 +157,76 @@ def markdown(summary: dict) -> str:
                 f"{cells[0]} | {cells[1]} | {100 * r['max_flatness']:.1f} % |"
             )
         lines.append("")
+    return "\n".join(lines)
+
+
+EVAL_KEYS = {  # eval.json "metrics" key -> label (lower is better unless marked ↑)
+    "psnr": "eval PSNR on 2,000 test images (dB) ↑",
+    "codebook_perplexity": "code perplexity",
+    "linear_probe_acc": "linear-probe accuracy of the latent ↑",
+    "latent_hf_fraction": "latent DCT high-frequency fraction",
+    "gmm_modes": "GMM modes (BIC, PCA-8)",
+    "lipschitz/encoder": "Lipschitz estimate, encoder",
+    "lipschitz/decoder": "Lipschitz estimate, decoder",
+}
+
+
+def paired_rows(pairs: dict[str, dict[int, dict[str, float]]]) -> list[str]:
+    """Markdown rows `label | baseline | DAE | paired difference` from {variant: {seed: values}}."""
+    base, dae = pairs.get("baseline", {}), pairs.get("dae-a", {})
+    seeds = sorted(set(base) & set(dae))
+    rows = []
+    for key in sorted({k for v in base.values() for k in v}):
+        a = [base[s][key] for s in seeds if key in base[s] and key in dae[s]]
+        b = [dae[s][key] for s in seeds if key in base[s] and key in dae[s]]
+        if len(a) < 2:
+            continue
+        p = paired_test(a, b)
+        rows.append(
+            f"| {key} | {np.mean(a):.4g} ± {np.std(a, ddof=1):.2g} | {np.mean(b):.4g} ± "
+            f"{np.std(b, ddof=1):.2g} | {p.mean_diff:+.4g} (t-test p={p.t_p:.3f}; DAE larger on "
+            f"{p.wins}/{p.n} seeds, sign p={p.sign_p:.2f}) |"
+        )
+    return rows
+
+
+def probe_and_eval(root: Path, probe: Path | None) -> str:
+    """Paired tables of the probe (per decoder width, prior) and of eval.json diagnostics."""
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    if probe is not None:
+        for run in json.loads(probe.read_text())["runs"]:
+            m = RUN.match(run["run"]["name"])
+            if not m:
+                continue
+            cell = values[m["family"]][m["variant"]][int(m["seed"])]
+            for dec in run["decoders"]:
+                for metric, value in dec["test"].items():
+                    cell[f"probe w={dec['width']:g}: test {metric}"] = value
+            prior = run.get("prior") or {}
+            for key in ("test_nll_per_token", "test_denoising_mse_mean"):
+                if key in prior:
+                    cell[f"prior probe: {key}"] = prior[key]
+    for run in sorted(root.iterdir()):
+        m = RUN.match(run.name)
+        if not m or not (run / "eval.json").is_file():
+            continue
+        metrics = json.loads((run / "eval.json").read_text()).get("metrics", {})
+        cell = values[m["family"]][m["variant"]][int(m["seed"])]
+        for key, label in EVAL_KEYS.items():
+            if isinstance(metrics.get(key), (int, float)):
+                cell[label] = metrics[key]
+    lines = []
+    for family, pairs in values.items():
+        rows = paired_rows(pairs)
+        if rows:
+            lines += [
+                f"### {family}: probe and latent diagnostics, baseline vs DAE (equal total steps)",
+                "",
+                "| measure | baseline | DAE | DAE − baseline (paired by seed) |",
+                "|---|---:|---:|---:|",
+                *rows,
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -163,14 +263,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--probe", type=Path, help="probe.json of `dae probe` over the runs")
     args = ap.parse_args()
     runs = collect(args.root)
     summary = summarise(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
-    (args.out / "study.md").write_text(markdown(summary))
+    text = "\n".join([markdown(summary), curve_table(runs), probe_and_eval(args.root, args.probe)])
+    (args.out / "study.md").write_text(text)
     plot(runs, args.out / "test_curves.png")
-    print(markdown(summary))
+    print(text)
 
 
 if __name__ == "__main__":
