@@ -141,21 +141,25 @@ def test_paper_scale_presets_build_and_take_one_step(preset):
 def test_mnist_preset_fits_the_real_data(data_root):
     """The preset's model matches MNIST's images; a DAE step per stage runs on them. (CIFAR-10
     is left out: its first load decodes 60k JPEGs, minutes on these machines.)"""
-    overrides = [
+    _, rows = train_mnist_dae(data_root, 2, ["disc.start=0", "train.log_every=1"])
+    assert [r["stage"] for r in rows] == ["stage1", "stage2"]
+
+
+def train_mnist_dae(data_root, steps: int, overrides: list[str]):
+    """A DAE run of the MNIST preset on the real data, batch `steps`: (task, logged rows)."""
+    base = [
         f"data.root={data_root}",
-        "train.steps=2",
-        "train.batch_size=2",
+        f"train.steps={steps}",
+        f"train.batch_size={steps}",
         "train.progress=false",
         "train.tensorboard=false",
-        "disc.start=0",
         "log.image_every=0",
         "schedule.mode=dae",
-        "train.log_every=1",
     ]
-    kind, cfg = load_experiment_config("configs/mnist_vqgan.yaml", overrides)
+    kind, cfg = load_experiment_config("configs/mnist_vqgan.yaml", base + overrides)
     task = kind.task(cfg)
-    rows = Trainer(task, DAESchedule(cfg.schedule, 2), cfg.train, cfg.optim).fit()
-    assert [r["stage"] for r in rows] == ["stage1", "stage2"]
+    rows = Trainer(task, DAESchedule(cfg.schedule, steps), cfg.train, cfg.optim).fit()
+    return task, rows
 
 
 @pytest.mark.parametrize("kind", ["vqgan", "kl"])
@@ -187,22 +191,9 @@ def test_test_every_logs_held_out_l1_of_the_active_decoder(data_root):
     from dae.data.images import float_batch, load_from_config
     from dae.metrics.reconstruction import reconstruct
 
-    overrides = [
-        f"data.root={data_root}",
-        "train.steps=4",
-        "train.batch_size=4",
-        "train.progress=false",
-        "train.tensorboard=false",
-        "disc.start=100",
-        "log.image_every=0",
-        "schedule.mode=dae",
-        "train.log_every=2",
-        "log.test_every=2",
-        "log.test_images=16",
-    ]
-    kind, cfg = load_experiment_config("configs/mnist_vqgan.yaml", overrides)
-    task = kind.task(cfg)
-    rows = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim).fit()
+    overrides = ["disc.start=100", "train.log_every=2", "log.test_every=2", "log.test_images=16"]
+    task, rows = train_mnist_dae(data_root, 4, overrides)
+    cfg = task.cfg
     assert [(r["step"], r["stage"]) for r in rows] == [(2, "stage1"), (4, "stage2")]
     assert all("test_rec" in r and "test_psnr" in r for r in rows)
     test = load_from_config(replace(cfg.data, split="test"))
