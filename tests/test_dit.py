@@ -46,7 +46,7 @@ def test_output_depends_on_input_label_and_time_after_a_perturbation():
 
 
 def test_registry_sizes_match_the_dit_paper():
-    assert len(DIT_MODELS) == 12
+    assert len(DIT_MODELS) == 16  # the paper's 12 (patch 2, 4, 8) and patch 1 for odd latents
     with torch.device("meta"):
         xl = DiT(DiTConfig(arch="DiT-XL/2"), input_size=32, in_channels=4, n_classes=1000)
         large4 = DiT(DiTConfig(arch="DiT-L/4"), input_size=32, in_channels=4, n_classes=1000)

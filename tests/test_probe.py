@@ -223,3 +223,22 @@ def test_fd_is_reported_under_the_feature_nets_name(runs, tmp_path):
     assert summary["features"]["fd"] == "FD-pixels"
     fds = [entry["decoders"][0]["test"]["FD-pixels"] for entry in summary["runs"]]
     assert all(fd > 0 for fd in fds) and fds[0] != fds[1]
+
+
+def test_kl_prior_probe_uses_patch_1_on_odd_latents():
+    """MNIST's KL latent is 7x7: the fixed DiT takes patch 1 there and patch 2 on even sides."""
+    from dae.priors.cache import LatentCache
+    from dae.probe.config import ProbeConfig
+    from dae.probe.prior import _prior_config
+
+    for side, arch in ((7, "DiT-S/1"), (8, "DiT-S/2")):
+        meta = {"kind": "kl", "latent_shape": [4, side, side], "classes": [], "scaling_factor": 1.0}
+        cache = LatentCache(
+            {
+                "mean": torch.zeros(4, 4, side, side),
+                "logvar": torch.zeros(4, 4, side, side),
+                "labels": torch.zeros(4, dtype=torch.long),
+            },
+            meta,
+        )
+        assert _prior_config(cache, ProbeConfig()).model.arch == arch

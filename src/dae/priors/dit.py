@@ -27,12 +27,13 @@ class DiTSize:
     patch_size: int
 
 
-# DiT's model table (Table 1 of the paper): S/B/L/XL widths, each with patch 2, 4 or 8.
+# DiT's model table (Table 1 of the paper): S/B/L/XL widths, each with patch 2, 4 or 8; patch 1
+# (not in the paper) for latents of odd size, such as MNIST's 7x7.
 _WIDTHS = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
 DIT_MODELS: dict[str, DiTSize] = {
     f"DiT-{name}/{p}": DiTSize(d, h, heads, p)
     for name, (d, h, heads) in _WIDTHS.items()
-    for p in (2, 4, 8)
+    for p in (1, 2, 4, 8)
 }
 
 

@@ -12,6 +12,8 @@ The prior trains in dae's one `Trainer` (as a `PriorTask`) on dae's latent cache
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from typing import Any
 
@@ -122,7 +124,10 @@ def _prior_config(cache: LatentCache, cfg: ProbeConfig) -> GPTPriorConfig | DiTP
         return GPTPriorConfig(
             model=PROBE_GPT, class_conditional=False, optim=PRIOR_OPTIM, train=train
         )
-    return DiTPriorConfig(model=PROBE_DIT, class_conditional=False, optim=PRIOR_OPTIM, train=train)
+    size = cache.meta["latent_shape"][-1]
+    # patch 2 unless the latent's side is odd; runs of one latent shape always get the same DiT
+    model = PROBE_DIT if size % 2 == 0 else dataclasses.replace(PROBE_DIT, arch="DiT-S/1")
+    return DiTPriorConfig(model=model, class_conditional=False, optim=PRIOR_OPTIM, train=train)
 
 
 @torch.no_grad()
