@@ -13,7 +13,6 @@ The prior trains in dae's one `Trainer` (as a `PriorTask`) on dae's latent cache
 from __future__ import annotations
 
 import dataclasses
-
 import time
 from typing import Any
 
