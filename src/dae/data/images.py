@@ -187,9 +187,11 @@ def load_images(
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
     data_root = resolve_data_root(root)
-    if root and not data_root.is_dir():
+    packed = data_root.suffix == ".npz"  # a `dae data pack` file stands in for a data root
+    if root and not (data_root.is_file() if packed else data_root.is_dir()):
+        what = "no such packed data file" if packed else "no such folder"
         raise ConfigError(
-            "data.root", f"{root}: no such folder (seen from {Path.cwd()}; runs store it absolute)"
+            "data.root", f"{root}: {what} (seen from {Path.cwd()}; runs store it absolute)"
         )
     raw_split = "test" if split == "test" else "train"
     images, labels, classes = _read(name, raw_split, data_root, image_size, cache)
