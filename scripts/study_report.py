@@ -190,10 +190,10 @@ def paired_rows(pairs: dict[str, dict[int, dict[str, float]]]) -> list[str]:
     return rows
 
 
-def probe_and_eval(root: Path, probe: Path | None) -> str:
+def probe_and_eval(root: Path, probes: list[Path]) -> str:
     """Paired tables of the probe (per decoder width, prior) and of eval.json diagnostics."""
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    if probe is not None:
+    for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
             m = RUN.match(run["run"]["name"])
             if not m:
@@ -263,7 +263,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--probe", type=Path, help="probe.json of `dae probe` over the runs")
+    ap.add_argument(
+        "--probe", type=Path, nargs="*", default=[], help="probe.json files of `dae probe` runs"
+    )
     args = ap.parse_args()
     runs = collect(args.root)
     summary = summarise(runs)
