@@ -9,7 +9,7 @@ The DAE schedule decides which decoder is active and what trains; the GAN clock 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -341,8 +341,6 @@ class TestReconstruction:
     It draws no random numbers, so a resumed run logs the same values."""
 
     def __init__(self, task: ImageTask):
-        from dataclasses import replace
-
         self.task = task
         cfg = task.cfg
         check(
