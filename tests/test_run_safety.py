@@ -162,3 +162,29 @@ def test_reproduce_toy_never_overwrites_silently(tmp_path, capsys):
     assert (out / "results.json").read_text() == "my earlier results"
     assert main([*args, "--overwrite"]) == 0
     assert (out / "results.json").read_text() != "my earlier results"
+
+
+def test_a_forked_child_does_not_keep_the_run_lock(tmp_path):
+    """DataLoader workers are forked while the lock is held: once the owner lets go (or is
+    killed), a new run takes the lock although the child still lives."""
+    import os
+    import signal
+
+    from dae.runsafety import RunLock
+
+    lock = RunLock(tmp_path)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child (its fork hooks have run): say so, then outlive the owner's lock
+        import time
+
+        os.write(ready_w, b"1")
+        time.sleep(30)
+        os._exit(0)
+    try:
+        os.read(ready_r, 1)
+        lock.release()
+        RunLock(tmp_path).release()  # refused before: the child's copy held the flock
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

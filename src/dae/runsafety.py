@@ -98,9 +98,11 @@ class RunLock:
             ) from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        _HELD.add(self._fd)
 
     def release(self) -> None:
         if self._fd is not None:
+            _HELD.discard(self._fd)
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
@@ -109,6 +111,21 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# Lock descriptors this process holds. A forked child (a DataLoader worker) would inherit them and
+# keep the flock after the owner is killed, so the next --resume would be refused: children close
+# their copies at once.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 def claim_run_dir(
