@@ -5,19 +5,23 @@
 #   (b) equal decoder steps: DAE S/2 + S (stage 1 on top)         -> OUT/<fam>-dae-b-s<k>
 # Every run logs held-out test L1/PSNR every TEST_EVERY steps (log.test_every), the convergence
 # curve. Usage: scripts/study_cpu.sh FAMILY...   (FAMILY: mnist-vq mnist-kl cifar10-vq cifar10-kl)
-# Env: SEEDS (3), SEED0 (first seed, 0), S (steps, 1600), JOBS (2 parallel trainings, one thread
+# Env: SEEDS (3), SEED0 (first seed, 0), S (steps, 3600), LR (peak Adam lr, 6e-4), DECAY (cosine:
+# per stage, down to FINAL_LR x LR = 0.05; none: constant), JOBS (2 parallel trainings, one thread
 # each), OUT (runs/study), ONLY (a|b: one comparison). Comparison (a) is queued before (b).
+# The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.
 # Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
 # that another invocation is training (flock on OUT/<run>.lock) is left to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} ONLY=${ONLY:-} S=${S:-1600} JOBS=${JOBS:-2} OUT=${OUT:-runs/study} TEST_EVERY=${TEST_EVERY:-100}
+SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} ONLY=${ONLY:-} S=${S:-3600} JOBS=${JOBS:-2} OUT=${OUT:-runs/study} TEST_EVERY=${TEST_EVERY:-100}
+LR=${LR:-6e-4} DECAY=${DECAY:-cosine} FINAL_LR=${FINAL_LR:-0.05}
 DAE=${DAE:-.venv/bin/dae}
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 COMMON="--set disc.start=1000000000 --set train.precision=bf16 --set train.batch_size=32
   --set train.log_every=50 --set log.test_every=$TEST_EVERY --set log.test_images=1000
   --set log.image_every=0 --set train.ckpt_every=200 --set train.progress=false
-  --set train.tensorboard=false --set model.attn_resolutions=[] --set train.ema_decay=0"
+  --set train.tensorboard=false --set model.attn_resolutions=[] --set train.ema_decay=0
+  --set optim.lr=$LR --set optim.decay=$DECAY --set optim.final_lr_fraction=$FINAL_LR"
 preset() {  # family -> config file and model overrides (small enough to converge on a CPU core)
   case $1 in
     mnist-vq) echo "configs/mnist_vqgan.yaml --set model.ch=16 --set model.norm_groups=8" ;;

@@ -47,6 +47,15 @@ shutdown()
 """
 
 
+def failure(result: subprocess.CompletedProcess) -> str:
+    """What a failed torchrun printed that says why: each rank's first traceback, then the tail
+    (torchrun's own summary at the end would otherwise push the cause out of the message)."""
+    err = result.stderr
+    first = err.find("Traceback")
+    head = err[first : first + 6000] if first >= 0 else ""
+    return f"exit {result.returncode}\n{head}\n...\n{err[-2000:]}"
+
+
 def run_torchrun(tmp_path: Path, kind: str, task: str, runs: dict[str, dict]) -> dict:
     """Train one tiny DAE run per `runs` entry (config sections) under two gloo ranks;
     name -> [rank0 state, rank1 state]."""
@@ -69,7 +78,7 @@ def run_torchrun(tmp_path: Path, kind: str, task: str, runs: dict[str, dict]) ->
         str(tmp_path),
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure(result)
     return {
         name: [torch.load(tmp_path / name / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
         for name in runs
@@ -191,7 +200,7 @@ def test_two_process_prior_syncs_once_per_step(tmp_path):
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure(result)
     rank0, rank1 = (torch.load(tmp_path / f"prior_rank{r}.pt", weights_only=True) for r in (0, 1))
     assert not torch.equal(rank0["first_batch"], rank1["first_batch"])  # each rank its own slice
     for key, value in rank0["model"].items():

@@ -198,3 +198,45 @@ def test_metrics_jsonl_rows(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in rows] == ["stage1"] * 3 + ["stage2"] * 3
     assert all({"loss", "recon", "kl"} <= r.keys() for r in rows)
+
+
+def test_cosine_lr_known_values():
+    from dae.train.optim import OptimConfig, lr_scale
+
+    cfg = OptimConfig(decay="cosine", final_lr_fraction=0.1)
+    # 11 steps: the half cosine runs from 1 at step 0 to the floor at step 10, 0.55 half-way.
+    assert lr_scale(cfg, 0, 11) == pytest.approx(1.0)
+    assert lr_scale(cfg, 5, 11) == pytest.approx(0.55)
+    assert lr_scale(cfg, 10, 11) == pytest.approx(0.1)
+    warm = OptimConfig(decay="cosine", final_lr_fraction=0.0, warmup_steps=4)
+    # Warm-up over steps 0-3, then the half cosine from step 4 to the last step, 12.
+    assert [lr_scale(warm, s, 13) for s in (0, 1, 3, 4)] == pytest.approx([0.25, 0.5, 1, 1])
+    assert lr_scale(warm, 8, 13) == pytest.approx(0.5)
+    assert lr_scale(warm, 12, 13) == pytest.approx(0.0)
+    assert lr_scale(OptimConfig(), 7, 11) == 1.0  # no decay: constant
+
+
+def test_cosine_decay_restarts_in_stage_two(tmp_path):
+    # The DAE stage-2 decoder is fresh, so it gets the whole schedule again, as a baseline does.
+    cfg = tiny_cfg(
+        "train.steps=20", "schedule.mode=dae", "optim.decay=cosine", "optim.final_lr_fraction=0.2"
+    )
+    run(cfg, tmp_path / "r")
+    lr = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "r")}
+    base = cfg.optim.lr
+    assert lr[1] == pytest.approx(base) and lr[11] == pytest.approx(base)  # each stage starts high
+    assert lr[10] == pytest.approx(0.2 * base) and lr[20] == pytest.approx(0.2 * base)
+    assert lr[5] > lr[6] > lr[7]
+
+
+@pytest.mark.parametrize("crash_at", [6, 13])
+def test_cosine_resume_equals_uninterrupted(tmp_path, crash_at):
+    cfg = tiny_cfg(
+        "train.steps=20", "train.ckpt_every=4", "schedule.mode=dae", "optim.decay=cosine"
+    )
+    full, _ = run(cfg, tmp_path / "full")
+    with pytest.raises(Crash):
+        run(cfg, tmp_path / "cut", crash_at=crash_at)
+    resumed, _ = run(cfg, tmp_path / "cut", resume=True)
+    assert_same(state(full.model), state(resumed.model))
+    assert read_metrics(tmp_path / "full") == read_metrics(tmp_path / "cut")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,14 +19,42 @@ class OptimConfig:
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "Adam betas"})
     weight_decay: float = field(default=0.0, metadata={"help": "decoupled weight decay"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up, restarted per stage"})
+    decay: Literal["none", "cosine"] = field(
+        default="none",
+        metadata={"help": "lr decay over each stage: none, or cosine down to final_lr_fraction"},
+    )
+    final_lr_fraction: float = field(
+        default=0.1, metadata={"help": "cosine decay ends at lr * this, at the stage's last step"}
+    )
     grad_clip: float = field(default=0.0, metadata={"help": "max grad norm; 0 disables"})
 
     def __post_init__(self) -> None:
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        check(
+            0 <= self.final_lr_fraction <= 1,
+            "final_lr_fraction",
+            f"must be in [0, 1], got {self.final_lr_fraction}",
+        )
         check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
+
+
+def lr_scale(cfg: OptimConfig, stage_step: int, stage_steps: int) -> float:
+    """The lr multiplier of the (0-based) step `stage_step` of a stage `stage_steps` long.
+
+    Warm-up and decay restart with every stage: DAE's stage 2 trains a fresh decoder, which needs
+    the same schedule a baseline decoder gets, so that a comparison does not favour either arm.
+    """
+    scale = min(1.0, (stage_step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.decay == "cosine" and stage_steps > 1:
+        # Warm-up first, then a half cosine from 1 at its end to final_lr_fraction at the last step.
+        span = max(1, stage_steps - 1 - cfg.warmup_steps)
+        t = min(1.0, max(0, stage_step - cfg.warmup_steps) / span)
+        floor = cfg.final_lr_fraction
+        scale *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    return scale
 
 
 def build_optimizer(

@@ -45,7 +45,7 @@ from dae.train.distributed import (
 from dae.train.export import save_state, save_weights
 from dae.train.interrupt import StepBoundaryInterrupt
 from dae.train.logger import MetricsLogger
-from dae.train.optim import EMA, OptimConfig, build_optimizer  # noqa: F401  (re-exported)
+from dae.train.optim import EMA, OptimConfig, build_optimizer, lr_scale  # noqa: F401  (re-exported)
 from dae.train.precision import select_precision
 from dae.train.run_folder import RunFolder
 
@@ -313,10 +313,6 @@ class Trainer:
             where = "; no checkpoint was written yet, so there is nothing to resume"
         return f"non-finite {name!r} loss in step {step + 1} ({stage}); stopped{where}"
 
-    def _lr_scale(self, stage_step: int) -> float:
-        warm = self.optim_cfg.warmup_steps
-        return min(1.0, (stage_step + 1) / warm) if warm else 1.0
-
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
         """Train to `cfg.steps`; returns the logged rows."""
@@ -356,12 +352,15 @@ class Trainer:
         ctx = StepContext(plan, step - plan.start)
         wrappers = [m for m in self.task.ddp_modules() if isinstance(m, DDP)]
         plan.set_train_mode(self.task.model)
+        scale = lr_scale(self.optim_cfg, ctx.stage_step, plan.end - plan.start)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
-                group["lr"] = self.optim_cfg.lr * self._lr_scale(ctx.stage_step)
+                group["lr"] = self.optim_cfg.lr * scale
         started = time.perf_counter()
         batch = self.task.batch(step)
-        logs: dict[str, float] = {}
+        # A varying lr is logged, so a curve can be read against its schedule.
+        varying = self.optim_cfg.decay != "none" or self.optim_cfg.warmup_steps > 0
+        logs: dict[str, float] = {"lr": self.optim_cfg.lr * scale} if varying else {}
         autocast = self.precision.autocast()
         for name, opt in self.optimizers.items():
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Comparison (c) of docs/results.md: `dae probe` of the equal-total-steps runs of
+# scripts/study_cpu.sh, one probe per seed (baseline and DAE together, so a pair shares one
+# recipe), JOBS at a time. scripts/study_report.py --probe reads the probe.json files.
+# Usage: scripts/study_probe.sh FAMILY...   Env: RUNS (runs/study), OUT (runs/probe), SEEDS (3),
+# SEED0 (0), JOBS (2), ARGS (the probe recipe; see the default below), FD (0: --no-fd, e.g. for
+# CIFAR-10 when its FD classifier is not trained yet).
+# Re-running skips seeds whose probe.json exists; a missing run is reported, not probed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/probe} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
+ARGS=${ARGS:---steps 1000 --lr 6e-4 -n 1000 --curve-n 200 --prior-steps 500 --precision bf16}
+[[ ${FD:-1} == 0 ]] && ARGS="$ARGS --no-fd"
+DAE=${DAE:-.venv/bin/dae}
+export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
+one() {  # family seed
+  local out=$OUT/$1/s$2 runs=("$RUNS/$1-baseline-s$2" "$RUNS/$1-dae-a-s$2")
+  if [[ -f $out/probe.json ]]; then echo "done: $out"; return; fi
+  for r in "${runs[@]}"; do
+    [[ -f $r/model.safetensors ]] || { echo "missing (not trained yet): $r"; return; }
+  done
+  mkdir -p "$out"
+  echo "start: $out"
+  # shellcheck disable=SC2086
+  $DAE probe "${runs[@]}" --out "$out" $ARGS > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
+  echo "end: $out"
+}
+export -f one; export RUNS OUT ARGS DAE
+for fam in "$@"; do
+  for seed in $(seq "$SEED0" $((SEED0 + SEEDS - 1))); do echo "$fam $seed"; done
+done | xargs -P "$JOBS" -I{} bash -c 'one {}'
