@@ -6,7 +6,10 @@ With `--probe DIR/probe.json` (a `dae probe` of the runs) it adds the probe's fr
 prior scores, and with eval.json files in the runs (`dae evaluate --metrics
 recon,codebook,diagnostics`) the latent diagnostics, each paired by seed against the baseline.
 
+With `--priors DIR/results.json` (scripts/study_priors.sh) it adds the GPT priors' sample scores.
+
 Usage: python scripts/study_report.py runs/study --out runs/study/report [--probe P/probe.json]
+       [--priors Q/results.json]
 """
 
 from __future__ import annotations
@@ -190,9 +193,19 @@ def paired_rows(pairs: dict[str, dict[int, dict[str, float]]]) -> list[str]:
     return rows
 
 
-def probe_and_eval(root: Path, probes: list[Path]) -> str:
-    """Paired tables of the probe (per decoder width, prior) and of eval.json diagnostics."""
+def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> str:
+    """Paired tables of the probe (per decoder width, prior), of the priors' samples
+    (`dae compare-priors` results.json) and of eval.json diagnostics."""
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for result in priors:
+        for row in json.loads(result.read_text()):
+            m = RUN.match(Path(row["ae_run"]).name)
+            if not m:
+                continue
+            cell = values[m["family"]][m["variant"]][int(m["seed"])]
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "n":
+                    cell[f"GPT prior, {row['n']} samples: {key}"] = value
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
             m = RUN.match(run["run"]["name"])
@@ -266,12 +279,21 @@ def main() -> None:
     ap.add_argument(
         "--probe", type=Path, nargs="*", default=[], help="probe.json files of `dae probe` runs"
     )
+    ap.add_argument(
+        "--priors",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="results.json files of `dae compare-priors` (scripts/study_priors.sh)",
+    )
     args = ap.parse_args()
     runs = collect(args.root)
     summary = summarise(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
-    text = "\n".join([markdown(summary), curve_table(runs), probe_and_eval(args.root, args.probe)])
+    text = "\n".join(
+        [markdown(summary), curve_table(runs), probe_and_eval(args.root, args.probe, args.priors)]
+    )
     (args.out / "study.md").write_text(text)
     plot(runs, args.out / "test_curves.png")
     print(text)

@@ -1,0 +1,86 @@
+"""scripts/study_report.py on synthetic run folders: flatness, paired tables, probe and priors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("study_report", ROOT / "scripts/study_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(root: Path, name: str, l1: list[float]) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    rows = [
+        {"step": 100 * (i + 1), "stage": "joint", "test_rec": v, "test_psnr": 20.0 + 10 * (0.1 - v)}
+        for i, v in enumerate(l1)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "model.safetensors").write_bytes(b"")  # only its presence marks a finished run
+    return run
+
+
+def test_flatness_known_value(report):
+    steps = [100 * i for i in range(1, 11)]
+    l1 = [1, 1, 1, 1, 1, 1, 0.5, 0.5, 0.4, 0.4]
+    # windows (600, 800] -> steps 700, 800 (mean 0.5); (800, 1000] -> 900, 1000 (mean 0.4)
+    assert report.flatness(steps, l1) == pytest.approx(0.2)
+
+
+def test_report_pairs_by_seed(report, tmp_path):
+    runs = tmp_path / "study"
+    finals = {"baseline": [0.05, 0.06, 0.07], "dae-a": [0.06, 0.08, 0.07]}
+    for variant, values in finals.items():
+        for seed, final in enumerate(values):
+            write_run(runs, f"mnist-vq-{variant}-s{seed}", [0.2] * 5 + [final] * 5)
+    write_run(runs, "mnist-vq-baseline-s9", [0.1] * 10)  # no DAE partner: not paired
+    (runs / "mnist-vq-dae-a-s5").mkdir()  # unfinished (no weights): left out
+    summary = report.summarise(report.collect(runs))["mnist-vq"]
+    assert summary["baseline"]["seeds"] == [0, 1, 2, 9]
+    dae = summary["dae-a"]
+    assert dae["seeds"] == [0, 1, 2]
+    assert dae["paired_l1"]["mean_diff"] == pytest.approx(0.01)  # +0.01, +0.02, 0.00
+    assert dae["paired_l1"]["wins"] == 2 and dae["paired_l1"]["ties"] == 1
+    assert dae["max_flatness"] == pytest.approx(0.0)  # flat over the last 40 %
+
+    probe = tmp_path / "probe.json"
+    probe.write_text(
+        json.dumps(
+            {
+                "runs": [
+                    {
+                        "run": {"name": f"mnist-vq-{v}-s{s}"},
+                        "decoders": [{"width": 0.5, "test": {"psnr": 20.0 + s + (v == "dae-a")}}],
+                        "prior": {"test_nll_per_token": 3.0 - (v == "dae-a")},
+                    }
+                    for v in ("baseline", "dae-a")
+                    for s in (0, 1)
+                ]
+            }
+        )
+    )
+    priors = tmp_path / "results.json"
+    priors.write_text(
+        json.dumps(
+            [
+                {"run": v, "ae_run": str(runs / f"mnist-vq-{v}-s{s}"), "n": 100, "fd": fd + s}
+                for v, fd in (("baseline", 10.0), ("dae-a", 7.0))
+                for s in (0, 1)
+            ]
+        )
+    )
+    text = report.probe_and_eval(runs, [probe], [priors])
+    assert "| probe w=0.5: test psnr | 20.5 ± 0.71 | 21.5 ± 0.71 | +1 " in text
+    assert "| prior probe: test_nll_per_token | 3 ± 0 | 2 ± 0 | -1 " in text
+    assert "| GPT prior, 100 samples: fd | 10.5 ± 0.71 | 7.5 ± 0.71 | -3 " in text
