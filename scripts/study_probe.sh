@@ -3,14 +3,14 @@
 # scripts/study_cpu.sh, one probe per seed (baseline and DAE together, so a pair shares one
 # recipe), JOBS at a time. scripts/study_report.py --probe reads the probe.json files.
 # Usage: scripts/study_probe.sh FAMILY...   Env: RUNS (runs/study), OUT (runs/probe), SEEDS (3),
-# SEED0 (0), JOBS (2), ARGS (the probe recipe; see the default below), FD (0: --no-fd, e.g. for
+# SEED0 (0), JOBS (2), PROBE_ARGS (the probe recipe; see the default below), FD (0: --no-fd, e.g. for
 # CIFAR-10 when its FD classifier is not trained yet).
 # Re-running skips seeds whose probe.json exists; a missing run is reported, not probed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/probe} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
-ARGS=${ARGS:---steps 1000 --lr 6e-4 -n 1000 --curve-n 200 --prior-steps 500 --precision bf16}
-[[ ${FD:-1} == 0 ]] && ARGS="$ARGS --no-fd"
+PROBE_ARGS=${PROBE_ARGS:---steps 1000 --lr 6e-4 -n 1000 --curve-n 200 --prior-steps 500 --precision bf16}
+[[ ${FD:-1} == 0 ]] && PROBE_ARGS="$PROBE_ARGS --no-fd"
 DAE=${DAE:-.venv/bin/dae}
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 one() {  # family seed
@@ -22,10 +22,10 @@ one() {  # family seed
   mkdir -p "$out"
   echo "start: $out"
   # shellcheck disable=SC2086
-  $DAE probe "${runs[@]}" --out "$out" $ARGS > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
+  $DAE probe "${runs[@]}" --out "$out" $PROBE_ARGS > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }
-export -f one; export RUNS OUT ARGS DAE
+export -f one; export RUNS OUT PROBE_ARGS DAE
 for fam in "$@"; do
   for seed in $(seq "$SEED0" $((SEED0 + SEEDS - 1))); do echo "$fam $seed"; done
 done | xargs -P "$JOBS" -I{} bash -c 'one {}'

@@ -53,6 +53,8 @@ def flatness(steps: list[int], l1: list[float]) -> float:
     end = steps[-1]
     before = [v for s, v in zip(steps, l1) if 0.6 * end < s <= 0.8 * end]
     last = [v for s, v in zip(steps, l1) if s > 0.8 * end]
+    if not before or not last:  # too few test points to tell
+        return math.nan
     return (np.mean(before) - np.mean(last)) / np.mean(before)
 
 
@@ -288,6 +290,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     runs = collect(args.root)
+    if not runs:
+        raise SystemExit(f"no finished study runs (<family>-<variant>-s<seed>) in {args.root}")
     summary = summarise(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))

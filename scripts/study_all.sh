@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole seeded CPU study of docs/results.md, in priority order, one resumable command:
+#   1. comparison (a) for mnist-vq, then cifar10-vq          (scripts/study_cpu.sh)
+#   2. (c) the probe of mnist-vq's (a) encoders               (scripts/study_probe.sh)
+#   3. (b) for mnist-vq                                       (scripts/study_cpu.sh)
+#   4. GPT priors on mnist-vq's (a) codes, sample FD          (scripts/study_priors.sh)
+#   5. latent statistics of the (a) runs: dae evaluate (recon, codebook, diagnostics, Lipschitz)
+#   6. cifar10-vq's probe and (b), then the KL-AE families
+#   7. the tables, curves and paired tests                    (scripts/study_report.py)
+# Every step skips what is finished and continues what is half done, so a killed study is resumed
+# by running this again. Env: STUDY (runs/study), PROBES (runs/probe), PRIORS (runs/priors),
+# FAMILIES (the families to run, default all: mnist-vq cifar10-vq mnist-kl), N_EVAL (2000 test
+# images for dae evaluate), and what the step scripts read (S, LR, SEEDS, JOBS, PROBE_ARGS, PRIOR_ARGS, ...).
+# Usage: nohup scripts/study_all.sh > runs/study.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STUDY=${STUDY:-runs/study} PROBES=${PROBES:-runs/probe} PRIORS=${PRIORS:-runs/priors}
+FAMILIES=${FAMILIES:-mnist-vq cifar10-vq mnist-kl} N_EVAL=${N_EVAL:-2000}
+DAE=${DAE:-.venv/bin/dae} PYTHON=${PYTHON:-.venv/bin/python}
+export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
+want() { [[ " $FAMILIES " == *" $1 "* ]]; }
+train() { if want "$2"; then ONLY=$1 OUT=$STUDY scripts/study_cpu.sh "$2"; fi; }
+probe() { if want "$1"; then RUNS=$STUDY OUT=$PROBES scripts/study_probe.sh "$1"; fi; }
+priors() { if want "$1"; then RUNS=$STUDY OUT=$PRIORS scripts/study_priors.sh "$1"; fi; }
+evaluate() {  # family: every finished (a) run without its latent statistics yet
+  local r
+  want "$1" || return 0
+  for r in "$STUDY/$1"-{baseline,dae-a}-s*; do
+    [[ -f $r/model.safetensors && ! -f $r.evaluated ]] || continue
+    echo "evaluate: $r"
+    $DAE evaluate "$r" --metrics recon,codebook,diagnostics -n "$N_EVAL" > "$r.eval.log" 2>&1 &&
+      $DAE evaluate "$r" --metrics lipschitz -n "$N_EVAL" >> "$r.eval.log" 2>&1 &&
+      touch "$r.evaluated" || echo "FAILED: dae evaluate $r (see $r.eval.log)"
+  done
+}
+train a mnist-vq
+train a cifar10-vq
+probe mnist-vq
+train b mnist-vq
+priors mnist-vq
+evaluate mnist-vq
+FD=0 probe cifar10-vq
+train b cifar10-vq
+train a mnist-kl
+probe mnist-kl
+train b mnist-kl
+evaluate cifar10-vq
+shopt -s nullglob
+$PYTHON scripts/study_report.py "$STUDY" --out "$STUDY/report" \
+  --probe "$PROBES"/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json

@@ -1,0 +1,58 @@
+"""The seeded study's scripts end to end at a tiny size, on a packed MNIST subset:
+scripts/study_all.sh trains (a) and (b), probes, trains the priors, evaluates and reports; a second
+invocation finds everything finished and redoes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from dae.data.packed import pack_images
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_study_all_tiny_and_resumes(tmp_path, data_root):
+    data = tmp_path / "mnist_tiny.npz"
+    pack_images("mnist", data, n_train=256, n_test=64, root=str(data_root), seed=0)
+    study, probes, priors = tmp_path / "study", tmp_path / "probe", tmp_path / "priors"
+    env = {
+        **os.environ,
+        "DAE_DATA": str(data),
+        "DAE": str(REPO / ".venv/bin/dae") if (REPO / ".venv/bin/dae").exists() else "dae",
+        "FAMILIES": "mnist-vq",
+        "STUDY": str(study),
+        "PROBES": str(probes),
+        "PRIORS": str(priors),
+        "SEEDS": "2",
+        "S": "8",
+        "TEST_EVERY": "4",
+        "LOG_EVERY": "2",
+        "TEST_IMAGES": "32",
+        "PROBE_ARGS": "--steps 3 -n 32 --curve-n 16 --curve-points 2 --prior-steps 2 --prior-images 64"
+        " --prior-n 32 --no-fd",
+        "STEPS": "2",
+        "N": "8",
+        "SCORE": "none",
+        "N_EVAL": "64",
+    }
+    script = str(REPO / "scripts/study_all.sh")
+    proc = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "FAILED" not in log, log[-4000:]
+    report = json.loads((study / "report" / "study.json").read_text())["summary"]["mnist-vq"]
+    assert report["dae-a"]["seeds"] == report["dae-b"]["seeds"] == [0, 1]
+    assert report["dae-a"]["paired_l1"]["n"] == 2
+    # (b) trains S/2 + S: its log ends at 12 steps, (a) at 8
+    rows = (study / "mnist-vq-dae-b-s1" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["step"] == 12
+    text = (study / "report" / "study.md").read_text()
+    assert "probe w=1: test psnr" in text and "Lipschitz estimate, encoder" in text
+    assert "GPT prior, 8 samples: train_loss" in text
+    # Everything is finished: a second invocation trains, probes and evaluates nothing again.
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    assert "start:" not in again.stdout and "evaluate:" not in again.stdout
+    assert again.stdout.count("done: ") == 4 + 2 + 2 + 2  # runs (a), (b), probes, priors
