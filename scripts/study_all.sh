@@ -28,9 +28,8 @@ evaluate() {  # family: every finished (a) run without its latent statistics yet
   for r in "$STUDY/$1"-{baseline,dae-a}-s*; do
     [[ -f $r/model.safetensors && ! -f $r.evaluated ]] || continue
     echo "evaluate: $r"
-    $DAE evaluate "$r" --metrics recon,codebook,diagnostics -n "$N_EVAL" > "$r.eval.log" 2>&1 &&
-      $DAE evaluate "$r" --metrics lipschitz -n "$N_EVAL" >> "$r.eval.log" 2>&1 &&
-      touch "$r.evaluated" || echo "FAILED: dae evaluate $r (see $r.eval.log)"
+    $DAE evaluate "$r" --metrics recon,codebook,diagnostics,lipschitz -n "$N_EVAL" \
+      > "$r.eval.log" 2>&1 && touch "$r.evaluated" || echo "FAILED: dae evaluate $r (see $r.eval.log)"
   done
 }
 train a mnist-vq
