@@ -133,6 +133,46 @@ def curve_table(runs: dict, every: int = 200) -> str:
     return "\n".join(lines)
 
 
+def decoder_step_table(runs: dict, every: int = 400) -> str:
+    """Baseline and DAE (b) side by side at equal *decoder* steps k: the baseline at step k, DAE's
+    stage 2 k steps in (its full decoder trains from scratch on the frozen latent). In (b) both
+    decoders get the same lr schedule over the same number of steps, so this is the fair curve."""
+    lines = []
+    for family, variants in runs.items():
+        base, dae = variants.get("baseline", {}), variants.get("dae-b", {})
+        seeds = sorted(set(base) & set(dae))
+        if not seeds:
+            continue
+        # The stage boundary: the last stage-1 test row (S/2 is a multiple of the test interval).
+        start = {
+            k: max(t for t, g in zip(dae[k]["steps"], dae[k]["stages"]) if g == "stage1")
+            for k in seeds
+        }
+        lines += [
+            f"#### {family}: test L1 at equal decoder steps, baseline vs DAE (b) stage 2 "
+            "(mean over seeds)",
+            "",
+            "| decoder step | baseline | DAE (b) | DAE − baseline (seeds DAE larger) |",
+            "|---:|---:|---:|---:|",
+        ]
+        last = min(base[k]["steps"][-1] for k in seeds)
+        for step in range(every, last + 1, every):
+            a, b = [], []
+            for k in seeds:
+                at = start[k] + step
+                if step in base[k]["steps"] and at in dae[k]["steps"]:
+                    a.append(base[k]["test_l1"][base[k]["steps"].index(step)])
+                    b.append(dae[k]["test_l1"][dae[k]["steps"].index(at)])
+            if a:
+                wins = sum(y > x for x, y in zip(a, b))
+                lines.append(
+                    f"| {step} | {np.mean(a):.4f} | {np.mean(b):.4f} | "
+                    f"{np.mean(b) - np.mean(a):+.4f} ({wins}/{len(a)}) |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def markdown(summary: dict) -> str:
     lines = []
     for family, fam in summary.items():
@@ -296,7 +336,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
     text = "\n".join(
-        [markdown(summary), curve_table(runs), probe_and_eval(args.root, args.probe, args.priors)]
+        [
+            markdown(summary),
+            curve_table(runs),
+            decoder_step_table(runs),
+            probe_and_eval(args.root, args.probe, args.priors),
+        ]
     )
     (args.out / "study.md").write_text(text)
     plot(runs, args.out / "test_curves.png")

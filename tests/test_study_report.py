@@ -84,3 +84,18 @@ def test_report_pairs_by_seed(report, tmp_path):
     assert "| probe w=0.5: test psnr | 20.5 ± 0.71 | 21.5 ± 0.71 | +1 " in text
     assert "| prior probe: test_nll_per_token | 3 ± 0 | 2 ± 0 | -1 " in text
     assert "| GPT prior, 100 samples: fd | 10.5 ± 0.71 | 7.5 ± 0.71 | -3 " in text
+
+
+def test_decoder_step_table_aligns_stage_two(report, tmp_path):
+    runs = tmp_path / "study"
+    for seed in (0, 1):
+        write_run(runs, f"mnist-vq-baseline-s{seed}", [0.5, 0.4, 0.3, 0.2])  # steps 100..400
+        dae = write_run(runs, f"mnist-vq-dae-b-s{seed}", [0.9, 0.8, 0.35, 0.3, 0.25, 0.21])
+        rows = [json.loads(line) for line in (dae / "metrics.jsonl").read_text().splitlines()]
+        for row in rows:
+            row["stage"] = "stage1" if row["step"] <= 200 else "stage2"
+        (dae / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report.decoder_step_table(report.collect(runs), every=200)
+    # decoder step 200: baseline step 200 (0.4) against DAE step 200 + 200 (0.3)
+    assert "| 200 | 0.4000 | 0.3000 | -0.1000 (0/2) |" in text
+    assert "| 400 | 0.2000 | 0.2100 | +0.0100 (2/2) |" in text
