@@ -4,7 +4,8 @@
 #   2. (c) the probe of mnist-vq's (a) encoders               (scripts/study_probe.sh)
 #   3. (b) for mnist-vq                                       (scripts/study_cpu.sh)
 #   4. GPT priors on mnist-vq's (a) codes, sample FD          (scripts/study_priors.sh)
-#   5. latent statistics of the (a) runs: dae evaluate (recon, codebook, diagnostics, Lipschitz)
+#   5. latent statistics of the (a) runs: dae evaluate (recon, codebook, diagnostics, Lipschitz),
+#      and their figures (dae report -> STUDY/report-<family>)
 #   6. cifar10-vq's probe and (b), then the KL-AE families
 #   7. the tables, curves and paired tests                    (scripts/study_report.py)
 # Every step skips what is finished and continues what is half done, so a killed study is resumed
@@ -32,18 +33,29 @@ evaluate() {  # family: every finished (a) run without its latent statistics yet
       > "$r.eval.log" 2>&1 && touch "$r.evaluated" || echo "FAILED: dae evaluate $r (see $r.eval.log)"
   done
 }
+figures() {  # family: `dae report` over its evaluated (a) runs (Lipschitz, codebook figures)
+  local r runs=()
+  want "$1" || return 0
+  for r in "$STUDY/$1"-{baseline,dae-a}-s*; do [[ -f $r.evaluated ]] && runs+=("$r"); done
+  if ((${#runs[@]})); then
+    $DAE report "${runs[@]}" --out "$STUDY/report-$1" > "$STUDY/report-$1.log" 2>&1 ||
+      echo "FAILED: dae report of $1 (see $STUDY/report-$1.log)"
+  fi
+}
 train a mnist-vq
 train a cifar10-vq
 probe mnist-vq
 train b mnist-vq
 priors mnist-vq
 evaluate mnist-vq
+figures mnist-vq
 FD=0 probe cifar10-vq
 train b cifar10-vq
 train a mnist-kl
 probe mnist-kl
 train b mnist-kl
 evaluate cifar10-vq
+figures cifar10-vq
 shopt -s nullglob
 $PYTHON scripts/study_report.py "$STUDY" --out "$STUDY/report" \
   --probe "$PROBES"/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json
