@@ -5,7 +5,8 @@
 # Usage: scripts/study_priors.sh FAMILY...   Env: RUNS (runs/study), OUT (runs/priors), SEEDS (3),
 # SEED0 (0), JOBS (2), STEPS (1500), N (2000), PRIOR_ARGS (extra --set overrides of the GPT preset),
 # SCORE (feature net of the sample scores; default classifier:<dataset>, none: no scores).
-# Re-running reuses finished priors (compare-priors' own resume).
+# Re-running skips finished seeds, leaves one that another invocation trains (flock on
+# OUT/<family>/s<seed>.lock) to it, and resumes the rest (compare-priors' own resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/priors} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
@@ -26,6 +27,8 @@ one() {  # family seed
     [[ -f $r/model.safetensors ]] || { echo "missing (not trained yet): $r"; return; }
   done
   mkdir -p "$(dirname "$out")"
+  exec 9>"$out.lock"
+  flock -n 9 || { echo "busy (another invocation runs it): $out"; return; }
   echo "start: $out"
   # shellcheck disable=SC2086
   $DAE compare-priors "$base" "$dae" configs/prior_gpt_cifar10.yaml --out "$out" --n "$N" \

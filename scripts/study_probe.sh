@@ -5,7 +5,8 @@
 # Usage: scripts/study_probe.sh FAMILY...   Env: RUNS (runs/study), OUT (runs/probe), SEEDS (3),
 # SEED0 (0), JOBS (2), PROBE_ARGS (the probe recipe; see the default below), FD (0: --no-fd, e.g. for
 # CIFAR-10 when its FD classifier is not trained yet).
-# Re-running skips seeds whose probe.json exists; a missing run is reported, not probed.
+# Re-running skips seeds whose probe.json exists, and leaves one that another invocation is
+# probing (flock on OUT/<family>/s<seed>.lock) to it; a missing run is reported, not probed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/probe} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
@@ -20,6 +21,8 @@ one() {  # family seed
     [[ -f $r/model.safetensors ]] || { echo "missing (not trained yet): $r"; return; }
   done
   mkdir -p "$out"
+  exec 9>"$out.lock"
+  flock -n 9 || { echo "busy (another invocation runs it): $out"; return; }
   echo "start: $out"
   # shellcheck disable=SC2086
   $DAE probe "${runs[@]}" --out "$out" $PROBE_ARGS > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
