@@ -314,6 +314,45 @@ def plot(runs: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_probe(probes: list[Path], path: Path) -> None:
+    """Probe test PSNR against fresh-decoder width, mean ± std over seeds, one line per variant
+    and family: the better latent reaches a given quality with a narrower decoder."""
+    psnr: dict = defaultdict(lambda: defaultdict(list))  # (family, variant) -> width -> values
+    for probe in probes:
+        for run in json.loads(probe.read_text())["runs"]:
+            m = RUN.match(run["run"]["name"])
+            if m:
+                for dec in run["decoders"]:
+                    psnr[m["family"], m["variant"]][dec["width"]].append(dec["test"]["psnr"])
+    if not psnr:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = sorted({f for f, _ in psnr})
+    fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 3.6), squeeze=False)
+    colours = {"baseline": "tab:blue", "dae-a": "tab:orange", "dae-b": "tab:green"}
+    for ax, family in zip(axes[0], fams):
+        for (fam, variant), by_width in sorted(psnr.items()):
+            if fam != family:
+                continue
+            widths = sorted(by_width)
+            mean = [np.mean(by_width[w]) for w in widths]
+            std = [np.std(by_width[w], ddof=1) if len(by_width[w]) > 1 else 0 for w in widths]
+            n = min(len(by_width[w]) for w in widths)
+            label = f"{VARIANTS[variant]}, {n} seeds"
+            ax.errorbar(widths, mean, yerr=std, color=colours[variant], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("fresh decoder width (fraction of the run's ch)")
+        ax.set_ylabel("probe test PSNR (dB)")
+        ax.set_title(f"{family}: latent probe")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
@@ -345,6 +384,7 @@ def main() -> None:
     )
     (args.out / "study.md").write_text(text)
     plot(runs, args.out / "test_curves.png")
+    plot_probe(args.probe, args.out / "probe_widths.png")
     print(text)
 
 

@@ -52,6 +52,7 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
     assert "probe w=1: test psnr" in text and "Lipschitz estimate, encoder" in text
     assert "GPT prior, 8 samples: train_loss" in text
     assert (study / "report-mnist-vq" / "report.md").is_file()
+    assert (study / "report" / "probe_widths.png").is_file()
     # Everything is finished: a second invocation trains, probes and evaluates nothing again.
     again = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
