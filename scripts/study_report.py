@@ -246,7 +246,8 @@ def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> s
                 continue
             cell = values[m["family"]][m["variant"]][int(m["seed"])]
             for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "n":
+                # a score's own spread over sample splits (`_std`) is not a measure to pair
+                if isinstance(value, (int, float)) and key != "n" and not key.endswith("_std"):
                     cell[f"GPT prior, {row['n']} samples: {key}"] = value
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
