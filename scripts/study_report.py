@@ -343,7 +343,7 @@ def plot_probe(probes: list[Path], path: Path) -> None:
             mean = [np.mean(by_width[w]) for w in widths]
             std = [np.std(by_width[w], ddof=1) if len(by_width[w]) > 1 else 0 for w in widths]
             n = min(len(by_width[w]) for w in widths)
-            label = f"{VARIANTS[variant]}, {n} seeds"
+            label = f"{VARIANTS[variant]}, {n} seed{'s' if n != 1 else ''}"
             ax.errorbar(widths, mean, yerr=std, color=colours[variant], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("fresh decoder width (fraction of the run's ch)")
