@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/priors} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
 STEPS=${STEPS:-1500} N=${N:-2000} PRIOR_ARGS=${PRIOR_ARGS:-}
 DAE=${DAE:-.venv/bin/dae}
+source scripts/study_lib.sh
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 # A 2-layer GPT of width 128: small enough for a CPU core, the same for every latent.
 GPT="--set model.n_layer=2 --set model.n_head=4 --set model.n_embd=128 --set train.steps=$STEPS
@@ -23,13 +24,7 @@ one() {  # family seed
     *) echo "no GPT prior for $fam (VQ families only)"; return ;; esac
   local out=$OUT/$fam/s$seed base=$RUNS/$fam-baseline-s$seed dae=$RUNS/$fam-dae-a-s$seed
   if [[ -f $out/results.json ]]; then echo "done: $out"; return; fi
-  for r in "$base" "$dae"; do
-    [[ -f $r/model.safetensors ]] || { echo "missing (not trained yet): $r"; return; }
-  done
-  mkdir -p "$(dirname "$out")"
-  exec 9>"$out.lock"
-  flock -n 9 || { echo "busy (another invocation runs it): $out"; return; }
-  echo "start: $out"
+  pair_job "$out" "$base" "$dae" || return 0
   # shellcheck disable=SC2086
   $DAE compare-priors "$base" "$dae" configs/prior_gpt_cifar10.yaml --out "$out" --n "$N" \
     --score "${SCORE:-classifier:$data}" --seed "$seed" --set data.name=$data --set train.seed=$seed $GPT > "$out.log" 2>&1 \
@@ -37,6 +32,4 @@ one() {  # family seed
   echo "end: $out"
 }
 export -f one; export RUNS OUT N GPT DAE SCORE
-for fam in "$@"; do
-  for seed in $(seq "$SEED0" $((SEED0 + SEEDS - 1))); do echo "$fam $seed"; done
-done | xargs -P "$JOBS" -I{} bash -c 'one {}'
+per_seed "$@"

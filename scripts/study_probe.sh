@@ -13,22 +13,16 @@ RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/probe} SEEDS=${SEEDS:-3} SEED0=${SEED0:
 PROBE_ARGS=${PROBE_ARGS:---steps 1000 --lr 6e-4 -n 1000 --curve-n 200 --prior-steps 500 --precision bf16}
 [[ ${FD:-1} == 0 ]] && PROBE_ARGS="$PROBE_ARGS --no-fd"
 DAE=${DAE:-.venv/bin/dae}
+source scripts/study_lib.sh
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 one() {  # family seed
   local out=$OUT/$1/s$2 runs=("$RUNS/$1-baseline-s$2" "$RUNS/$1-dae-a-s$2")
   if [[ -f $out/probe.json ]]; then echo "done: $out"; return; fi
-  for r in "${runs[@]}"; do
-    [[ -f $r/model.safetensors ]] || { echo "missing (not trained yet): $r"; return; }
-  done
+  pair_job "$out" "${runs[@]}" || return 0
   mkdir -p "$out"
-  exec 9>"$out.lock"
-  flock -n 9 || { echo "busy (another invocation runs it): $out"; return; }
-  echo "start: $out"
   # shellcheck disable=SC2086
   $DAE probe "${runs[@]}" --out "$out" $PROBE_ARGS > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }
 export -f one; export RUNS OUT PROBE_ARGS DAE
-for fam in "$@"; do
-  for seed in $(seq "$SEED0" $((SEED0 + SEEDS - 1))); do echo "$fam $seed"; done
-done | xargs -P "$JOBS" -I{} bash -c 'one {}'
+per_seed "$@"
