@@ -58,11 +58,22 @@ def flatness(steps: list[int], l1: list[float]) -> float:
     return (np.mean(before) - np.mean(last)) / np.mean(before)
 
 
+def finished(run: Path) -> bool:
+    """Final weights here, or an eval.json of them (a copy whose weights stayed elsewhere, such as
+    the GPU study's results)."""
+    if (run / "model.safetensors").exists():
+        return True
+    try:
+        return json.loads((run / "eval.json").read_text()).get("weights") == "final"
+    except (OSError, ValueError):
+        return False
+
+
 def collect(root: Path) -> dict:
     runs: dict = defaultdict(lambda: defaultdict(dict))
     for run in sorted(root.iterdir()):
         m = RUN.match(run.name)
-        if not m or not (run / "model.safetensors").exists():
+        if not m or not finished(run):
             continue
         steps, l1, psnr, stages = test_curve(run)
         runs[m["family"]][m["variant"]][int(m["seed"])] = {
@@ -113,6 +124,9 @@ def curve_table(runs: dict, every: int = 200) -> str:
     for family, variants in runs.items():
         names = [v for v in VARIANTS if v in variants]
         last = max(s["steps"][-1] for v in names for s in variants[v].values())
+        # Every `every` steps, or the runs' own test interval where 200 would miss its points.
+        first = min(s["steps"][0] for v in names for s in variants[v].values() if s["steps"])
+        every = every if first % every == 0 or every % first == 0 else first
         lines += [
             f"#### {family}: held-out test L1 during training (mean over seeds)",
             "",
@@ -235,6 +249,19 @@ def paired_rows(pairs: dict[str, dict[int, dict[str, float]]]) -> list[str]:
     return rows
 
 
+def probe_match(probe: Path, run: dict, root: Path) -> re.Match | None:
+    """The study name of a probed run: its own folder name, or, for a probe written inside a run
+    folder (`dae sweep`'s RUN/probe/probe.json) that ROOT names by a link, the link's name."""
+    m = RUN.match(run["run"]["name"])
+    if m or not root.is_dir():
+        return m
+    owner = probe.resolve().parent.parent
+    for entry in root.iterdir():
+        if entry.resolve() == owner:
+            return RUN.match(entry.name)
+    return None
+
+
 def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> str:
     """Paired tables of the probe (per decoder width, prior), of the priors' samples
     (`dae compare-priors` results.json) and of eval.json diagnostics."""
@@ -251,7 +278,7 @@ def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> s
                     cell[f"GPT prior, {row['n']} samples: {key}"] = value
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
-            m = RUN.match(run["run"]["name"])
+            m = probe_match(probe, run, root)
             if not m:
                 continue
             cell = values[m["family"]][m["variant"]][int(m["seed"])]
@@ -315,13 +342,13 @@ def plot(runs: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def plot_probe(probes: list[Path], path: Path) -> None:
+def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
     """Probe test PSNR against fresh-decoder width, mean ± std over seeds, one line per variant
     and family: the better latent reaches a given quality with a narrower decoder."""
     psnr: dict = defaultdict(lambda: defaultdict(list))  # (family, variant) -> width -> values
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
-            m = RUN.match(run["run"]["name"])
+            m = probe_match(probe, run, root)
             if m:
                 for dec in run["decoders"]:
                     psnr[m["family"], m["variant"]][dec["width"]].append(dec["test"]["psnr"])
@@ -385,7 +412,7 @@ def main() -> None:
     )
     (args.out / "study.md").write_text(text)
     plot(runs, args.out / "test_curves.png")
-    plot_probe(args.probe, args.out / "probe_widths.png")
+    plot_probe(args.probe, args.out / "probe_widths.png", args.root)
     print(text)
 
 

@@ -78,7 +78,7 @@ def test_channels_last_changes_the_layout_not_the_training():
     torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.slow  # 59 CPU-seconds (5 processes); many minutes on a loaded machine
+@pytest.mark.slow  # ~90 CPU-seconds (calibration + 5 processes); many minutes on a loaded machine
 def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
     env = {
         **os.environ,
@@ -108,6 +108,16 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["train"]["channels_last"] and cfg["train"]["precision"] == "bf16"
     assert cfg["train"]["steps"] == 4 and cfg["data"]["root"].endswith("c10_tiny.npz")
+    assert cfg["optim"]["decay"] == "cosine" and cfg["log"]["test_every"] == 2
     assert json.loads((run / "eval.json").read_text())["metrics"]["psnr"] > 0
+    # Held-out test curve rows for the curves figure, at every TEST_EVERY steps.
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "test_rec" in r] == [2, 4]
+    # The measured step time sized the study: capped here by the EPOCHS budget (4 steps).
+    cal = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert cal["seconds_per_step"] > 0
+    assert (cal["jobs"], cal["steps"], cal["probe_steps"]) == (2, 4, 4)
+    probe = json.loads((run / "probe" / "probe.json").read_text())
+    assert probe["config"]["steps"] == 4 and len(probe["runs"][0]["decoders"]) == 3
     assert not list((tmp_path / "out").rglob("*.safetensors"))  # weights stay behind
     assert (tmp_path / "out" / "sweep.md").is_file()

@@ -87,3 +87,18 @@ def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch
     assert sorted(legend) == ["kl-b", "vq-a", "vq-c"]  # every run, not only panel 1's
     loss_vq = next(ax for ax in fig.axes if ax.get_title() == "loss (vqgan)")
     assert sorted(line.get_label() for line in loss_vq.get_lines()) == ["vq-a", "vq-c"]
+
+
+def test_evaluate_on_another_device_measures_the_same(runs, monkeypatch):
+    """`--device` moves only the network's passes: through that path (here to `cpu:0`, the path
+    `cuda` takes) every metric equals the plain CPU evaluation's; no GPU is a clear error."""
+    from dae.metrics.evaluate import EvalOptions, evaluate_run
+
+    done, _ = runs
+    opts = dict(metrics=["recon", "knn", "lipschitz", "diagnostics"], knn_train=256, n=200)
+    plain = evaluate_run(done, EvalOptions(**opts), log=lambda _: None)["metrics"]
+    moved = evaluate_run(done, EvalOptions(**opts, device="cpu:0"), log=lambda _: None)["metrics"]
+    assert "lipschitz/encoder" in moved and moved == plain
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match="--device: 'cuda' asked for, but this torch sees no"):
+        evaluate_run(done, EvalOptions(**opts, device="cuda"))

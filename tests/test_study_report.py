@@ -99,3 +99,42 @@ def test_decoder_step_table_aligns_stage_two(report, tmp_path):
     # decoder step 200: baseline step 200 (0.4) against DAE step 200 + 200 (0.3)
     assert "| 200 | 0.4000 | 0.3000 | -0.1000 (0/2) |" in text
     assert "| 400 | 0.2000 | 0.2100 | +0.0100 (2/2) |" in text
+
+
+def test_sweep_layout_copy_is_read_through_links(report, tmp_path):
+    """A `dae sweep` copy (the GPU study's): runs named seed<k> whose weights stayed elsewhere,
+    linked into a study folder. eval.json of the final weights marks them finished, the probe in
+    RUN/probe/probe.json is matched through the link, and the curve table uses the runs' own
+    test interval (250) where every 200 steps would miss it."""
+    sweep, study = tmp_path / "sweep", tmp_path / "study"
+    study.mkdir()
+    for variant, name, final in (
+        ("baseline", "baseline", 0.1),
+        ("dae-aux_width-0.5", "dae-a", 0.2),
+    ):
+        for seed in (0, 1):
+            run = write_run(sweep / variant, f"seed{seed}", [0.3, final + seed / 100])
+            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            for row in rows:
+                row["step"] = row["step"] * 5 // 2  # 250, 500
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (run / "model.safetensors").unlink()
+            (run / "eval.json").write_text(json.dumps({"weights": "final", "metrics": {}}))
+            (run / "probe").mkdir()
+            probe = {
+                "runs": [
+                    {
+                        "run": {"name": f"seed{seed}"},
+                        "decoders": [{"width": 1.0, "test": {"psnr": 22.0 - (name == "dae-a")}}],
+                    }
+                ]
+            }
+            (run / "probe" / "probe.json").write_text(json.dumps(probe))
+            (study / f"c10-vq-{name}-s{seed}").symlink_to(run)
+    (study / "c10-vq-dae-a-s7").symlink_to(sweep)  # neither weights nor eval.json: left out
+    runs = report.collect(study)
+    assert sorted(runs["c10-vq"]["dae-a"]) == [0, 1]
+    assert "| 500 | 0.1050 | 0.2050 |" in report.curve_table(runs)
+    probes = sorted(sweep.glob("*/seed*/probe/probe.json"))
+    text = report.probe_and_eval(study, probes)
+    assert "| probe w=1: test psnr | 22 ± 0 | 21 ± 0 | -1 " in text

@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fail instead of training the classifier feature network when it is not cached",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the autoencoder runs: cpu (default), cuda, cuda:1, ...; metrics stay on the CPU",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         knn_train=args.knn_train,
         train_features=not args.no_train_features,
         samples=args.samples,
+        device=args.device,
     )
     result = evaluate_run(args.run, opts)
     print(json.dumps(result["metrics"], indent=1))

@@ -45,6 +45,7 @@ class EvalOptions:
     batch_size: int = 250
     train_features: bool = True  # train the classifier feature net if it is not cached
     samples: str | None = None  # .npz of generated uint8 images to measure against the train split
+    device: str = "cpu"  # where the autoencoder runs; data and metrics stay on the CPU
 
 
 @dataclass
@@ -90,6 +91,30 @@ def eval_data(cfg: Any, opts: EvalOptions) -> EvalData:
     return EvalData(kind, dataset, test_x[t_idx], test_y[t_idx], train_x[idx], train_y[idx], root)
 
 
+class OnDevice:
+    """The autoencoder moved to `device`, behind the interface the metrics call with CPU tensors:
+    inputs go to the device and outputs come back, so every metric runs unchanged on a GPU (only
+    the network's passes move; the statistics stay in float64-friendly CPU code)."""
+
+    _PASSES = ("encode", "decode", "latent", "encode_to_indices")
+
+    def __init__(self, model: Any, device: str):
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device", f"{device!r} asked for, but this torch sees no CUDA GPU")
+        self._model, self._device = model.to(dev), dev
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._model, name)
+        if name in self._PASSES:
+            return lambda x: _to_cpu(attr(x.to(self._device)))
+        return _to_cpu(attr)
+
+
+def _to_cpu(value: Any) -> Any:
+    return value.cpu() if isinstance(value, torch.Tensor) else value
+
+
 def _flat_latents(model, x: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat([model.latent(x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)])
 
@@ -103,7 +128,8 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         raise UnknownNameError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_GROUPS)}")
     run = Run(run_dir)
     loaded = run.autoencoder("auto")
-    cfg, model = loaded.cfg, loaded.model
+    cfg = loaded.cfg
+    model = OnDevice(loaded.model, opts.device) if opts.device != "cpu" else loaded.model
     which = _which_weights(run, loaded)
     if which["weights"] != "final":
         log(f"{run.path} is unfinished: measuring {which['file']} at step {which['step']}")
