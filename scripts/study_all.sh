@@ -6,8 +6,9 @@
 #   4. GPT priors on mnist-vq's (a) codes, sample FD          (scripts/study_priors.sh)
 #   5. latent statistics of the (a) runs: dae evaluate (recon, codebook, diagnostics, Lipschitz),
 #      and their figures (dae report -> STUDY/report-<family>)
-#   6. cifar10-vq's probe and (b), then the KL-AE families
-#   7. the tables, curves and paired tests                    (scripts/study_report.py)
+#   6. cifar10-vq's probe and (b), then the KL-AE families (and their latent statistics)
+#   7. (e) equal encoder steps for mnist-vq (DAE S + S) and its probe, into PROBES-e
+#   8. the tables, curves and paired tests                    (scripts/study_report.py)
 # Every step skips what is finished and continues what is half done, so a killed study is resumed
 # by running this again. Env: STUDY (runs/study), PROBES (runs/probe), PRIORS (runs/priors),
 # FAMILIES (the families to run, default all: mnist-vq cifar10-vq mnist-kl), N_EVAL (2000 test
@@ -22,6 +23,7 @@ export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 want() { [[ " $FAMILIES " == *" $1 "* ]]; }
 train() { if want "$2"; then ONLY=$1 OUT=$STUDY scripts/study_cpu.sh "$2"; fi; }
 probe() { if want "$1"; then RUNS=$STUDY OUT=$PROBES scripts/study_probe.sh "$1"; fi; }
+probe_e() { if want "$1"; then VARIANT=dae-e RUNS=$STUDY OUT=$PROBES-e scripts/study_probe.sh "$1"; fi; }
 priors() { if want "$1"; then RUNS=$STUDY OUT=$PRIORS scripts/study_priors.sh "$1"; fi; }
 evaluate() {  # family: every finished (a) run without its latent statistics yet
   local r
@@ -56,6 +58,10 @@ probe mnist-kl
 train b mnist-kl
 evaluate cifar10-vq
 figures cifar10-vq
+evaluate mnist-kl
+figures mnist-kl
+train e mnist-vq
+probe_e mnist-vq
 shopt -s nullglob
 $PYTHON scripts/study_report.py "$STUDY" --out "$STUDY/report" \
-  --probe "$PROBES"/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json
+  --probe "$PROBES"/*/s*/probe.json "$PROBES"-e/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json

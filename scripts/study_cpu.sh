@@ -3,11 +3,13 @@
 # decoder) with no GAN term, so that decoder budget and GAN start time are not confounds.
 #   (a) equal total steps:   baseline S, DAE S/2 + S/2            -> OUT/<fam>-baseline|dae-a-s<k>
 #   (b) equal decoder steps: DAE S/2 + S (stage 1 on top)         -> OUT/<fam>-dae-b-s<k>
+#   (e) equal encoder steps: DAE S + S (ONLY=e; the encoder trains S steps, as the baseline's
+#       does, so the probe compares encoders of equal budget)      -> OUT/<fam>-dae-e-s<k>
 # Every run logs held-out test L1/PSNR every TEST_EVERY steps (log.test_every), the convergence
 # curve. Usage: scripts/study_cpu.sh FAMILY...   (FAMILY: mnist-vq mnist-kl cifar10-vq cifar10-kl)
 # Env: SEEDS (3), SEED0 (first seed, 0), S (steps, 3600), LR (peak Adam lr, 6e-4), DECAY (cosine:
 # per stage, down to FINAL_LR x LR = 0.05; none: constant), JOBS (2 parallel trainings, one thread
-# each), OUT (runs/study), ONLY (a|b: one comparison), TEST_EVERY (100, a multiple of LOG_EVERY,
+# each), OUT (runs/study), ONLY (a|b|e: one comparison), TEST_EVERY (100, a multiple of LOG_EVERY,
 # 50), TEST_IMAGES (1000). Comparison (a) is queued before (b).
 # The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.
 # Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
@@ -37,14 +39,18 @@ preset() {  # family -> config file and model overrides (small enough to converg
 jobs_for() {  # one line per training: out-dir and its arguments
   local fam=$1 args; args=$(preset "$fam" | tr '\n' ' ')
   local seeds; seeds=$(seq "$SEED0" $((SEED0 + SEEDS - 1)))
-  [[ $ONLY == b ]] || for seed in $seeds; do
+  [[ $ONLY == b || $ONLY == e ]] || for seed in $seeds; do
     echo "$OUT/$fam-baseline-s$seed $args --set train.seed=$seed --set train.steps=$S"
     echo "$OUT/$fam-dae-a-s$seed $args --set train.seed=$seed --set train.steps=$S --set schedule.mode=dae"
   done
-  [[ $ONLY == a ]] || for seed in $seeds; do
+  [[ $ONLY == a || $ONLY == e ]] || for seed in $seeds; do
     echo "$OUT/$fam-dae-b-s$seed $args --set train.seed=$seed --set train.steps=$((S * 3 / 2))" \
          "--set schedule.mode=dae --set schedule.stage1_fraction=0.3333333333333333"
   done
+  if [[ $ONLY == e ]]; then for seed in $seeds; do  # only when asked: 2S steps per run
+    echo "$OUT/$fam-dae-e-s$seed $args --set train.seed=$seed --set train.steps=$((S * 2))" \
+         "--set schedule.mode=dae --set schedule.stage1_fraction=0.5"
+  done; fi
 }
 one() {  # train one run, or resume it, or skip it when finished
   local out=$1; shift

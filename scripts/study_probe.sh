@@ -4,7 +4,8 @@
 # recipe), JOBS at a time. scripts/study_report.py --probe reads the probe.json files.
 # Usage: scripts/study_probe.sh FAMILY...   Env: RUNS (runs/study), OUT (runs/probe), SEEDS (3),
 # SEED0 (0), JOBS (2), PROBE_ARGS (the probe recipe; see the default below), FD (0: --no-fd, e.g. for
-# CIFAR-10 when its FD classifier is not trained yet).
+# CIFAR-10 when its FD classifier is not trained yet), VARIANT (dae-a: the DAE arm probed beside
+# the baseline; dae-e for the equal-encoder-steps arm, into its own OUT).
 # Re-running skips seeds whose probe.json exists, and leaves one that another invocation is
 # probing (flock on OUT/<family>/s<seed>.lock) to it; a missing run is reported, not probed.
 set -euo pipefail
@@ -16,7 +17,7 @@ DAE=${DAE:-.venv/bin/dae}
 source scripts/study_lib.sh
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 one() {  # family seed
-  local out=$OUT/$1/s$2 runs=("$RUNS/$1-baseline-s$2" "$RUNS/$1-dae-a-s$2")
+  local out=$OUT/$1/s$2 runs=("$RUNS/$1-baseline-s$2" "$RUNS/$1-${VARIANT:-dae-a}-s$2")
   if [[ -f $out/probe.json ]]; then echo "done: $out"; return; fi
   pair_job "$out" "${runs[@]}" || return 0
   mkdir -p "$out"
@@ -24,5 +25,5 @@ one() {  # family seed
   $DAE probe "${runs[@]}" --out "$out" $PROBE_ARGS > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }
-export -f one; export RUNS OUT PROBE_ARGS DAE
+export -f one; export RUNS OUT PROBE_ARGS DAE VARIANT
 per_seed "$@"

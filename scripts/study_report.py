@@ -29,8 +29,11 @@ VARIANTS = {
     "baseline": "baseline (joint), S steps",
     "dae-a": "DAE, S/2 + S/2 (equal total steps)",
     "dae-b": "DAE, S/2 + S (equal decoder steps)",
+    "dae-e": "DAE, S + S (equal encoder steps)",
 }
-RUN = re.compile(r"^(?P<family>[a-z0-9]+-[a-z]+)-(?P<variant>baseline|dae-a|dae-b)-s(?P<seed>\d+)$")
+RUN = re.compile(
+    r"^(?P<family>[a-z0-9]+-[a-z]+)-(?P<variant>baseline|dae-a|dae-b|dae-e)-s(?P<seed>\d+)$"
+)
 
 
 def test_curve(run: Path) -> tuple[list[int], list[float], list[float], list[str]]:
@@ -230,9 +233,9 @@ EVAL_KEYS = {  # eval.json "metrics" key -> label (lower is better unless marked
 }
 
 
-def paired_rows(pairs: dict[str, dict[int, dict[str, float]]]) -> list[str]:
+def paired_rows(pairs: dict[str, dict[int, dict[str, float]]], variant: str = "dae-a") -> list[str]:
     """Markdown rows `label | baseline | DAE | paired difference` from {variant: {seed: values}}."""
-    base, dae = pairs.get("baseline", {}), pairs.get("dae-a", {})
+    base, dae = pairs.get("baseline", {}), pairs.get(variant, {})
     seeds = sorted(set(base) & set(dae))
     rows = []
     for key in sorted({k for v in base.values() for k in v}):
@@ -300,10 +303,13 @@ def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> s
                 cell[label] = metrics[key]
     lines = []
     for family, pairs in values.items():
-        rows = paired_rows(pairs)
-        if rows:
+        for variant in ("dae-a", "dae-e"):  # the arms whose encoders are probed
+            rows = paired_rows(pairs, variant)
+            if not rows:
+                continue
+            budget = VARIANTS[variant].split("(")[1].rstrip(")")
             lines += [
-                f"### {family}: probe and latent diagnostics, baseline vs DAE (equal total steps)",
+                f"### {family}: probe and latent diagnostics, baseline vs DAE ({budget})",
                 "",
                 "| measure | baseline | DAE | DAE − baseline (paired by seed) |",
                 "|---|---:|---:|---:|",
@@ -321,7 +327,12 @@ def plot(runs: dict, path: Path) -> None:
 
     fams = sorted(runs)
     fig, axes = plt.subplots(1, len(fams), figsize=(5 * len(fams), 4), squeeze=False)
-    colours = {"baseline": "tab:blue", "dae-a": "tab:orange", "dae-b": "tab:green"}
+    colours = {
+        "baseline": "tab:blue",
+        "dae-a": "tab:orange",
+        "dae-b": "tab:green",
+        "dae-e": "tab:red",
+    }
     for ax, family in zip(axes[0], fams):
         for variant, seeds in sorted(runs[family].items()):
             for i, (_seed, s) in enumerate(sorted(seeds.items())):
@@ -361,7 +372,12 @@ def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
 
     fams = sorted({f for f, _ in psnr})
     fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 3.6), squeeze=False)
-    colours = {"baseline": "tab:blue", "dae-a": "tab:orange", "dae-b": "tab:green"}
+    colours = {
+        "baseline": "tab:blue",
+        "dae-a": "tab:orange",
+        "dae-b": "tab:green",
+        "dae-e": "tab:red",
+    }
     for ax, family in zip(axes[0], fams):
         for (fam, variant), by_width in sorted(psnr.items()):
             if fam != family:

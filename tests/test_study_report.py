@@ -138,3 +138,22 @@ def test_sweep_layout_copy_is_read_through_links(report, tmp_path):
     probes = sorted(sweep.glob("*/seed*/probe/probe.json"))
     text = report.probe_and_eval(study, probes)
     assert "| probe w=1: test psnr | 22 ± 0 | 21 ± 0 | -1 " in text
+
+
+def test_equal_encoder_steps_arm_gets_its_own_probe_table(report, tmp_path):
+    runs = tmp_path / "study"
+    for seed in (0, 1):
+        write_run(runs, f"mnist-vq-baseline-s{seed}", [0.3, 0.1])
+        write_run(runs, f"mnist-vq-dae-e-s{seed}", [0.3, 0.2, 0.1, 0.09 + seed / 100])
+    summary = report.summarise(report.collect(runs))["mnist-vq"]
+    assert summary["dae-e"]["seeds"] == [0, 1]
+    probe = tmp_path / "probe.json"
+    rows = [
+        {"run": {"name": f"mnist-vq-{v}-s{s}"}, "decoders": [{"width": 1.0, "test": {"psnr": p}}]}
+        for v, p in (("baseline", 20.0), ("dae-e", 20.5))
+        for s in (0, 1)
+    ]
+    probe.write_text(json.dumps({"runs": rows}))
+    text = report.probe_and_eval(runs, [probe])
+    assert "baseline vs DAE (equal encoder steps)" in text and "equal total steps" not in text
+    assert "| probe w=1: test psnr | 20 ± 0 | 20.5 ± 0 | +0.5 " in text

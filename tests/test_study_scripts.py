@@ -1,5 +1,5 @@
 """The seeded study's scripts end to end at a tiny size, on a packed MNIST subset:
-scripts/study_all.sh trains (a) and (b), probes, trains the priors, evaluates and reports; a second
+scripts/study_all.sh trains (a), (b) and (e), probes, trains the priors, evaluates and reports; a second
 invocation finds everything finished and redoes nothing."""
 
 from __future__ import annotations
@@ -43,13 +43,20 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "FAILED" not in log, log[-4000:]
     report = json.loads((study / "report" / "study.json").read_text())["summary"]["mnist-vq"]
-    assert report["dae-a"]["seeds"] == report["dae-b"]["seeds"] == [0, 1]
+    assert (
+        report["dae-a"]["seeds"] == report["dae-b"]["seeds"] == report["dae-e"]["seeds"] == [0, 1]
+    )
     assert report["dae-a"]["paired_l1"]["n"] == 2
     # (b) trains S/2 + S: its log ends at 12 steps, (a) at 8
     rows = (study / "mnist-vq-dae-b-s1" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(rows[-1])["step"] == 12
+    # (e) trains S + S, and its probe pairs it with the baseline in a table of its own
+    rows = (study / "mnist-vq-dae-e-s0" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["step"] == 16
+    assert (tmp_path / "probe-e" / "mnist-vq" / "s1" / "probe.json").is_file()
     text = (study / "report" / "study.md").read_text()
     assert "probe w=1: test psnr" in text and "Lipschitz estimate, encoder" in text
+    assert "baseline vs DAE (equal encoder steps)" in text
     assert "GPT prior, 8 samples: train_loss" in text
     assert (study / "report-mnist-vq" / "report.md").is_file()
     assert (study / "report" / "probe_widths.png").is_file()
@@ -57,4 +64,5 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
     again = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     assert "start:" not in again.stdout and "evaluate:" not in again.stdout
-    assert again.stdout.count("done: ") == 4 + 2 + 2 + 2  # runs (a), (b), probes, priors
+    # runs (a), (b), (e), probes, probes of (e), priors
+    assert again.stdout.count("done: ") == 4 + 2 + 2 + 2 + 2 + 2
