@@ -65,10 +65,12 @@ def _fake_run(run, mse: float, psnr: float, nll: float | None) -> None:
     (run.dir / "eval.json").write_text(json.dumps({"metrics": {"mse": mse, "psnr": psnr}}))
     if nll is not None:
         (run.dir / "probe").mkdir()
-        probe = {
-            "decoders": [{"width": 0.5, "psnr": psnr - 1}],
+        entry = {
+            "run": {"name": run.dir.name},
+            "decoders": [{"width": 0.5, "test": {"psnr": psnr - 1}}],
             "prior": {"test_nll_per_token": nll},
         }
+        probe = {"version": 1, "config": {"steps": 4}, "runs": [entry]}  # `dae probe`'s layout
         (run.dir / "probe" / "probe.json").write_text(json.dumps(probe))
 
 

@@ -71,7 +71,11 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     """One run's numbers: its evaluation metrics, the probe's and the generation proxy."""
     ev = read_json(RunFolder(run.dir).eval_path) or {}
     metrics = {k: v for k, v in flatten(ev.get("metrics", {})).items() if k not in EXCLUDED}
-    probe = flatten(read_json(run.dir / PROBE_DIR / "probe.json") or {})
+    probed = read_json(run.dir / PROBE_DIR / "probe.json") or {}
+    # `dae probe RUN --out RUN/probe` holds this one run: name its numbers without `runs/0/`.
+    if isinstance(probed.get("runs"), list) and len(probed["runs"]) == 1:
+        probed = probed["runs"][0]
+    probe = flatten(probed)
     proxy_key = next(
         (k for suffix in PROXY_SUFFIXES for k in sorted(probe) if k.endswith(suffix)), None
     )
