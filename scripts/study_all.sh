@@ -3,7 +3,8 @@
 #   1. comparison (a) for mnist-vq, then cifar10-vq          (scripts/study_cpu.sh)
 #   2. (c) the probe of mnist-vq's (a) encoders               (scripts/study_probe.sh)
 #   3. (b) for mnist-vq                                       (scripts/study_cpu.sh)
-#   4. GPT priors on mnist-vq's (a) codes, sample FD          (scripts/study_priors.sh)
+#   4. GPT priors on mnist-vq's (a) codes, sample FD          (scripts/study_priors.sh;
+#      DiT priors on the KL-AE's latents come with step 6)
 #   5. latent statistics of the (a) runs: dae evaluate (recon, codebook, diagnostics, Lipschitz),
 #      and their figures (dae report -> STUDY/report-<family>)
 #   6. cifar10-vq's probe and (b), then the KL-AE families (and their latent statistics)
@@ -56,6 +57,7 @@ train b cifar10-vq
 train a mnist-kl
 probe mnist-kl
 train b mnist-kl
+priors mnist-kl
 evaluate cifar10-vq
 figures cifar10-vq
 evaluate mnist-kl

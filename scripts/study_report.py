@@ -6,7 +6,8 @@ With `--probe DIR/probe.json` (a `dae probe` of the runs) it adds the probe's fr
 prior scores, and with eval.json files in the runs (`dae evaluate --metrics
 recon,codebook,diagnostics`) the latent diagnostics, each paired by seed against the baseline.
 
-With `--priors DIR/results.json` (scripts/study_priors.sh) it adds the GPT priors' sample scores.
+With `--priors DIR/results.json` (scripts/study_priors.sh) it adds the priors' sample scores
+(GPT on VQ codes, DiT on KL latents).
 
 Usage: python scripts/study_report.py runs/study --out runs/study/report [--probe P/probe.json]
        [--priors Q/results.json]
@@ -278,7 +279,8 @@ def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> s
             for key, value in row.items():
                 # a score's own spread over sample splits (`_std`) is not a measure to pair
                 if isinstance(value, (int, float)) and key != "n" and not key.endswith("_std"):
-                    cell[f"GPT prior, {row['n']} samples: {key}"] = value
+                    prior = "DiT" if m["family"].endswith("-kl") else "GPT"
+                    cell[f"{prior} prior, {row['n']} samples: {key}"] = value
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
             m = probe_match(probe, run, root)
