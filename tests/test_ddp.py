@@ -20,7 +20,7 @@ WORKER = """
 import sys, torch
 torch.set_num_threads(1)
 from dae.schedule import DAESchedule
-from dae.train.distributed import dist_info, init_distributed, shutdown
+from dae.train.distributed import barrier, dist_info, init_distributed, shutdown
 from dae.train.image_task import {task}
 from dae.train.trainer import Trainer, prepare_run_dir
 from image_utils import synthetic_images, tiny_config
@@ -34,6 +34,9 @@ for name, sections in {runs!r}.items():  # one run per entry (config sections), 
     run = f"{{out}}/{{name}}"
     if info.is_main:
         prepare_run_dir(__import__("pathlib").Path(run) / "run", resume=False, overwrite=False)
+    # As `dae train` does: no rank writes into the folder before rank 0 has claimed it (without
+    # this, rank 1 could reach the next run first and rank 0 found it "already holds a run").
+    barrier()
     streamed = cfg.data.source == "stream"
     task = {task}(cfg, None if streamed else synthetic_images(16))
     init = {{k: v.clone() for k, v in task.model.state_dict().items()}}
@@ -146,7 +149,7 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from dae.experiments import load_config
 from dae.priors.cache import LatentCache
 from dae.priors.task import PriorTask
-from dae.train.distributed import dist_info, init_distributed, shutdown
+from dae.train.distributed import barrier, dist_info, init_distributed, shutdown
 from dae.train.trainer import Trainer
 
 out, config = sys.argv[1], sys.argv[2]
