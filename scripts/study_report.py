@@ -358,13 +358,18 @@ def plot(runs: dict, path: Path) -> None:
 def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
     """Probe test PSNR against fresh-decoder width, mean ± std over seeds, one line per variant
     and family: the better latent reaches a given quality with a narrower decoder."""
-    psnr: dict = defaultdict(lambda: defaultdict(list))  # (family, variant) -> width -> values
+    # (family, variant) -> width -> {seed: value}: a run probed twice (the baseline beside (a)
+    # and beside (e), with the same deterministic recipe) counts once.
+    seeded: dict = defaultdict(lambda: defaultdict(dict))
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
             m = probe_match(probe, run, root)
             if m:
                 for dec in run["decoders"]:
-                    psnr[m["family"], m["variant"]][dec["width"]].append(dec["test"]["psnr"])
+                    seeded[m["family"], m["variant"]][dec["width"]][int(m["seed"])] = dec["test"][
+                        "psnr"
+                    ]
+    psnr = {k: {w: list(v.values()) for w, v in by_w.items()} for k, by_w in seeded.items()}
     if not psnr:
         return
     import matplotlib
