@@ -196,7 +196,8 @@ def interrupt_when(proc: subprocess.Popen, ready, delay: float, twice: bool) -> 
 
 
 @pytest.mark.slow
-def test_sigint_resume_equals_uninterrupted(tmp_path, data_root):
+def test_sigint_resume_equals_uninterrupted(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("DAE_DATA", str(data_root))  # the children read the data the fixture found
     full = tmp_path / "full"
     assert launch_vq(full).wait() == 0
     rng = random.Random(5)

@@ -240,3 +240,18 @@ def test_cosine_resume_equals_uninterrupted(tmp_path, crash_at):
     resumed, _ = run(cfg, tmp_path / "cut", resume=True)
     assert_same(state(full.model), state(resumed.model))
     assert read_metrics(tmp_path / "full") == read_metrics(tmp_path / "cut")
+
+
+def test_ema_that_would_keep_the_init_is_flagged(capsys):
+    from dae.train.optim import ema_init_share, ema_note
+
+    # 0.999 over 1,500 steps still holds 22 % of the initial weights (the DiT-prior trap).
+    assert ema_init_share(0.999, 1500) == pytest.approx(0.2229, abs=1e-4)
+    note = ema_note(0.999, 1500)
+    assert "end with 22 % of the initial weights" in note and "ema_decay <= 0.9969" in note
+    assert ema_note(0.99, 1500) is None and ema_note(0.0, 10) is None
+    # The trainer says so on stderr when it starts.
+    cfg = tiny_cfg("train.steps=10", "train.ema_decay=0.9")
+    task = ToyTask(cfg)
+    Trainer(task, DAESchedule(cfg.schedule, 10), cfg.train, cfg.optim)
+    assert "warning: train.ema_decay=0.9 over train.steps=10" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,13 @@ from dae.train.distributed import (
 from dae.train.export import save_state, save_weights
 from dae.train.interrupt import StepBoundaryInterrupt
 from dae.train.logger import MetricsLogger
-from dae.train.optim import EMA, OptimConfig, build_optimizer, lr_scale  # noqa: F401  (re-exported)
+from dae.train.optim import (  # noqa: F401  (EMA, OptimConfig re-exported)
+    EMA,
+    OptimConfig,
+    build_optimizer,
+    ema_note,
+    lr_scale,
+)
 from dae.train.precision import select_precision
 from dae.train.run_folder import RunFolder
 
@@ -219,6 +226,9 @@ class Trainer:
         task.model.to(self.device)
         schedule.prepare(task.model)
         self.ema = EMA(task.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        note = ema_note(cfg.ema_decay, cfg.steps)
+        if note and main:
+            print(f"warning: {note}", file=sys.stderr)
         self._resume_payload = self._load_last() if resume else None
 
     # -- checkpoints ------------------------------------------------------------------------------
