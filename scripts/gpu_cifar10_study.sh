@@ -103,16 +103,18 @@ common_sets() {  # the `--set`s every training of this study shares
     "optim.lr=$LR" optim.decay=cosine optim.final_lr_fraction=0.05
 }
 
-calibrate() {  # seconds per training step with JOBS runs sharing the device, GAN on
+calibrate() {  # "seconds-per-step steps probe-steps", with JOBS runs sharing the device, GAN on
   local dir=$RUNS/calibrate sets=() s
   while IFS= read -r s; do sets+=(--set "$s"); done < <(common_sets "$CAL_STEPS")
   rm -rf "$dir"
-  "$PY" - "$dir" "$JOBS" "$CAL_SKIP" "$CAL_STEPS" configs/cifar10_vqgan.yaml "${sets[@]}" <<'PY'
+  "$PY" - "$dir" "$JOBS" "$CAL_SKIP" "$CAL_STEPS" "$TRAIN_BUDGET_S" "$EPOCH_STEPS" \
+    "$PROBE_BUDGET_S" "$MAX_PROBE_STEPS" configs/cifar10_vqgan.yaml "${sets[@]}" <<'PY'
 import json, statistics, subprocess, sys, time
 from pathlib import Path
 
-out, jobs, skip, steps, config, *sets = sys.argv[1:]
-jobs, skip, steps = int(jobs), int(skip), int(steps)
+out, jobs, skip, steps, budget, epoch_steps, probe_budget, max_probe, config, *sets = sys.argv[1:]
+jobs, skip, steps, epoch_steps, max_probe = map(int, (jobs, skip, steps, epoch_steps, max_probe))
+budget, probe_budget = float(budget), float(probe_budget)
 sets += ["--set", f"train.steps={steps}", "--set", "disc.start=0", "--set", "log.test_every=0",
          "--set", f"train.log_every={skip}", "--set", f"train.ckpt_every={10 * steps}"]
 # (No checkpoints inside the timed span: on the first H200 run, one every 37 steps tripled it.)
@@ -137,26 +139,25 @@ for j, p in enumerate(procs):
         log = (Path(out) / f"job{j}" / "log").read_text()
         sys.exit(f"calibration run {j} failed (exit {p.returncode}):\n{log[-3000:]}")
 # From the first logged row (warm-up, cuDNN autotuning and start-up excluded) to the last.
-rates = [(s[steps] - s[skip]) / (steps - skip) for s in seen]
-print(f"{statistics.median(rates):.5f}")
+t = statistics.median((s[steps] - s[skip]) / (steps - skip) for s in seen)
+# Whole multiples of 50 within the budgets; never below 50 (nor above the EPOCHS asked).
+train = epoch_steps if epoch_steps < 50 else max(50, min(epoch_steps, int(budget / t) // 50 * 50))
+probe = max(min(max_probe, 50), min(max_probe, int(probe_budget / 1.5 / t) // 50 * 50))
+print(f"{t:.5f} {train} {probe}")
 PY
 }
 
 run() {
-  local start=$SECONDS status=0 t_step
+  local start=$SECONDS status=0 cal t_step cal_steps cal_probe
   install
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
     torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
   mkdir -p "$OUT"
   if [ -z "${STEPS:-}" ] || [ -z "${PROBE_STEPS:-}" ]; then
-    t_step=$(calibrate) || { status=$?; cp -r "$RUNS/calibrate" "$OUT/" 2>/dev/null; return $status; }
+    cal=$(calibrate) || { status=$?; cp -r "$RUNS/calibrate" "$OUT/" 2>/dev/null; return $status; }
+    read -r t_step cal_steps cal_probe <<< "$cal"
     echo "calibration: $t_step s per step with $JOBS runs at once ($(( SECONDS - start )) s so far)"
-    STEPS=${STEPS:-$("$PY" -c "import sys; t, b, e = map(float, sys.argv[1:]); \
-      print(max(50, min(int(e), int(b / t) // 50 * 50)) if e >= 50 else int(e))" \
-      "$t_step" "$TRAIN_BUDGET_S" "$EPOCH_STEPS")}
-    PROBE_STEPS=${PROBE_STEPS:-$("$PY" -c "import sys; t, b, m = map(float, sys.argv[1:]); \
-      print(max(min(int(m), 50), min(int(m), int(b / 1.5 / t) // 50 * 50)))" \
-      "$t_step" "$PROBE_BUDGET_S" "$MAX_PROBE_STEPS")}
+    STEPS=${STEPS:-$cal_steps} PROBE_STEPS=${PROBE_STEPS:-$cal_probe}
     echo "{\"seconds_per_step\": $t_step, \"jobs\": $JOBS, \"steps\": $STEPS, \"probe_steps\": $PROBE_STEPS}" \
       > "$OUT/calibration.json"
   fi

@@ -32,6 +32,7 @@ VARIANTS = {
     "dae-b": "DAE, S/2 + S (equal decoder steps)",
     "dae-e": "DAE, S + S (equal encoder steps)",
 }
+COLOURS = {"baseline": "tab:blue", "dae-a": "tab:orange", "dae-b": "tab:green", "dae-e": "tab:red"}
 RUN = re.compile(
     r"^(?P<family>[a-z0-9]+-[a-z]+)-(?P<variant>baseline|dae-a|dae-b|dae-e)-s(?P<seed>\d+)$"
 )
@@ -329,19 +330,13 @@ def plot(runs: dict, path: Path) -> None:
 
     fams = sorted(runs)
     fig, axes = plt.subplots(1, len(fams), figsize=(5 * len(fams), 4), squeeze=False)
-    colours = {
-        "baseline": "tab:blue",
-        "dae-a": "tab:orange",
-        "dae-b": "tab:green",
-        "dae-e": "tab:red",
-    }
     for ax, family in zip(axes[0], fams):
         for variant, seeds in sorted(runs[family].items()):
             for i, (_seed, s) in enumerate(sorted(seeds.items())):
                 ax.plot(
                     s["steps"],
                     s["test_l1"],
-                    color=colours[variant],
+                    color=COLOURS[variant],
                     alpha=0.8,
                     lw=1,
                     label=VARIANTS[variant] if i == 0 else None,
@@ -379,12 +374,6 @@ def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
 
     fams = sorted({f for f, _ in psnr})
     fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 3.6), squeeze=False)
-    colours = {
-        "baseline": "tab:blue",
-        "dae-a": "tab:orange",
-        "dae-b": "tab:green",
-        "dae-e": "tab:red",
-    }
     for ax, family in zip(axes[0], fams):
         for (fam, variant), by_width in sorted(psnr.items()):
             if fam != family:
@@ -394,7 +383,7 @@ def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
             std = [np.std(by_width[w], ddof=1) if len(by_width[w]) > 1 else 0 for w in widths]
             n = min(len(by_width[w]) for w in widths)
             label = f"{VARIANTS[variant]}, {n} seed{'s' if n != 1 else ''}"
-            ax.errorbar(widths, mean, yerr=std, color=colours[variant], marker="o", label=label)
+            ax.errorbar(widths, mean, yerr=std, color=COLOURS[variant], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("fresh decoder width (fraction of the run's ch)")
         ax.set_ylabel("probe test PSNR (dB)")
