@@ -56,7 +56,10 @@ def failure(result: subprocess.CompletedProcess) -> str:
     err = result.stderr
     first = err.find("Traceback")
     head = err[first : first + 6000] if first >= 0 else ""
-    return f"exit {result.returncode}\n{head}\n...\n{err[-2000:]}"
+    # A rank killed by a signal (a C++ abort: "terminate called ... what(): ...") leaves no Python
+    # traceback; what it printed comes before torchrun's own traceback.
+    ranks = err[:first][-3000:] if first > 0 else ""
+    return f"exit {result.returncode}\n{ranks}\n{head}\n...\n{err[-2000:]}"
 
 
 def run_torchrun(tmp_path: Path, kind: str, task: str, runs: dict[str, dict]) -> dict:

@@ -250,8 +250,36 @@ def test_ema_that_would_keep_the_init_is_flagged(capsys):
     note = ema_note(0.999, 1500)
     assert "end with 22 % of the initial weights" in note and "ema_decay <= 0.9969" in note
     assert ema_note(0.99, 1500) is None and ema_note(0.0, 10) is None
-    # The trainer says so on stderr when it starts.
-    cfg = tiny_cfg("train.steps=10", "train.ema_decay=0.9")
+    # With the warm-up the init is gone after a few steps: 1/10 * 2/11 * 3/12 = 1/220.
+    assert ema_init_share(0.999, 3, warmup=True) == pytest.approx(1 / 220)
+    assert ema_note(0.999, 1500, warmup=True) is None
+    # The trainer says so on stderr when it starts (only without the warm-up).
+    cfg = tiny_cfg("train.steps=10", "train.ema_decay=0.9", "train.ema_warmup=false")
     task = ToyTask(cfg)
     Trainer(task, DAESchedule(cfg.schedule, 10), cfg.train, cfg.optim)
     assert "warning: train.ema_decay=0.9 over train.steps=10" in capsys.readouterr().err
+    cfg = tiny_cfg("train.steps=10", "train.ema_decay=0.9")
+    Trainer(ToyTask(cfg), DAESchedule(cfg.schedule, 10), cfg.train, cfg.optim)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_ema_warmup_averages_with_known_weights():
+    """Decays 0.1, 2/11, ... up to ema_decay (latent-diffusion's LitEma); the first update keeps
+    a tenth of the init. Without the warm-up the decay is fixed from step 0."""
+    from dae.train.optim import EMA, ema_decay_at
+
+    assert ema_decay_at(0.999, 0, True) == pytest.approx(0.1)
+    assert ema_decay_at(0.9, 80, True) == pytest.approx(0.9)  # 81 / 90: the warm-up ends here
+    assert ema_decay_at(0.9, 500, True) == 0.9 and ema_decay_at(0.9, 0, False) == 0.9
+    module = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+    warm, fixed = EMA(module, 0.9, warmup=True), EMA(module, 0.9, warmup=False)
+    with torch.no_grad():
+        module.weight.fill_(3.0)
+    warm.update(module, 0)
+    fixed.update(module, 0)
+    assert warm.shadow["weight"].item() == pytest.approx(0.1 * 1 + 0.9 * 3)
+    assert fixed.shadow["weight"].item() == pytest.approx(0.9 * 1 + 0.1 * 3)
+    warm.update(module, 1)  # decay 2/11 towards 3 again
+    assert warm.shadow["weight"].item() == pytest.approx(2 / 11 * 2.8 + 9 / 11 * 3)

@@ -37,7 +37,7 @@ def train(
     run = RunFolder(out)
     pin_paths(cfg)  # an absolute data.root: evaluate/cache read the same data from anywhere
     info = init_distributed(cfg.train.device)
-    lock = None
+    lock, finished = None, False
     try:
         if info.is_main:
             lock = claim_run_dir(out, resume=resume, overwrite=overwrite, inputs=inputs)
@@ -71,8 +71,11 @@ def train(
                 "non-finite loss (train.on_nan=skip); their updates are missing from these weights",
                 file=sys.stderr,
             )
+        finished = True
     finally:
         if lock is not None:
             lock.release()
-        shutdown()
+        # A failed rank must not wait at a barrier for peers that may never come: it leaves at
+        # once, and torchrun stops the others.
+        shutdown(wait=finished)
     return trainer

@@ -87,8 +87,14 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group. With `wait`, only once every rank has finished communicating: a
+    rank that tears down its gloo connections while a peer still uses one can take that peer
+    down with it (SIGABRT), so all ranks meet at a barrier first. A rank that failed passes
+    `wait=False`: its peers may never reach the barrier."""
     if dist_info().enabled:
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -76,34 +76,57 @@ def build_optimizer(
     return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=fused)
 
 
-def ema_init_share(decay: float, steps: int) -> float:
-    """The share of the initial weights still in an EMA after `steps` updates: decay ** steps."""
-    return decay**steps if decay > 0 else 0.0
+def ema_decay_at(decay: float, step: int, warmup: bool) -> float:
+    """The EMA decay of the update after `step` (0-based) optimiser steps. The warm-up
+    (1 + n) / (10 + n) is latent-diffusion's LitEma: 0.1 at the first update, 0.9 at step 80,
+    0.999 from step 8,990, so the average follows training from the start instead of holding on
+    to the random init."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
-def ema_note(decay: float, steps: int, limit: float = 0.05) -> str | None:
+def ema_init_share(decay: float, steps: int, warmup: bool = False) -> float:
+    """The share of the initial weights still in an EMA after `steps` updates: the product of
+    the decays (decay ** steps without the warm-up)."""
+    if decay <= 0:
+        return 0.0
+    if not warmup:
+        return decay**steps
+    share = 1.0
+    for step in range(steps):
+        share *= ema_decay_at(decay, step, warmup)
+        if share < 1e-12:  # nothing left to report; spares a long product
+            return 0.0
+    return share
+
+
+def ema_note(decay: float, steps: int, warmup: bool = False, limit: float = 0.05) -> str | None:
     """A warning when the EMA would end up mostly where training started (a short run with a
-    long-horizon preset: 0.999 over 1,500 steps still holds 22 % of the random init), else None."""
-    share = ema_init_share(decay, steps)
+    long-horizon preset and no warm-up: 0.999 over 1,500 steps still holds 22 % of the random
+    init), else None."""
+    share = ema_init_share(decay, steps, warmup)
     if share <= limit:
         return None
     suggest = 0.01 ** (1 / steps)  # leaves 1 % of the init
     return (
         f"train.ema_decay={decay:g} over train.steps={steps}: the EMA weights end with "
-        f"{100 * share:.0f} % of the initial weights; use ema_decay <= {suggest:.4f} or train "
-        "longer (a prior samples with the EMA by default: sample.use_ema)"
+        f"{100 * share:.0f} % of the initial weights; use ema_decay <= {suggest:.4f}, "
+        "train.ema_warmup=true or train longer (a prior samples with the EMA by default: "
+        "sample.use_ema)"
     )
 
 
 class EMA:
     """Exponential moving average of a module's floating-point parameters and buffers."""
 
-    def __init__(self, module: nn.Module, decay: float):
-        self.decay = decay
+    def __init__(self, module: nn.Module, decay: float, warmup: bool = False):
+        self.decay, self.warmup = decay, warmup
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, step: int) -> None:
+        """Average in `module`'s weights after `step` optimiser steps (0-based; the trainer
+        counts them from the stage's start), so a resumed run's warm-up goes on where it was."""
+        decay = ema_decay_at(self.decay, step, self.warmup)
         # A frozen parameter (DAE stage 2's encoder and codebook) is copied, not averaged: the EMA
         # model must encode exactly like the frozen encoder the decoder and prior are trained on.
         frozen = {name for name, p in module.named_parameters() if not p.requires_grad}
@@ -112,6 +135,6 @@ class EMA:
             if shadow.shape != value.shape or key in frozen:  # e.g. a replaced layer
                 self.shadow[key] = value.detach().clone()
             elif value.is_floating_point():
-                shadow.lerp_(value, 1.0 - self.decay)
+                shadow.lerp_(value, 1.0 - decay)
             else:
                 shadow.copy_(value)

@@ -70,6 +70,14 @@ class TrainConfig:
         default=500, metadata={"help": "steps between checkpoints; 0: end only"}
     )
     ema_decay: float = field(default=0.0, metadata={"help": "EMA of weights; 0 disables"})
+    ema_warmup: bool = field(
+        default=True,
+        metadata={
+            "help": "EMA decay min(ema_decay, (1+n)/(10+n)) at step n of the stage, as "
+            "latent-diffusion's LitEma, so a short run's average is not mostly the random init; "
+            "false: the fixed decay from step 0 (DiT's update_ema)"
+        },
+    )
     on_nan: Literal["stop", "skip"] = field(
         default="stop", metadata={"help": "non-finite loss: stop (keep last checkpoint) or skip"}
     )
@@ -225,8 +233,8 @@ class Trainer:
         self.opt_stage: Stage | None = None
         task.model.to(self.device)
         schedule.prepare(task.model)
-        self.ema = EMA(task.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        note = ema_note(cfg.ema_decay, cfg.steps)
+        self.ema = EMA(task.model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay > 0 else None
+        note = ema_note(cfg.ema_decay, cfg.steps, cfg.ema_warmup)
         if note and main:
             print(f"warning: {note}", file=sys.stderr)
         self._resume_payload = self._load_last() if resume else None
@@ -416,7 +424,9 @@ class Trainer:
         self.scaler.update()
         self.skipped_steps += int("skipped_nonfinite" in logs)
         if self.ema is not None:
-            self.ema.update(self.task.model)
+            # The warm-up counts from the stage's start: DAE's stage 2 trains the decoder anew,
+            # and its average should follow that training, not the stage-1 weights.
+            self.ema.update(self.task.model, ctx.stage_step)
         self.step += 1
         # Throughput goes to the progress bar, not the metrics: timings would make a resumed
         # run's log differ from an uninterrupted one's.
