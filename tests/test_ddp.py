@@ -213,3 +213,32 @@ def test_two_process_prior_syncs_once_per_step(tmp_path):
         assert torch.equal(value, rank1["model"][key]), f"{key} differs between ranks"
     # one bucket (a tiny DiT), 3 steps: 3 all-reduces, not 6
     assert int(rank0["allreduce"]) == int(rank1["allreduce"]) == 3
+
+
+def test_shutdown_waits_for_every_rank_unless_this_one_failed(monkeypatch, tmp_path):
+    """Ranks meet at a barrier before leaving the group (one leaving early can abort a peer's
+    gloo connection), but `dae train` on a failed rank leaves at once: its peers may never come."""
+    import dae.experiments.train as train_mod
+    import dae.train.distributed as distributed
+
+    calls: list[str] = []
+    monkeypatch.setattr(distributed, "dist_info", lambda: distributed.DistInfo(0, 2, 0))
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("leave"))
+    distributed.shutdown()
+    assert calls == ["barrier", "leave"]
+    calls.clear()
+    distributed.shutdown(wait=False)
+    assert calls == ["leave"]
+
+    waits: list[bool] = []
+    monkeypatch.setattr(train_mod, "shutdown", lambda wait=True: waits.append(wait))
+
+    def broken_task(run):
+        raise RuntimeError("this rank failed")
+
+    from image_utils import tiny_config
+
+    with pytest.raises(RuntimeError, match="this rank failed"):
+        train_mod.train(tiny_config(), tmp_path / "run", make_task=broken_task)
+    assert waits == [False]
