@@ -8,7 +8,8 @@
 #   5. latent statistics of the (a) runs: dae evaluate (recon, codebook, diagnostics, Lipschitz),
 #      and their figures (dae report -> STUDY/report-<family>)
 #   6. cifar10-vq's probe and (b), then the KL-AE families (and their latent statistics)
-#   7. (e) equal encoder steps for mnist-vq (DAE S + S) and its probe, into PROBES-e
+#   7. (e) equal encoder steps (DAE S + S) and its probe, into PROBES-e: mnist-vq, then
+#      cifar10-vq
 #   8. the tables, curves and paired tests                    (scripts/study_report.py)
 # Every step skips what is finished and continues what is half done, so a killed study is resumed
 # by running this again. Env: STUDY (runs/study), PROBES (runs/probe), PRIORS (runs/priors),
@@ -64,6 +65,8 @@ evaluate mnist-kl
 figures mnist-kl
 train e mnist-vq
 probe_e mnist-vq
+train e cifar10-vq
+FD=0 probe_e cifar10-vq
 shopt -s nullglob
 $PYTHON scripts/study_report.py "$STUDY" --out "$STUDY/report" \
   --probe "$PROBES"/*/s*/probe.json "$PROBES"-e/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json
