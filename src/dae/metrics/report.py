@@ -204,7 +204,8 @@ def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
         title="GMM on a PCA of the latents", xlabel="components", ylabel="BIC (lower is better)"
     )
     for ax in (s_ax, b_ax):
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a run without this statistic draws no curve
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
