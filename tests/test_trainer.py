@@ -283,3 +283,29 @@ def test_ema_warmup_averages_with_known_weights():
     assert fixed.shadow["weight"].item() == pytest.approx(0.9 * 1 + 0.1 * 3)
     warm.update(module, 1)  # decay 2/11 towards 3 again
     assert warm.shadow["weight"].item() == pytest.approx(2 / 11 * 2.8 + 9 / 11 * 3)
+
+
+def test_ema_averages_floats_copies_frozen_and_integer_tensors():
+    """Trainable weights and float buffers are averaged; a frozen parameter (DAE stage 2's encoder)
+    and an integer buffer are copied exactly; a layer replaced with another shape is re-seeded."""
+    from dae.train.optim import EMA
+
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            t.fill_(1)
+    ema = EMA(module, 0.75)
+    module[0].bias.requires_grad_(False)
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            t.fill_(5)
+    ema.update(module, 0)
+    s = ema.shadow
+    assert torch.equal(s["0.weight"], torch.full((2, 2), 2.0))  # 0.75 * 1 + 0.25 * 5
+    assert torch.equal(s["1.running_mean"], torch.full((2,), 2.0))
+    assert torch.equal(s["0.bias"], torch.full((2,), 5.0))  # frozen: copied
+    assert s["1.num_batches_tracked"].item() == 5 and s["1.num_batches_tracked"].dtype == torch.long
+    module[0] = torch.nn.Linear(3, 2, bias=False)  # a new shape: nothing to average with
+    ema.update(module, 1)
+    assert torch.equal(ema.shadow["0.weight"], module[0].weight)
+    assert ema.shadow["0.weight"] is not module[0].weight  # a copy, not the live tensor

@@ -130,11 +130,17 @@ class EMA:
         # A frozen parameter (DAE stage 2's encoder and codebook) is copied, not averaged: the EMA
         # model must encode exactly like the frozen encoder the decoder and prior are trained on.
         frozen = {name for name, p in module.named_parameters() if not p.requires_grad}
+        averaged: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         for key, value in module.state_dict().items():
             shadow = self.shadow[key]
-            if shadow.shape != value.shape or key in frozen:  # e.g. a replaced layer
+            if shadow.shape != value.shape or shadow.dtype != value.dtype:  # e.g. a replaced layer
                 self.shadow[key] = value.detach().clone()
-            elif value.is_floating_point():
-                shadow.lerp_(value, 1.0 - decay)
-            else:
+            elif key in frozen or not value.is_floating_point():
                 shadow.copy_(value)
+            else:
+                averaged[0].append(shadow)
+                averaged[1].append(value)
+        if averaged[0]:
+            # One batched call instead of one lerp per tensor: a VQGAN has ~300 tensors, and on a
+            # GPU a per-tensor loop is launch-bound (the same arithmetic, shadow += w (value - shadow)).
+            torch._foreach_lerp_(averaged[0], averaged[1], 1.0 - decay)
