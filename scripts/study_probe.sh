@@ -6,8 +6,9 @@
 # SEED0 (0), JOBS (2), PROBE_ARGS (the probe recipe; see the default below), FD (0: --no-fd, e.g. for
 # CIFAR-10 when its FD classifier is not trained yet), VARIANT (dae-a: the DAE arm probed beside
 # the baseline; dae-e for the equal-encoder-steps arm, into its own OUT).
-# Re-running skips seeds whose probe.json exists, and leaves one that another invocation is
-# probing (flock on OUT/<family>/s<seed>.lock) to it; a missing run is reported, not probed.
+# Re-running skips seeds whose probe.json is complete, continues a killed probe (its finished
+# runs are cached), and leaves one that another invocation is probing (flock on
+# OUT/<family>/s<seed>.lock) to it; a missing run is reported, not probed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/probe} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
@@ -18,7 +19,8 @@ source scripts/study_lib.sh
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
 one() {  # family seed
   local out=$OUT/$1/s$2 runs=("$RUNS/$1-baseline-s$2" "$RUNS/$1-${VARIANT:-dae-a}-s$2")
-  if [[ -f $out/probe.json ]]; then echo "done: $out"; return; fi
+  # probe.json is rewritten after each run: done only when it says so ("complete", dae probe)
+  if grep -q '"complete": true' "$out/probe.json" 2>/dev/null; then echo "done: $out"; return; fi
   pair_job "$out" "${runs[@]}" || return 0
   mkdir -p "$out"
   # shellcheck disable=SC2086

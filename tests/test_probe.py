@@ -243,3 +243,34 @@ def test_kl_prior_probe_uses_patch_1_on_odd_latents():
             meta,
         )
         assert _prior_config(cache, ProbeConfig()).model.arch == arch
+
+
+def test_a_killed_probe_leaves_an_incomplete_probe_json_that_a_rerun_completes(
+    runs, tmp_path, monkeypatch
+):
+    """probe.json is rewritten after each run, so a kill leaves one holding some runs: it says
+    `complete: false` (scripts/study_probe.sh reruns it), and the rerun adds the rest."""
+    import dae.probe.runner as runner
+
+    out = tmp_path / "probe"
+    args = [str(runs["vq"]), str(runs["kl"]), "--out", str(out), "--widths", "1", "--no-fd"]
+    args += ["--steps", "4", "--batch-size", "8", "-n", "8", "--curve-n", "8"]
+    args += ["--prior-steps", "2", "--prior-batch-size", "8", "--prior-images", "16"]
+    args += ["--prior-n", "8"]
+    real, calls = runner.probe_run, []
+
+    def killed_on_the_second_run(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "probe_run", killed_on_the_second_run)
+    assert main(["probe", *args]) == 130  # dae's exit status for an interrupt
+    partial = json.loads((out / "probe.json").read_text())
+    assert partial["complete"] is False and len(partial["runs"]) == 1
+    monkeypatch.setattr(runner, "probe_run", real)
+    assert main(["probe", *args]) == 0
+    done = json.loads((out / "probe.json").read_text())
+    assert done["complete"] is True and [e["run"]["latent"] for e in done["runs"]] == ["vq", "kl"]
+    assert done["runs"][0] == partial["runs"][0]  # the finished run was kept, not redone

@@ -55,11 +55,15 @@ def probe_runs(
         "version": PROBE_VERSION,
         "config": to_dict(cfg),
         "recipe_hash": hashes,
+        # False until every run is in: probe.json is rewritten after each one, so a killed probe
+        # leaves a valid file that holds only some of the runs (rerun it: finished runs are cached)
+        "complete": False,
         "runs": [],
     }
     data = ProbeData(cfg)
-    for run in runs:
+    for i, run in enumerate(runs):
         summary["runs"].append(probe_run(run, cfg, data, hashes, out / RESULTS / run.key, log))
+        summary["complete"] = i == len(runs) - 1
         if data.fd_name:
             summary["features"] = {"fd": data.fd_name, **data.feature_info}
         write_json(out / "probe.json", summary)
