@@ -8,8 +8,8 @@
 #   5. latent statistics of the (a) runs: dae evaluate (recon, codebook, diagnostics, Lipschitz),
 #      and their figures (dae report -> STUDY/report-<family>)
 #   6. cifar10-vq's probe and (b), then the KL-AE families (and their latent statistics)
-#   7. (e) equal encoder steps (DAE S + S) and its probe, into PROBES-e: mnist-vq, then
-#      cifar10-vq
+#   7. (e) equal encoder steps (DAE S + S), its probe (into PROBES-e) and latent statistics:
+#      mnist-vq, then cifar10-vq; then GPT priors on cifar10-vq's (a) codes
 #   8. the tables, curves and paired tests                    (scripts/study_report.py)
 # Every step skips what is finished and continues what is half done, so a killed study is resumed
 # by running this again. Env: STUDY (runs/study), PROBES (runs/probe), PRIORS (runs/priors),
@@ -27,15 +27,17 @@ train() { if want "$2"; then ONLY=$1 OUT=$STUDY scripts/study_cpu.sh "$2"; fi; }
 probe() { if want "$1"; then RUNS=$STUDY OUT=$PROBES scripts/study_probe.sh "$1"; fi; }
 probe_e() { if want "$1"; then VARIANT=dae-e RUNS=$STUDY OUT=$PROBES-e scripts/study_probe.sh "$1"; fi; }
 priors() { if want "$1"; then RUNS=$STUDY OUT=$PRIORS scripts/study_priors.sh "$1"; fi; }
-evaluate() {  # family: every finished (a) run without its latent statistics yet
-  local r
-  want "$1" || return 0
-  for r in "$STUDY/$1"-{baseline,dae-a}-s*; do
+evaluate() {  # family [variant...]: each finished run of these variants (default: (a)'s
+  local r v fam=$1  # baseline and dae-a) that has no latent statistics yet
+  want "$fam" || return 0
+  shift
+  (($#)) || set -- baseline dae-a
+  for v in "$@"; do for r in "$STUDY/$fam-$v"-s*; do
     [[ -f $r/model.safetensors && ! -f $r.evaluated ]] || continue
     echo "evaluate: $r"
     $DAE evaluate "$r" --metrics recon,codebook,diagnostics,lipschitz -n "$N_EVAL" \
       > "$r.eval.log" 2>&1 && touch "$r.evaluated" || echo "FAILED: dae evaluate $r (see $r.eval.log)"
-  done
+  done; done
 }
 figures() {  # family: `dae report` over its evaluated (a) runs (Lipschitz, codebook figures)
   local r runs=()
@@ -67,6 +69,9 @@ train e mnist-vq
 probe_e mnist-vq
 train e cifar10-vq
 FD=0 probe_e cifar10-vq
+evaluate mnist-vq dae-e
+evaluate cifar10-vq dae-e
+priors cifar10-vq
 shopt -s nullglob
 $PYTHON scripts/study_report.py "$STUDY" --out "$STUDY/report" \
   --probe "$PROBES"/*/s*/probe.json "$PROBES"-e/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json

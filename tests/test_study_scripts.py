@@ -1,6 +1,6 @@
 """The seeded study's scripts end to end at a tiny size, on a packed MNIST subset:
 scripts/study_all.sh trains (a), (b) and (e), probes, trains the priors, evaluates and reports; a second
-invocation finds everything finished and redoes nothing."""
+invocation finishes a probe that was killed and redoes nothing else."""
 
 from __future__ import annotations
 
@@ -57,12 +57,21 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
     text = (study / "report" / "study.md").read_text()
     assert "probe w=1: test psnr" in text and "Lipschitz estimate, encoder" in text
     assert "baseline vs DAE (equal encoder steps)" in text
+    assert (study / "mnist-vq-dae-e-s1" / "eval.json").is_file()  # (e)'s latent statistics too
+    e_table = text.split("baseline vs DAE (equal encoder steps)")[1]
+    assert "Lipschitz estimate, encoder" in e_table
     assert "GPT prior, 8 samples: train_loss" in text
     assert (study / "report-mnist-vq" / "report.md").is_file()
     assert (study / "report" / "probe_widths.png").is_file()
-    # Everything is finished: a second invocation trains, probes and evaluates nothing again.
+    # Everything is finished but one probe, left as a killed `dae probe` leaves it (one run in,
+    # "complete": false): a second invocation finishes that probe and redoes nothing else.
+    killed = probes / "mnist-vq" / "s0" / "probe.json"
+    summary = json.loads(killed.read_text())
+    killed.write_text(json.dumps({**summary, "complete": False, "runs": summary["runs"][:1]}))
     again = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
-    assert "start:" not in again.stdout and "evaluate:" not in again.stdout
-    # runs (a), (b), (e), probes, probes of (e), priors
-    assert again.stdout.count("done: ") == 4 + 2 + 2 + 2 + 2 + 2
+    assert again.stdout.count("start:") == 1 and f"start: {killed.parent}" in again.stdout
+    assert "evaluate:" not in again.stdout
+    assert json.loads(killed.read_text()) == summary
+    # runs (a), (b), (e), probes (but the killed one), probes of (e), priors
+    assert again.stdout.count("done: ") == 4 + 2 + 2 + 1 + 2 + 2
