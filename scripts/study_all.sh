@@ -9,7 +9,7 @@
 #      and their figures (dae report -> STUDY/report-<family>)
 #   6. cifar10-vq's probe and (b), then the KL-AE families (and their latent statistics)
 #   7. (e) equal encoder steps (DAE S + S), its probe (into PROBES-e) and latent statistics:
-#      mnist-vq, then cifar10-vq; then GPT priors on cifar10-vq's (a) codes
+#      mnist-vq, then cifar10-vq; GPT priors on cifar10-vq's (a) codes; then (e) for mnist-kl
 #   8. the tables, curves and paired tests                    (scripts/study_report.py)
 # Every step skips what is finished and continues what is half done, so a killed study is resumed
 # by running this again. Env: STUDY (runs/study), PROBES (runs/probe), PRIORS (runs/priors),
@@ -72,6 +72,9 @@ FD=0 probe_e cifar10-vq
 evaluate mnist-vq dae-e
 evaluate cifar10-vq dae-e
 priors cifar10-vq
+train e mnist-kl
+probe_e mnist-kl
+evaluate mnist-kl dae-e
 shopt -s nullglob
 $PYTHON scripts/study_report.py "$STUDY" --out "$STUDY/report" \
   --probe "$PROBES"/*/s*/probe.json "$PROBES"-e/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json
