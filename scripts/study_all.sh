@@ -27,8 +27,10 @@ train() { if want "$2"; then ONLY=$1 OUT=$STUDY scripts/study_cpu.sh "$2"; fi; }
 probe() { if want "$1"; then RUNS=$STUDY OUT=$PROBES scripts/study_probe.sh "$1"; fi; }
 probe_e() { if want "$1"; then VARIANT=dae-e RUNS=$STUDY OUT=$PROBES-e scripts/study_probe.sh "$1"; fi; }
 priors() { if want "$1"; then RUNS=$STUDY OUT=$PRIORS scripts/study_priors.sh "$1"; fi; }
-evaluate() {  # family [variant...]: each finished run of these variants (default: (a)'s
-  local r v fam=$1  # baseline and dae-a) that has no latent statistics yet
+# family [variant...]: latent statistics of each finished run of these variants that has none
+# yet (default: (a)'s baseline and dae-a)
+evaluate() {
+  local r v fam=$1
   want "$fam" || return 0
   shift
   (($#)) || set -- baseline dae-a

@@ -61,9 +61,9 @@ def probe_runs(
         "runs": [],
     }
     data = ProbeData(cfg)
-    for i, run in enumerate(runs):
+    for run in runs:
         summary["runs"].append(probe_run(run, cfg, data, hashes, out / RESULTS / run.key, log))
-        summary["complete"] = i == len(runs) - 1
+        summary["complete"] = len(summary["runs"]) == len(runs)
         if data.fd_name:
             summary["features"] = {"fd": data.fd_name, **data.feature_info}
         write_json(out / "probe.json", summary)
