@@ -10,10 +10,15 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DAE_CPU_BF16", "0")
 
 
+# Small nets: one thread is fastest and keeps results independent of the core count. Set at
+# import too: a module- or session-scoped fixture (tests/test_probe.py's trained `runs`) is built
+# before any function-scoped one, so a file run on its own would otherwise train it on every core.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
-    # Small nets: one thread is fastest and keeps results independent of the core count.
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # again for each test: a test may change it
     yield
 
 
