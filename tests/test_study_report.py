@@ -38,6 +38,19 @@ def test_flatness_known_value(report):
     assert report.flatness(steps, l1) == pytest.approx(0.2)
 
 
+def test_final_stage_flatness_measures_the_last_stage_alone(report):
+    steps = [100 * i for i in range(1, 21)]
+    stages = ["stage1"] * 10 + ["stage2"] * 10
+    l1 = [0.5] * 10 + [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.2]
+    # whole run: (1200, 1600] -> 0.7, 0.6, 0.5, 0.4 (mean 0.55); (1600, 2000] -> mean 0.25
+    assert report.flatness(steps, l1) == pytest.approx(0.3 / 0.55)
+    # stage 2 spans (1000, 2000]: (1600, 1800] -> 0.3, 0.3; (1800, 2000] -> 0.2, 0.2
+    assert report.final_stage_flatness(steps, l1, stages) == pytest.approx(1 / 3)
+    # a one-stage run: the same as the whole run's
+    joint = ["joint"] * 20
+    assert report.final_stage_flatness(steps, l1, joint) == report.flatness(steps, l1)
+
+
 def test_report_pairs_by_seed(report, tmp_path):
     runs = tmp_path / "study"
     finals = {"baseline": [0.05, 0.06, 0.07], "dae-a": [0.06, 0.08, 0.07]}
