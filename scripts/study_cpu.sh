@@ -10,7 +10,8 @@
 # Env: SEEDS (3), SEED0 (first seed, 0), S (steps, 3600), LR (peak Adam lr, 6e-4), DECAY (cosine:
 # per stage, down to FINAL_LR x LR = 0.05; none: constant), JOBS (2 parallel trainings, one thread
 # each), OUT (runs/study), ONLY (a|b|e: one comparison), TEST_EVERY (100, a multiple of LOG_EVERY,
-# 50), TEST_IMAGES (1000). Comparison (a) is queued before (b).
+# 50), TEST_IMAGES (1000), EXTRA (more `dae train` arguments for every run, e.g.
+# "--lipschitz-every 200" for the Lipschitz curves). Comparison (a) is queued before (b).
 # The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.
 # Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
 # that another invocation is training (flock on OUT/<run>.lock) is left to it.
@@ -24,7 +25,7 @@ COMMON="--set disc.start=1000000000 --set train.precision=bf16 --set train.batch
   --set train.log_every=${LOG_EVERY:-50} --set log.test_every=$TEST_EVERY --set log.test_images=${TEST_IMAGES:-1000}
   --set log.image_every=0 --set train.ckpt_every=200 --set train.progress=false
   --set train.tensorboard=false --set model.attn_resolutions=[] --set train.ema_decay=0
-  --set optim.lr=$LR --set optim.decay=$DECAY --set optim.final_lr_fraction=$FINAL_LR"
+  --set optim.lr=$LR --set optim.decay=$DECAY --set optim.final_lr_fraction=$FINAL_LR ${EXTRA:-}"
 preset() {  # family -> config file and model overrides (small enough to converge on a CPU core)
   case $1 in
     mnist-vq) echo "configs/mnist_vqgan.yaml --set model.ch=16 --set model.norm_groups=8" ;;

@@ -37,6 +37,7 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
         "N": "8",
         "SCORE": "none",
         "N_EVAL": "64",
+        "EXTRA": "--lipschitz-every 4",  # study_cpu.sh passes it to every training
     }
     script = str(REPO / "scripts/study_all.sh")
     proc = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
@@ -53,6 +54,8 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
     # (e) trains S + S, and its probe pairs it with the baseline in a table of its own
     rows = (study / "mnist-vq-dae-e-s0" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(rows[-1])["step"] == 16
+    lipschitz = [json.loads(r)["step"] for r in rows if "lipschitz/encoder" in r]
+    assert lipschitz == [4, 8, 12, 16]
     assert (tmp_path / "probe-e" / "mnist-vq" / "s1" / "probe.json").is_file()
     text = (study / "report" / "study.md").read_text()
     assert "probe w=1: test psnr" in text and "Lipschitz estimate, encoder" in text
