@@ -89,6 +89,38 @@ def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch
     assert sorted(line.get_label() for line in loss_vq.get_lines()) == ["vq-a", "vq-c"]
 
 
+def test_report_curves_shade_each_kinds_panels_with_that_kinds_stages(tmp_path, monkeypatch):
+    """A VQ and a KL DAE run with different stage boundaries: each panel is shaded by its own
+    kind's run, never by the other's."""
+    import yaml
+
+    from dae.metrics import report
+
+    runs = []
+    for name, kind, switch in [("vq-dae", "vqgan", 2), ("kl-dae", "kl", 4)]:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump({"kind": kind, "train": {}}))
+        rows = [
+            {"step": s, "stage": "stage1" if s <= switch else "stage2", "loss": float(s)}
+            for s in range(1, 7)
+        ]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append(run)
+    plt = report._plt()
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    assert report.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
+    spans = {}
+    for ax in figures[0].axes:
+        if ax.get_title():
+            spans[ax.get_title()] = [(p.get_x(), p.get_x() + p.get_width()) for p in ax.patches]
+    # (stage, first, last) spans: stage 1 from 0 to the switch, stage 2 from there to step 6
+    assert spans == {"loss (vqgan)": [(0, 2), (2, 6)], "loss (kl)": [(0, 4), (4, 6)]}
+    assert "vq-dae" in figures[0]._suptitle.get_text()
+    assert "kl-dae" in figures[0]._suptitle.get_text()
+
+
 def test_evaluate_on_another_device_measures_the_same(runs, monkeypatch):
     """`--device` moves only the network's passes: through that path (here to `cpu:0`, the path
     `cuda` takes) every metric equals the plain CPU evaluation's; no GPU is a clear error."""
