@@ -83,13 +83,10 @@ def plot_curves(
     spans = {run: _stage_spans(rows) for run, rows in histories.items()}
     # Each model kind's panels shade the stages of its first two-stage run (a baseline first in the
     # list has nothing to shade); a KL panel shaded by a VQ run's stages would mislead.
-    shaded = {
-        kind: next(
-            (run for run in runs if kinds[run] == kind and len(spans[run]) > 1),
-            next(run for run in runs if kinds[run] == kind),
-        )
-        for kind in set(kinds.values())
-    }
+    shaded = {}
+    for kind in set(kinds.values()):
+        own = [run for run in runs if kinds[run] == kind]
+        shaded[kind] = next((run for run in own if len(spans[run]) > 1), own[0])
     cols = min(3, len(panels))
     n_rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.4 * n_rows), squeeze=False)
@@ -103,9 +100,8 @@ def plot_curves(
             if run == shaded[kind]:
                 for stage, a, b in spans[run]:
                     ax.axvspan(a, b, color=STAGE_COLOURS.get(stage, "#eeeeee"), zorder=0, lw=0)
-            elif (
-                spans[run] != spans[shaded[kind]]
-            ):  # another schedule: its stage changes as dashed lines
+            # another schedule: its stage changes as dashed lines
+            elif spans[run] != spans[shaded[kind]]:
                 for _, a, _ in spans[run][1:]:
                     ax.axvline(a, color=f"C{i}", ls="--", lw=1)
         ax.set_title(f"{key} ({kind})" if mixed else key, fontsize=9)
@@ -121,9 +117,8 @@ def plot_curves(
             handles.setdefault(label, handle)
     fig.legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
     fig.suptitle(
-        f"{title} (shaded: stages of {', '.join(sorted({labels[r] for r in shaded.values()}))}: "
-        "stage 1 orange, stage 2 blue; "
-        "dashed: other runs' stage changes)",
+        f"{title} (shaded: stages of {', '.join(sorted(labels[r] for r in shaded.values()))}: "
+        "stage 1 orange, stage 2 blue; dashed: other runs' stage changes)",
         fontsize=10,
     )
     fig.tight_layout()
