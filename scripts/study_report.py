@@ -364,11 +364,9 @@ def plot(runs: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
-    """Probe test PSNR against fresh-decoder width, mean ± std over seeds, one line per variant
-    and family: the better latent reaches a given quality with a narrower decoder."""
-    # (family, variant) -> width -> {seed: value}: a run probed twice (the baseline beside (a)
-    # and beside (e), with the same deterministic recipe) counts once.
+def probe_psnr(probes: list[Path], root: Path) -> dict:
+    """(family, variant) -> decoder width -> {seed: probe test PSNR}. A run probed twice (the
+    baseline beside (a) and beside (e), with the same deterministic recipe) counts once."""
     seeded: dict = defaultdict(lambda: defaultdict(dict))
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
@@ -378,6 +376,37 @@ def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
                     seeded[m["family"], m["variant"]][dec["width"]][int(m["seed"])] = dec["test"][
                         "psnr"
                     ]
+    return seeded
+
+
+def seed_table(runs: dict, probes: dict) -> str:
+    """Final test PSNR of every run, one row per seed, and its full-width probe's beside it: when
+    runs land in different modes, the per-seed values show it where mean ± std hides it."""
+    lines = []
+    for family, variants in sorted(runs.items()):
+        names = [v for v in VARIANTS if v in variants]
+        probed = [v for v in names if 1.0 in probes.get((family, v), {})]
+        lines += [
+            f"#### {family}: test PSNR (dB) per seed (runs' own decoders; probe: full-width"
+            " fresh decoder)",
+            "",
+            "| seed | " + " | ".join([*names, *(f"probe {v}" for v in probed)]) + " |",
+            "|---:|" + "---:|" * (len(names) + len(probed)),
+        ]
+        seeds = sorted({s for v in names for s in variants[v]})
+        for seed in seeds:
+            own = [variants[v].get(seed, {}).get("final_psnr") for v in names]
+            fresh = [probes[family, v][1.0].get(seed) for v in probed]
+            cells = ["—" if x is None else f"{x:.2f}" for x in (*own, *fresh)]
+            lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
+    """Probe test PSNR against fresh-decoder width, mean ± std over seeds, one line per variant
+    and family: the better latent reaches a given quality with a narrower decoder."""
+    seeded = probe_psnr(probes, root)
     psnr = {k: {w: list(v.values()) for w, v in by_w.items()} for k, by_w in seeded.items()}
     if not psnr:
         return
@@ -433,6 +462,7 @@ def main() -> None:
             markdown(summary),
             curve_table(runs),
             decoder_step_table(runs),
+            seed_table(runs, probe_psnr(args.probe, args.root)),
             probe_and_eval(args.root, args.probe, args.priors),
         ]
     )

@@ -170,3 +170,20 @@ def test_equal_encoder_steps_arm_gets_its_own_probe_table(report, tmp_path):
     text = report.probe_and_eval(runs, [probe])
     assert "baseline vs DAE (equal encoder steps)" in text and "equal total steps" not in text
     assert "| probe w=1: test psnr | 20 ± 0 | 20.5 ± 0 | +0.5 " in text
+
+
+def test_seed_table_lists_each_run_and_its_probe(report, tmp_path):
+    runs = tmp_path / "study"
+    write_run(runs, "c10-vq-baseline-s0", [0.3, 0.1])  # final PSNR 20 + 10 * (0.1 - 0.1) = 20
+    write_run(runs, "c10-vq-baseline-s1", [0.3, 0.05])  # 20.5
+    write_run(runs, "c10-vq-dae-e-s1", [0.3, 0.2])  # 19; seed 0 has no DAE run
+    probe = tmp_path / "probe.json"
+    rows = [
+        {"run": {"name": name}, "decoders": [{"width": 1.0, "test": {"psnr": p}}]}
+        for name, p in (("c10-vq-baseline-s1", 21.25), ("c10-vq-dae-e-s1", 18.5))
+    ]
+    probe.write_text(json.dumps({"runs": rows}))
+    text = report.seed_table(report.collect(runs), report.probe_psnr([probe], runs))
+    assert "| seed | baseline | dae-e | probe baseline | probe dae-e |" in text
+    assert "| 0 | 20.00 | — | — | — |" in text
+    assert "| 1 | 20.50 | 19.00 | 21.25 | 18.50 |" in text
