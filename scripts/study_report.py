@@ -403,10 +403,10 @@ def seed_table(runs: dict, probes: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_probe(probes: list[Path], path: Path, root: Path) -> None:
+def plot_probe(seeded: dict, path: Path) -> None:
     """Probe test PSNR against fresh-decoder width, mean ± std over seeds, one line per variant
-    and family: the better latent reaches a given quality with a narrower decoder."""
-    seeded = probe_psnr(probes, root)
+    and family (`seeded`: `probe_psnr`'s): the better latent reaches a given quality with a
+    narrower decoder."""
     psnr = {k: {w: list(v.values()) for w, v in by_w.items()} for k, by_w in seeded.items()}
     if not psnr:
         return
@@ -455,6 +455,7 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"no finished study runs (<family>-<variant>-s<seed>) in {args.root}")
     summary = summarise(runs)
+    probed = probe_psnr(args.probe, args.root)  # read once: the per-seed table and the plot
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
     text = "\n".join(
@@ -462,13 +463,13 @@ def main() -> None:
             markdown(summary),
             curve_table(runs),
             decoder_step_table(runs),
-            seed_table(runs, probe_psnr(args.probe, args.root)),
+            seed_table(runs, probed),
             probe_and_eval(args.root, args.probe, args.priors),
         ]
     )
     (args.out / "study.md").write_text(text)
     plot(runs, args.out / "test_curves.png")
-    plot_probe(args.probe, args.out / "probe_widths.png", args.root)
+    plot_probe(probed, args.out / "probe_widths.png")
     print(text)
 
 
