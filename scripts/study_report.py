@@ -101,6 +101,8 @@ def collect(root: Path) -> dict:
             "final_psnr": psnr[-1],
             "flatness": flatness(steps, l1),
             "stage_flatness": final_stage_flatness(steps, l1, stages),
+            # the weak decoder's last held-out L1 (DAE runs): which mode stage 1 ended in
+            "stage1_l1": next((v for v, g in zip(l1[::-1], stages[::-1]) if g == "stage1"), None),
         }
     return runs
 
@@ -380,24 +382,29 @@ def probe_psnr(probes: list[Path], root: Path) -> dict:
 
 
 def seed_table(runs: dict, probes: dict) -> str:
-    """Final test PSNR of every run, one row per seed, and its full-width probe's beside it: when
-    runs land in different modes, the per-seed values show it where mean ± std hides it."""
+    """Final test PSNR of every run, one row per seed, its full-width probe's beside it, and each
+    DAE run's weak-decoder test L1 at the end of stage 1: when runs land in different modes, the
+    per-seed values show it (and where stage 1 left the latent) where mean ± std hides it."""
     lines = []
     for family, variants in sorted(runs.items()):
         names = [v for v in VARIANTS if v in variants]
         probed = [v for v in names if 1.0 in probes.get((family, v), {})]
+        staged = [v for v in names if any(r["stage1_l1"] is not None for r in variants[v].values())]
+        header = [*names, *(f"probe {v}" for v in probed), *(f"stage-1 L1 {v}" for v in staged)]
         lines += [
             f"#### {family}: test PSNR (dB) per seed (runs' own decoders; probe: full-width"
-            " fresh decoder)",
+            " fresh decoder; stage-1 L1: the weak decoder's last test L1)",
             "",
-            "| seed | " + " | ".join([*names, *(f"probe {v}" for v in probed)]) + " |",
-            "|---:|" + "---:|" * (len(names) + len(probed)),
+            "| seed | " + " | ".join(header) + " |",
+            "|---:|" + "---:|" * len(header),
         ]
         seeds = sorted({s for v in names for s in variants[v]})
         for seed in seeds:
             own = [variants[v].get(seed, {}).get("final_psnr") for v in names]
             fresh = [probes[family, v][1.0].get(seed) for v in probed]
+            weak = [variants[v].get(seed, {}).get("stage1_l1") for v in staged]
             cells = ["—" if x is None else f"{x:.2f}" for x in (*own, *fresh)]
+            cells += ["—" if x is None else f"{x:.3f}" for x in weak]
             lines.append(f"| {seed} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -19,12 +19,12 @@ def report():
     return module
 
 
-def write_run(root: Path, name: str, l1: list[float]) -> Path:
+def write_run(root: Path, name: str, l1: list[float], stages: list[str] | None = None) -> Path:
     run = root / name
     run.mkdir(parents=True)
     rows = [
-        {"step": 100 * (i + 1), "stage": "joint", "test_rec": v, "test_psnr": 20.0 + 10 * (0.1 - v)}
-        for i, v in enumerate(l1)
+        {"step": 100 * (i + 1), "stage": g, "test_rec": v, "test_psnr": 20.0 + 10 * (0.1 - v)}
+        for i, (v, g) in enumerate(zip(l1, stages or ["joint"] * len(l1)))
     ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "model.safetensors").write_bytes(b"")  # only its presence marks a finished run
@@ -176,7 +176,8 @@ def test_seed_table_lists_each_run_and_its_probe(report, tmp_path):
     runs = tmp_path / "study"
     write_run(runs, "c10-vq-baseline-s0", [0.3, 0.1])  # final PSNR 20 + 10 * (0.1 - 0.1) = 20
     write_run(runs, "c10-vq-baseline-s1", [0.3, 0.05])  # 20.5
-    write_run(runs, "c10-vq-dae-e-s1", [0.3, 0.2])  # 19; seed 0 has no DAE run
+    # 19; stage 1 ends at test L1 0.25; seed 0 has no DAE run
+    write_run(runs, "c10-vq-dae-e-s1", [0.3, 0.25, 0.2], ["stage1", "stage1", "stage2"])
     probe = tmp_path / "probe.json"
     rows = [
         {"run": {"name": name}, "decoders": [{"width": 1.0, "test": {"psnr": p}}]}
@@ -184,6 +185,7 @@ def test_seed_table_lists_each_run_and_its_probe(report, tmp_path):
     ]
     probe.write_text(json.dumps({"runs": rows}))
     text = report.seed_table(report.collect(runs), report.probe_psnr([probe], runs))
-    assert "| seed | baseline | dae-e | probe baseline | probe dae-e |" in text
-    assert "| 0 | 20.00 | — | — | — |" in text
-    assert "| 1 | 20.50 | 19.00 | 21.25 | 18.50 |" in text
+    head = "| seed | baseline | dae-e | probe baseline | probe dae-e | stage-1 L1 dae-e |"
+    assert head in text
+    assert "| 0 | 20.00 | — | — | — | — |" in text
+    assert "| 1 | 20.50 | 19.00 | 21.25 | 18.50 | 0.250 |" in text
