@@ -407,7 +407,22 @@ def seed_table(runs: dict, probes: dict) -> str:
             cells += ["—" if x is None else f"{x:.3f}" for x in weak]
             lines.append(f"| {seed} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += [line for v in staged if (line := mode_line(variants, v))]
     return "\n".join(lines)
+
+
+def mode_line(variants: dict, variant: str) -> str:
+    """How well the end of stage 1 predicts the outcome: Pearson r between a DAE run's stage-1
+    test L1 and its final PSNR gap to the baseline of its seed ('' below three paired seeds)."""
+    base = variants.get("baseline", {})
+    runs = variants[variant]
+    seeds = [s for s in sorted(runs) if s in base and runs[s]["stage1_l1"] is not None]
+    if len(seeds) < 3:
+        return ""
+    weak = [runs[s]["stage1_l1"] for s in seeds]
+    gap = [runs[s]["final_psnr"] - base[s]["final_psnr"] for s in seeds]
+    r = float(np.corrcoef(weak, gap)[0, 1])
+    return f"{variant}: Pearson r(stage-1 L1, PSNR − baseline) = {r:+.2f} over {len(seeds)} seeds\n"
 
 
 def plot_probe(seeded: dict, path: Path) -> None:

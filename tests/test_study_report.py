@@ -189,3 +189,17 @@ def test_seed_table_lists_each_run_and_its_probe(report, tmp_path):
     assert head in text
     assert "| 0 | 20.00 | — | — | — | — |" in text
     assert "| 1 | 20.50 | 19.00 | 21.25 | 18.50 | 0.250 |" in text
+
+
+def test_mode_line_correlates_the_end_of_stage_1_with_the_gap(report, tmp_path):
+    runs = tmp_path / "study"
+    for seed, (weak, final) in enumerate(((0.2, 0.1), (0.3, 0.15), (0.4, 0.2))):
+        write_run(runs, f"c10-vq-baseline-s{seed}", [0.3, 0.1])  # 20 dB
+        # gaps 0, -0.5, -1 dB against stage-1 L1 0.2, 0.3, 0.4: a perfect negative correlation
+        write_run(runs, f"c10-vq-dae-e-s{seed}", [0.5, weak, final], ["stage1"] * 2 + ["stage2"])
+    variants = report.collect(runs)["c10-vq"]
+    assert report.mode_line(variants, "dae-e").startswith(
+        "dae-e: Pearson r(stage-1 L1, PSNR − baseline) = -1.00 over 3 seeds"
+    )
+    del variants["baseline"][2]  # two paired seeds are too few for a correlation
+    assert report.mode_line(variants, "dae-e") == ""
