@@ -358,7 +358,7 @@ def plot(runs: dict, path: Path) -> None:
                     label=VARIANTS[variant] if i == 0 else None,
                 )
         ax.set_title(f"{family}: held-out test L1 (1,000 images)")
-        ax.set_xlabel("step (DAE: stage 1 uses the aux decoder)")
+        ax.set_xlabel("step (DAE: stage 1 trains with the weak decoder)")
         ax.set_ylabel("test L1")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
