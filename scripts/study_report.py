@@ -413,7 +413,8 @@ def seed_table(runs: dict, probes: dict) -> str:
 
 def mode_line(variants: dict, variant: str) -> str:
     """How well the end of stage 1 predicts the outcome: Pearson r between a DAE run's stage-1
-    test L1 and its final PSNR gap to the baseline of its seed ('' below three paired seeds)."""
+    test L1 and its final PSNR gap to the baseline of its seed ('' below three paired seeds, or
+    when either has no spread and r is undefined)."""
     base = variants.get("baseline", {})
     runs = variants[variant]
     seeds = [s for s in sorted(runs) if s in base and runs[s]["stage1_l1"] is not None]
@@ -421,6 +422,8 @@ def mode_line(variants: dict, variant: str) -> str:
         return ""
     weak = [runs[s]["stage1_l1"] for s in seeds]
     gap = [runs[s]["final_psnr"] - base[s]["final_psnr"] for s in seeds]
+    if np.ptp(weak) == 0 or np.ptp(gap) == 0:
+        return ""
     r = float(np.corrcoef(weak, gap)[0, 1])
     return f"{variant}: Pearson r(stage-1 L1, PSNR − baseline) = {r:+.2f} over {len(seeds)} seeds\n"
 

@@ -201,5 +201,8 @@ def test_mode_line_correlates_the_end_of_stage_1_with_the_gap(report, tmp_path):
     assert report.mode_line(variants, "dae-e").startswith(
         "dae-e: Pearson r(stage-1 L1, PSNR − baseline) = -1.00 over 3 seeds"
     )
+    for run in variants["dae-e"].values():
+        run["stage1_l1"] = 0.3  # no spread: r is undefined, so no line rather than "nan"
+    assert report.mode_line(variants, "dae-e") == ""
     del variants["baseline"][2]  # two paired seeds are too few for a correlation
     assert report.mode_line(variants, "dae-e") == ""
