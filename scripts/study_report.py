@@ -480,7 +480,7 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"no finished study runs (<family>-<variant>-s<seed>) in {args.root}")
     summary = summarise(runs)
-    probed = probe_psnr(args.probe, args.root)  # read once: the per-seed table and the plot
+    probed = probe_psnr(args.probe, args.root)  # shared by the per-seed table and the plot
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
     text = "\n".join(
