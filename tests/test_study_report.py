@@ -1,4 +1,5 @@
-"""scripts/study_report.py on synthetic run folders: flatness, paired tables, probe and priors."""
+"""scripts/study_report.py and study_arms.py on synthetic run folders: flatness, paired tables,
+probe and priors, arms of one study against each other."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def report():
-    spec = importlib.util.spec_from_file_location("study_report", ROOT / "scripts/study_report.py")
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"scripts/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def report():
+    return load_script("study_report")
+
+
+@pytest.fixture(scope="module")
+def arms():
+    return load_script("study_arms")
 
 
 def write_run(root: Path, name: str, l1: list[float], stages: list[str] | None = None) -> Path:
@@ -206,3 +216,28 @@ def test_mode_line_correlates_the_end_of_stage_1_with_the_gap(report, tmp_path):
     assert report.mode_line(variants, "dae-e") == ""
     del variants["baseline"][2]  # two paired seeds are too few for a correlation
     assert report.mode_line(variants, "dae-e") == ""
+
+
+def test_arms_pair_the_gaps_by_seed(arms, tmp_path):
+    """Two arms against the same baselines: each arm's gap per seed, and the arms' difference."""
+    gaps = {}
+    for label, finals in (("short", (0.2, 0.15, 0.1)), ("long", (0.15, 0.15, 0.05))):
+        root = tmp_path / label
+        for seed, final in enumerate(finals):
+            write_run(root, f"c10-vq-baseline-s{seed}", [0.3, 0.1])  # 20 dB
+            write_run(root, f"c10-vq-dae-a-s{seed}", [0.3, final])  # 20 + 10 * (0.1 - final)
+        probe = tmp_path / f"{label}.json"
+        rows = [
+            {"run": {"name": name}, "decoders": [{"width": 1.0, "test": {"psnr": p}}]}
+            for name, p in (("c10-vq-baseline-s0", 21.0), ("c10-vq-dae-a-s0", 20.0 + len(label)))
+        ]
+        probe.write_text(json.dumps({"runs": rows}))
+        gaps[label] = arms.arm_gaps(root, [probe], "c10-vq", "dae-a")
+    assert gaps["short"]["own"] == pytest.approx({0: -1.0, 1: -0.5, 2: 0.0})
+    assert gaps["long"]["own"] == pytest.approx({0: -0.5, 1: -0.5, 2: 0.5})
+    assert gaps["short"]["probe"] == pytest.approx({0: 4.0})  # 20 + 5 - 21
+    table = arms.arms_table(gaps)
+    assert "| short | 3 | -0.50 (p=0.225; 0/3 ahead) | +4.00 |" in table
+    # long - short: +0.5, 0, +0.5 -> mean +0.33, higher on 2 of 3 (one tie); one probe seed only
+    contrast = arms.contrast_table(gaps)
+    assert "| long − short | +0.33 (t-test p=0.184; higher on 2/3, sign p=0.5) | — |" in contrast
