@@ -15,7 +15,6 @@ import argparse
 import importlib.util
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ def _study_report():
     path = Path(__file__).with_name("study_report.py")
     spec = importlib.util.spec_from_file_location("study_report", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("study_report", module)
     spec.loader.exec_module(module)
     return module
 
@@ -133,7 +131,8 @@ def main() -> None:
         action="append",
         required=True,
         metavar="LABEL STUDY_DIR [PROBE.json ...]",
-        help="an arm: its label, its study folder, and the probe.json files of its runs",
+        help="an arm: its label, its study folder, and the probe.json files of its runs (or of runs"
+        " that froze the same latent, e.g. the same stage 1 with another stage 2)",
     )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()

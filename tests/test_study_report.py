@@ -218,9 +218,9 @@ def test_mode_line_correlates_the_end_of_stage_1_with_the_gap(report, tmp_path):
     assert report.mode_line(variants, "dae-e") == ""
 
 
-def test_arms_pair_the_gaps_by_seed(arms, tmp_path):
-    """Two arms against the same baselines: each arm's gap per seed, and the arms' difference."""
-    gaps = {}
+def write_arms(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    """Two arms against the same baselines (20 dB), three seeds, a probe of seed 0 each."""
+    written = {}
     for label, finals in (("short", (0.2, 0.15, 0.1)), ("long", (0.15, 0.15, 0.05))):
         root = tmp_path / label
         for seed, final in enumerate(finals):
@@ -232,7 +232,16 @@ def test_arms_pair_the_gaps_by_seed(arms, tmp_path):
             for name, p in (("c10-vq-baseline-s0", 21.0), ("c10-vq-dae-a-s0", 20.0 + len(label)))
         ]
         probe.write_text(json.dumps({"runs": rows}))
-        gaps[label] = arms.arm_gaps(root, [probe], "c10-vq", "dae-a")
+        written[label] = root, probe
+    return written
+
+
+def test_arms_pair_the_gaps_by_seed(arms, tmp_path):
+    """Each arm's gap per seed, and the arms' difference, paired by seed."""
+    gaps = {
+        label: arms.arm_gaps(root, [probe], "c10-vq", "dae-a")
+        for label, (root, probe) in write_arms(tmp_path).items()
+    }
     assert gaps["short"]["own"] == pytest.approx({0: -1.0, 1: -0.5, 2: 0.0})
     assert gaps["long"]["own"] == pytest.approx({0: -0.5, 1: -0.5, 2: 0.5})
     assert gaps["short"]["probe"] == pytest.approx({0: 4.0})  # 20 + 5 - 21
@@ -241,3 +250,21 @@ def test_arms_pair_the_gaps_by_seed(arms, tmp_path):
     # long - short: +0.5, 0, +0.5 -> mean +0.33, higher on 2 of 3 (one tie); one probe seed only
     contrast = arms.contrast_table(gaps)
     assert "| long − short | +0.33 (t-test p=0.184; higher on 2/3, sign p=0.5) | — |" in contrast
+
+
+def test_arms_cli_writes_its_report_and_names_a_missing_folder(arms, tmp_path, monkeypatch, capsys):
+    argv = ["study_arms.py", "--family", "c10-vq", "--out", str(tmp_path / "out")]
+    for label, (root, probe) in write_arms(tmp_path).items():
+        argv += ["--arm", label, str(root), str(probe)]
+    monkeypatch.setattr("sys.argv", argv)
+    arms.main()
+    out = tmp_path / "out"
+    saved = json.loads((out / "arms.json").read_text())
+    assert saved["long"]["own"] == pytest.approx({"0": -0.5, "1": -0.5, "2": 0.5})
+    assert (out / "arms.png").stat().st_size > 0 and "| long − short |" in (
+        out / "arms.md"
+    ).read_text()
+    monkeypatch.setattr("sys.argv", [*argv, "--arm", "gone", str(tmp_path / "nowhere")])
+    with pytest.raises(SystemExit):
+        arms.main()
+    assert "--arm gone: no study folder" in capsys.readouterr().err
