@@ -78,3 +78,31 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
     assert json.loads(killed.read_text()) == summary
     # runs (a), (b), (e), probes (but the killed one), probes of (e), priors
     assert again.stdout.count("done: ") == 4 + 2 + 2 + 1 + 2 + 2
+
+
+def test_study_cpu_trains_the_baselines_alone(tmp_path, data_root):
+    """ONLY=baseline (a baseline lr sweep) trains the seeds' baselines and no DAE run."""
+    data = tmp_path / "mnist_tiny.npz"
+    pack_images("mnist", data, n_train=128, n_test=32, root=str(data_root), seed=0)
+    env = {
+        **os.environ,
+        "DAE_DATA": str(data),
+        "DAE": str(REPO / ".venv/bin/dae") if (REPO / ".venv/bin/dae").exists() else "dae",
+        "OUT": str(tmp_path / "study"),
+        "ONLY": "baseline",
+        "SEEDS": "2",
+        "S": "4",
+        "TEST_EVERY": "2",
+        "LOG_EVERY": "2",
+        "TEST_IMAGES": "16",
+    }
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/study_cpu.sh"), "mnist-vq"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and "FAILED" not in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
+    trained = sorted(p.name for p in (tmp_path / "study").iterdir() if p.is_dir())
+    assert trained == ["mnist-vq-baseline-s0", "mnist-vq-baseline-s1"]
+    assert all((tmp_path / "study" / name / "model.safetensors").is_file() for name in trained)
