@@ -147,7 +147,10 @@ def main() -> None:
         missing = [str(p) for p in probes if not p.is_file()]
         if missing:
             ap.error(f"--arm {label}: no probe file {', '.join(missing)}")
-        gaps = arm_gaps(root, probes, args.family, args.variant)
+        try:
+            gaps = arm_gaps(root, probes, args.family, args.variant)
+        except ValueError as err:
+            ap.error(f"--arm {label}: {err}")
         if not gaps["own"]:
             ap.error(
                 f"--arm {label}: no finished {args.family} {args.variant} run paired "

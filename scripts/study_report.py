@@ -368,16 +368,26 @@ def plot(runs: dict, path: Path) -> None:
 
 def probe_psnr(probes: list[Path], root: Path) -> dict:
     """(family, variant) -> decoder width -> {seed: probe test PSNR}. A run probed twice (the
-    baseline beside (a) and beside (e), with the same deterministic recipe) counts once."""
+    baseline beside (a) and beside (e), with the same deterministic recipe) counts once; two
+    different runs (by weights hash) under one study name are an error, not a silent pick."""
     seeded: dict = defaultdict(lambda: defaultdict(dict))
+    weights: dict = {}  # study name -> (weights hash, the probe file that named it first)
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
             m = probe_match(probe, run, root)
-            if m:
-                for dec in run["decoders"]:
-                    seeded[m["family"], m["variant"]][dec["width"]][int(m["seed"])] = dec["test"][
-                        "psnr"
-                    ]
+            if not m:
+                continue
+            sha = run["run"].get("weights_sha256")
+            first = weights.setdefault(m.group(0), (sha, probe))
+            if sha and first[0] and first[0] != sha:
+                raise ValueError(
+                    f"{m.group(0)}: {first[1]} and {probe} probe different runs of that name"
+                    f" (weights {first[0]} and {sha}); give the probe files of one of them"
+                )
+            for dec in run["decoders"]:
+                seeded[m["family"], m["variant"]][dec["width"]][int(m["seed"])] = dec["test"][
+                    "psnr"
+                ]
     return seeded
 
 
@@ -480,7 +490,10 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"no finished study runs (<family>-<variant>-s<seed>) in {args.root}")
     summary = summarise(runs)
-    probed = probe_psnr(args.probe, args.root)  # shared by the per-seed table and the plot
+    try:
+        probed = probe_psnr(args.probe, args.root)  # shared by the per-seed table and the plot
+    except ValueError as err:
+        ap.error(str(err))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
     text = "\n".join(

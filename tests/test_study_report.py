@@ -268,3 +268,29 @@ def test_arms_cli_writes_its_report_and_names_a_missing_folder(arms, tmp_path, m
     with pytest.raises(SystemExit):
         arms.main()
     assert "--arm gone: no study folder" in capsys.readouterr().err
+
+
+def test_probes_of_two_runs_under_one_name_are_an_error(report, tmp_path):
+    """The same run probed twice counts once; two different runs (by weights hash) that share a
+    study name, e.g. baselines of two lrs, are named rather than one silently overwriting."""
+    runs = tmp_path / "study"
+    write_run(runs, "c10-vq-baseline-s0", [0.3, 0.1])
+
+    def probe(name: str, sha: str, psnr: float) -> Path:
+        row = {"run": {"name": "c10-vq-baseline-s0", "weights_sha256": sha}}
+        path = tmp_path / name
+        path.write_text(
+            json.dumps({"runs": [{**row, "decoders": [{"width": 1.0, "test": {"psnr": psnr}}]}]})
+        )
+        return path
+
+    a, again, other = (
+        probe("a.json", "aaaa", 21.0),
+        probe("b.json", "aaaa", 21.0),
+        probe("c.json", "bbbb", 22.0),
+    )
+    assert report.probe_psnr([a, again], runs)["c10-vq", "baseline"][1.0] == {0: 21.0}
+    with pytest.raises(
+        ValueError, match=r"c10-vq-baseline-s0: .*a\.json and .*c\.json probe different runs"
+    ):
+        report.probe_psnr([a, other], runs)
