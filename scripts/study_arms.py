@@ -100,8 +100,13 @@ def plot(arms: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = list(arms)
-    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.6 * len(labels), 3.8), sharey=True)
-    for ax, kind, title in zip(axes, ("own", "probe"), ("own decoders", "probe (fresh decoder)")):
+    panels = [("own", "own decoders"), ("probe", "probe (fresh decoder)")]
+    panels = [p for p in panels if any(g[p[0]] for g in arms.values())]  # no empty probe panel
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=((1.1 + 0.8 * len(labels)) * len(panels), 3.8), sharey=True
+    )
+    axes = np.atleast_1d(axes)
+    for ax, (kind, title) in zip(axes, panels):
         seeds = sorted({s for g in arms.values() for s in g[kind]})
         for seed in seeds:
             x = [i for i, lab in enumerate(labels) if seed in arms[lab][kind]]
@@ -115,7 +120,7 @@ def plot(arms: dict[str, dict], path: Path) -> None:
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
         ax.set_title(title)
     axes[0].set_ylabel("test PSNR − baseline of the seed (dB)")
-    axes[1].legend(fontsize=7)
+    axes[-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -294,3 +294,18 @@ def test_probes_of_two_runs_under_one_name_are_an_error(report, tmp_path):
         ValueError, match=r"c10-vq-baseline-s0: .*a\.json and .*c\.json probe different runs"
     ):
         report.probe_psnr([a, other], runs)
+
+
+def test_arms_plot_leaves_out_an_empty_probe_panel(arms, tmp_path):
+    """Arms without probe files (e.g. assembled from links) plot the own-decoder panel alone."""
+    import matplotlib.image
+
+    gaps = {
+        "a": {"own": {0: -0.5, 1: -0.2}, "probe": {}},
+        "b": {"own": {0: 0.1, 1: 0.0}, "probe": {}},
+    }
+    arms.plot(gaps, tmp_path / "own.png")
+    probed = {k: {**g, "probe": {0: 0.3}} for k, g in gaps.items()}
+    arms.plot(probed, tmp_path / "both.png")
+    width = {n: matplotlib.image.imread(tmp_path / f"{n}.png").shape[1] for n in ("own", "both")}
+    assert width["own"] * 2 == pytest.approx(width["both"], abs=2)
