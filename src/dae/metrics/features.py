@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from dae.data.transforms import resize_center_crop, to_float
 from dae.errors import MissingFileError, UnknownNameError
 from dae.paths import cache_root
+from dae.progress import progress_bar
 from dae.registry import Registry
 from dae.train.checkpoint import atomic_write
 
@@ -77,7 +77,9 @@ class FeatureExtractor:
             self.net.eval()
         parts: dict[str, list[torch.Tensor]] = {}
         starts = range(0, len(images), batch_size)
-        for i in tqdm(starts, desc=f"features {self.spec}", disable=len(starts) < 4, leave=False):
+        for i in progress_bar(
+            starts, desc=f"features {self.spec}", disable=len(starts) < 4, leave=False
+        ):
             for k, v in self(images[i : i + batch_size]).items():
                 parts.setdefault(k, []).append(v)
         return {k: torch.cat(v) for k, v in parts.items()}

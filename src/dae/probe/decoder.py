@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from dae.autoencoder.base import DecoupledAutoencoder
 from dae.autoencoder.image import diffusers_trunk
@@ -28,6 +27,7 @@ from dae.metrics.fid import frechet_distance
 from dae.metrics.reconstruction import psnr
 from dae.probe.config import ProbeConfig
 from dae.probe.runs import ProbedRun
+from dae.progress import progress_bar
 from dae.train.optim import OptimConfig, build_optimizer
 from dae.train.precision import resolve_precision
 
@@ -116,7 +116,7 @@ def probe_decoder(
     test_curve: list[list[float]] = []
     window_sum, window_len = torch.zeros((), device=device), 0  # no per-step sync on a GPU
     hflip = run.cfg.data.hflip
-    bar = tqdm(range(cfg.steps), desc=f"{run.identity['name']} w={width:g}", unit="step")
+    bar = progress_bar(range(cfg.steps), desc=f"{run.identity['name']} w={width:g}", unit="step")
     for step in bar:
         x = float_batch(train, sampler.indices(step), hflip, seed=cfg.seed + step).to(device)
         z = train_latent(model, x)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from dae.config import replace, to_dict
 from dae.data.transforms import save_grid
+from dae.progress import progress_bar
 from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, random_subset, train_simclr
 from dae.schedule import DAESchedule
 from dae.train.checkpoint import atomic_write
@@ -171,7 +171,7 @@ def run_table(
     def summary(scores: dict) -> dict[str, Any]:
         return {**meta, "rows": results, "scores": scores, "seconds": round(time.time() - start, 1)}
 
-    for row in tqdm(rows, desc="gan table", unit="model", disable=not progress):
+    for row in progress_bar(rows, desc="gan table", unit="model", disable=not progress):
         t0 = time.time()
         task, history = _train_row(base, row, train_images, backbone)
         outputs[row.name] = generate(task.model, test_images, n_eval, seed=base.train.seed)

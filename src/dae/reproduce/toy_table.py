@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from dae.config import from_dict, replace, to_dict
 from dae.metrics.stats import format_p, paired_test
+from dae.progress import progress_bar
 from dae.reproduce.toy import ToyExperimentConfig, toy_accuracies, train_toy
 from dae.train.checkpoint import atomic_write
 
@@ -97,7 +97,7 @@ def run_table(
         for seed in range(seeds)
     ]
     start = time.time()
-    bar = tqdm(total=len(jobs), desc="toy table", unit="run", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="toy table", unit="run", disable=not progress)
     results = []
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:

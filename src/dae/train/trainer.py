@@ -21,10 +21,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm.auto import tqdm
 
 from dae.config import check
 from dae.errors import NonFiniteLossError
+from dae.progress import progress_bar
 from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule, SingleStage, Stage, StagePlan
 from dae.train.checkpoint import (
@@ -337,7 +337,7 @@ class Trainer:
         cfg = self.cfg
         main = self.dist.is_main
         logger = MetricsLogger(self.run if main else None, self.step, tensorboard=cfg.tensorboard)
-        bar = tqdm(
+        bar = progress_bar(
             total=cfg.steps,
             initial=self.step,
             disable=not (cfg.progress and main),
@@ -359,7 +359,7 @@ class Trainer:
             logger.close()
         return logger.rows
 
-    def _train_step(self, logger: MetricsLogger, bar: tqdm) -> None:
+    def _train_step(self, logger: MetricsLogger, bar: Any) -> None:
         cfg, step = self.cfg, self.step
         stage = self.schedule.stage_at(step)
         if self.plan is None or self.plan.stage != stage:
