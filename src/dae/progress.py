@@ -32,15 +32,23 @@ class _Lines:
         self.file.flush()
 
 
+class _LogBar(std.tqdm):
+    """A bar whose postfix updates wait for the next timed line instead of forcing one each."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(s, refresh=False)
+
+
 def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
     """`tqdm(iterable, **kwargs)`, writing sparse whole lines when its file is not a terminal."""
     file = kwargs.get("file") or sys.stderr
     is_tty = getattr(file, "isatty", lambda: False)()
-    if (
-        is_tty or autonotebook.tqdm is not std.tqdm
-    ):  # a terminal, or a notebook widget: tqdm's own display
+    if is_tty or autonotebook.tqdm is not std.tqdm:  # a terminal or a notebook: tqdm's display
         return tqdm(iterable, **kwargs)
     interval = max(LOG_INTERVAL_S, kwargs.pop("mininterval", 0.0))
     kwargs.update(file=_Lines(file), mininterval=interval, maxinterval=interval, ascii=True)
     kwargs.pop("dynamic_ncols", None)  # no terminal to measure
-    return tqdm(iterable, **kwargs)
+    return _LogBar(iterable, **kwargs)
