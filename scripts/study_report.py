@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from dae.metrics.stats import paired_test
 
@@ -32,6 +33,8 @@ VARIANTS = {
     "dae-b": "DAE, S/2 + S (equal decoder steps)",
     "dae-e": "DAE, S + S (equal encoder steps)",
 }
+# scripts/study_cpu.sh's share of the steps in stage 1 for each DAE variant
+STAGE1_FRACTION = {"dae-a": 0.5, "dae-b": 1 / 3, "dae-e": 0.5}
 COLOURS = {"baseline": "tab:blue", "dae-a": "tab:orange", "dae-b": "tab:green", "dae-e": "tab:red"}
 RUN = re.compile(
     r"^(?P<family>[a-z0-9]+-[a-z]+)-(?P<variant>baseline|dae-a|dae-b|dae-e)-s(?P<seed>\d+)$"
@@ -73,6 +76,38 @@ def final_stage_flatness(steps: list[int], l1: list[float], stages: list[str]) -
     return flatness(steps, l1, start)
 
 
+def schedule_note(run: Path, variant: str) -> str:
+    """A DAE run's schedule, when it is not its variant's default in study_cpu.sh (half-width aux
+    decoder, the default stage-1 share, stage-2 decoder from scratch): weak decoder, share of the
+    steps in stage 1, decoder init. "" for a default schedule and for the baseline. Studies run
+    with `EXTRA="--set schedule..."` keep their variant's folder names, so the label comes from
+    what each run was trained with."""
+    config = run / "config.yaml"
+    if variant not in STAGE1_FRACTION or not config.is_file():
+        return ""
+    sched = (yaml.safe_load(config.read_text()) or {}).get("schedule") or {}
+    weak, aux = sched.get("weak_decoder", "aux"), sched.get("aux_width", 0.5)
+    frac = sched.get("stage1_fraction", STAGE1_FRACTION[variant])
+    cont = (sched.get("stage2") or {}).get("decoder_init") == "continue"
+    if weak == "aux" and aux == 0.5 and math.isclose(frac, STAGE1_FRACTION[variant]) and not cont:
+        return ""
+    weak_text = (
+        f"Dropout2d p {sched.get('dropout_p', 0.5):g}"
+        if weak == "dropout2d"
+        else (f"aux decoder {aux:g} width")
+    )
+    return f"{weak_text}, {100 * frac:.0f} % in stage 1" + (", decoder continued" if cont else "")
+
+
+def variant_label(variant: str, seeds: dict) -> str:
+    """The variant's name in tables and legends, with its runs' schedule when not the default."""
+    notes = sorted({s.get("schedule", "") for s in seeds.values()})
+    if notes == [""]:
+        return VARIANTS[variant]
+    budget = VARIANTS[variant].split("(")[1]
+    return f"DAE, {' / '.join(n or 'default schedule' for n in notes)} ({budget}"
+
+
 def finished(run: Path) -> bool:
     """Final weights here, or an eval.json of them (a copy whose weights stayed elsewhere, such as
     the GPU study's results)."""
@@ -97,6 +132,7 @@ def collect(root: Path) -> dict:
             "test_l1": l1,
             "test_psnr": psnr,
             "stages": stages,
+            "schedule": schedule_note(run, m["variant"]),
             "final_l1": l1[-1],
             "final_psnr": psnr[-1],
             "flatness": flatness(steps, l1),
@@ -116,6 +152,7 @@ def summarise(runs: dict) -> dict:
             l1 = np.array([s["final_l1"] for s in seeds.values()])
             psnr = np.array([s["final_psnr"] for s in seeds.values()])
             row = {
+                "label": variant_label(variant, seeds),
                 "seeds": sorted(seeds),
                 "test_l1": [float(l1.mean()), float(l1.std(ddof=1)) if len(l1) > 1 else math.nan],
                 "test_psnr": [
@@ -231,7 +268,7 @@ def markdown(summary: dict) -> str:
                     f"larger on {p['wins']}/{p['n']} seeds, sign p={p['sign_p']:.2f})"
                 )
             lines.append(
-                f"| {VARIANTS[variant]} | {len(r['seeds'])} | {r['test_l1'][0]:.4f} ± "
+                f"| {r['label']} | {len(r['seeds'])} | {r['test_l1'][0]:.4f} ± "
                 f"{r['test_l1'][1]:.4f} | {r['test_psnr'][0]:.2f} ± {r['test_psnr'][1]:.2f} | "
                 f"{cells[0]} | {cells[1]} | {100 * r['max_flatness']:.1f} % | "
                 f"{100 * r['max_stage_flatness']:.1f} % |"
@@ -355,7 +392,7 @@ def plot(runs: dict, path: Path) -> None:
                     color=COLOURS[variant],
                     alpha=0.8,
                     lw=1,
-                    label=VARIANTS[variant] if i == 0 else None,
+                    label=variant_label(variant, seeds) if i == 0 else None,
                 )
         ax.set_title(f"{family}: held-out test L1 (1,000 images)")
         ax.set_xlabel("step (DAE: stage 1 trains with the weak decoder)")
@@ -438,10 +475,10 @@ def mode_line(variants: dict, variant: str) -> str:
     return f"{variant}: Pearson r(stage-1 L1, PSNR − baseline) = {r:+.2f} over {len(seeds)} seeds\n"
 
 
-def plot_probe(seeded: dict, path: Path) -> None:
+def plot_probe(seeded: dict, path: Path, runs: dict | None = None) -> None:
     """Probe test PSNR against fresh-decoder width, mean ± std over seeds, one line per variant
-    and family (`seeded`: `probe_psnr`'s): the better latent reaches a given quality with a
-    narrower decoder."""
+    and family (`seeded`: `probe_psnr`'s; `runs`: `collect`'s, for the variants' schedules): the
+    better latent reaches a given quality with a narrower decoder."""
     psnr = {k: {w: list(v.values()) for w, v in by_w.items()} for k, by_w in seeded.items()}
     if not psnr:
         return
@@ -460,7 +497,8 @@ def plot_probe(seeded: dict, path: Path) -> None:
             mean = [np.mean(by_width[w]) for w in widths]
             std = [np.std(by_width[w], ddof=1) if len(by_width[w]) > 1 else 0 for w in widths]
             n = min(len(by_width[w]) for w in widths)
-            label = f"{VARIANTS[variant]}, {n} seed{'s' if n != 1 else ''}"
+            name = variant_label(variant, (runs or {}).get(fam, {}).get(variant, {}))
+            label = f"{name}, {n} seed{'s' if n != 1 else ''}"
             ax.errorbar(widths, mean, yerr=std, color=COLOURS[variant], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("fresh decoder width (fraction of the run's ch)")
@@ -507,7 +545,7 @@ def main() -> None:
     )
     (args.out / "study.md").write_text(text)
     plot(runs, args.out / "test_curves.png")
-    plot_probe(probed, args.out / "probe_widths.png")
+    plot_probe(probed, args.out / "probe_widths.png", runs)
     print(text)
 
 

@@ -309,3 +309,24 @@ def test_arms_plot_leaves_out_an_empty_probe_panel(arms, tmp_path):
     arms.plot(probed, tmp_path / "both.png")
     width = {n: matplotlib.image.imread(tmp_path / f"{n}.png").shape[1] for n in ("own", "both")}
     assert width["own"] * 2 == pytest.approx(width["both"], abs=2)
+
+
+def test_a_dae_arm_is_labelled_with_the_schedule_its_runs_were_trained_with(report, tmp_path):
+    # study_cpu.sh's EXTRA changes the schedule but not the folder names: the label must follow
+    # each run's config.yaml, not the folder name's default "S/2 + S/2"
+    curve, stages = [0.2, 0.1], ["stage1", "stage2"]
+    for seed in (0, 1):
+        write_run(tmp_path / "default", f"mnist-vq-baseline-s{seed}", [0.2, 0.1])
+        write_run(tmp_path / "default", f"mnist-vq-dae-a-s{seed}", curve, stages)
+        write_run(tmp_path / "tuned", f"mnist-vq-baseline-s{seed}", [0.2, 0.1])
+        run = write_run(tmp_path / "tuned", f"mnist-vq-dae-a-s{seed}", curve, stages)
+        (run / "config.yaml").write_text(
+            "schedule:\n  mode: dae\n  weak_decoder: dropout2d\n  dropout_p: 0.25\n"
+            "  stage1_fraction: 0.9\n  stage2:\n    decoder_init: continue\n"
+        )
+    default = report.markdown(report.summarise(report.collect(tmp_path / "default")))
+    tuned = report.markdown(report.summarise(report.collect(tmp_path / "tuned")))
+    assert "| DAE, S/2 + S/2 (equal total steps) | 2 |" in default
+    label = "DAE, Dropout2d p 0.25, 90 % in stage 1, decoder continued (equal total steps)"
+    assert f"| {label} | 2 |" in tuned and "S/2 + S/2" not in tuned
+    assert "| baseline (joint), S steps | 2 |" in tuned
