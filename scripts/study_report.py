@@ -91,10 +91,9 @@ def schedule_note(run: Path, variant: str) -> str:
     cont = (sched.get("stage2") or {}).get("decoder_init") == "continue"
     if weak == "aux" and aux == 0.5 and math.isclose(frac, STAGE1_FRACTION[variant]) and not cont:
         return ""
+    dropout = sched.get("dropout_p", 0.5)
     weak_text = (
-        f"Dropout2d p {sched.get('dropout_p', 0.5):g}"
-        if weak == "dropout2d"
-        else (f"aux decoder {aux:g} width")
+        f"Dropout2d p {dropout:g}" if weak == "dropout2d" else f"aux decoder at {aux:g} width"
     )
     return f"{weak_text}, {100 * frac:.0f} % in stage 1" + (", decoder continued" if cont else "")
 
