@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import re
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -391,7 +392,8 @@ def plot(runs: dict, path: Path) -> None:
                     color=COLOURS[variant],
                     alpha=0.8,
                     lw=1,
-                    label=variant_label(variant, seeds) if i == 0 else None,
+                    # a schedule makes a long name: wrapped, the legend keeps to a corner
+                    label=textwrap.fill(variant_label(variant, seeds), 40) if i == 0 else None,
                 )
         ax.set_title(f"{family}: held-out test L1 (1,000 images)")
         ax.set_xlabel("step (DAE: stage 1 trains with the weak decoder)")
@@ -497,7 +499,7 @@ def plot_probe(seeded: dict, path: Path, runs: dict | None = None) -> None:
             std = [np.std(by_width[w], ddof=1) if len(by_width[w]) > 1 else 0 for w in widths]
             n = min(len(by_width[w]) for w in widths)
             name = variant_label(variant, (runs or {}).get(fam, {}).get(variant, {}))
-            label = f"{name}, {n} seed{'s' if n != 1 else ''}"
+            label = textwrap.fill(f"{name}, {n} seed{'s' if n != 1 else ''}", 40)
             ax.errorbar(widths, mean, yerr=std, color=COLOURS[variant], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("fresh decoder width (fraction of the run's ch)")
