@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from dae.config import from_dict
 from dae.metrics.stats import paired_test
+from dae.schedule import ScheduleConfig
 
 VARIANTS = {
     "baseline": "baseline (joint), S steps",
@@ -87,16 +89,22 @@ def schedule_note(run: Path, variant: str) -> str:
     if variant not in STAGE1_FRACTION or not config.is_file():
         return ""
     sched = (yaml.safe_load(config.read_text()) or {}).get("schedule") or {}
-    weak, aux = sched.get("weak_decoder", "aux"), sched.get("aux_width", 0.5)
-    frac = sched.get("stage1_fraction", STAGE1_FRACTION[variant])
-    cont = (sched.get("stage2") or {}).get("decoder_init") == "continue"
-    if weak == "aux" and aux == 0.5 and math.isclose(frac, STAGE1_FRACTION[variant]) and not cont:
+    cfg, default = from_dict(ScheduleConfig, sched, "schedule"), ScheduleConfig()
+    frac, cont = cfg.stage1_fraction, cfg.stage2.decoder_init == "continue"
+    if "stage1_fraction" not in sched:  # a config without it: the variant's, as study_cpu.sh sets
+        frac = STAGE1_FRACTION[variant]
+    if (
+        (cfg.weak_decoder, cfg.aux_width) == (default.weak_decoder, default.aux_width)
+        and math.isclose(frac, STAGE1_FRACTION[variant])
+        and not cont
+    ):
         return ""
-    dropout = sched.get("dropout_p", 0.5)
-    weak_text = (
-        f"Dropout2d p {dropout:g}" if weak == "dropout2d" else f"aux decoder at {aux:g} width"
+    weak = (
+        f"Dropout2d p {cfg.dropout_p:g}"
+        if cfg.weak_decoder == "dropout2d"
+        else f"aux decoder at {cfg.aux_width:g} width"
     )
-    return f"{weak_text}, {100 * frac:.0f} % in stage 1" + (", decoder continued" if cont else "")
+    return f"{weak}, {100 * frac:.0f} % in stage 1" + (", decoder continued" if cont else "")
 
 
 def variant_label(variant: str, seeds: dict) -> str:
