@@ -330,3 +330,27 @@ def test_a_dae_arm_is_labelled_with_the_schedule_its_runs_were_trained_with(repo
     label = "DAE, Dropout2d p 0.25, 90 % in stage 1, decoder continued (equal total steps)"
     assert f"| {label} | 2 |" in tuned and "S/2 + S/2" not in tuned
     assert "| baseline (joint), S steps | 2 |" in tuned
+
+
+def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_codes():
+    import torch
+
+    qe = load_script("quantisation_error")
+
+    class Rounding(torch.nn.Module):  # encoder = identity, codes = the integer grid
+        codebook = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+
+        def encode(self, x):
+            return x
+
+        def latent(self, x):
+            return x.round()
+
+    # two latent positions: z = (3.0, 4.4) -> q = (3, 4), z = (0.3, 0.0) -> q = (0, 0)
+    x = torch.tensor([[[[3.0, 0.3]], [[4.4, 0.0]]]])  # (B=1, D=2, h=1, w=2)
+    got = qe.quantisation_error(Rounding(), x)
+    z1 = (3.0**2 + 4.4**2) ** 0.5
+    assert got["z_norm"] == pytest.approx((z1 + 0.3) / 2, rel=1e-6)
+    assert got["code_norm"] == pytest.approx(2.5)
+    assert got["error"] == pytest.approx((0.4 + 0.3) / 2, rel=1e-5)
+    assert got["relative_error"] == pytest.approx((0.4 / z1 + 1.0) / 2, rel=1e-5)
