@@ -20,8 +20,11 @@ from dae.run import Run
 
 @torch.no_grad()
 def quantisation_error(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
-    z = model.encode(x).float()
-    q = model.latent(x).float()  # the nearest codes' vectors
+    z = model.encode(x)
+    q = model.quantize.lookup(
+        model.quantize.nearest(z)
+    ).float()  # VQGAN.latent, without a 2nd encode
+    z = z.float()
     z_norm, err = z.norm(dim=1), (z - q).norm(dim=1)  # per latent position
     return {
         "z_norm": z_norm.mean().item(),
