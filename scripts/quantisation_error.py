@@ -1,7 +1,10 @@
 """How far a VQ run's encoder outputs sit from their codes, on held-out images: mean |z|, mean
-code norm, mean |z - q| and the relative error mean(|z - q| / |z|) over every latent position.
-docs/results.md uses it to describe DAE's better mode at S = 14,400 (its encoder outputs sit
-twice as far from their codes as the baseline's).
+code norm, mean |z - q| and the relative error mean(|z - q| / |z|) over every latent position;
+how close each output sits to the boundary between its code and the next-nearest one (the mean
+ratio of the two Euclidean distances, d1 / d2: 0 on a code, 1 on the boundary); and how far
+apart the codes in use lie (the median distance from each code picked on these images to its
+nearest other code). docs/results.md uses it to describe DAE's better mode at S = 14,400 (its
+encoder outputs sit twice as far from their codes as the baseline's, near the boundaries).
 
 Usage: python scripts/quantisation_error.py RUN [RUN ...] [-n 500] [--data-root ../shared/data]
 """
@@ -24,13 +27,19 @@ def quantisation_error(model: torch.nn.Module, x: torch.Tensor) -> dict[str, flo
     q = model.quantize.lookup(
         model.quantize.nearest(z)
     ).float()  # VQGAN.latent, without a 2nd encode
-    z = z.float()
+    z, codebook = z.float(), model.codebook.float()
     z_norm, err = z.norm(dim=1), (z - q).norm(dim=1)  # per latent position
+    dist = torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), codebook)  # (positions, K)
+    d1, d2 = dist.topk(2, dim=1, largest=False).values.unbind(1)
+    between = torch.cdist(codebook, codebook).fill_diagonal_(float("inf"))
+    used = dist.argmin(1).unique()
     return {
         "z_norm": z_norm.mean().item(),
-        "code_norm": model.codebook.float().norm(dim=1).mean().item(),
+        "code_norm": codebook.norm(dim=1).mean().item(),
         "error": err.mean().item(),
         "relative_error": (err / z_norm.clamp_min(1e-8)).mean().item(),
+        "boundary_ratio": (d1 / d2.clamp_min(1e-8)).mean().item(),
+        "code_spacing": between[used].min(1).values.median().item(),
     }
 
 

@@ -356,3 +356,8 @@ def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_code
     assert got["code_norm"] == pytest.approx(2.5)
     assert got["error"] == pytest.approx((0.4 + 0.3) / 2, rel=1e-5)
     assert got["relative_error"] == pytest.approx((0.4 / z1 + 1.0) / 2, rel=1e-5)
+    # next-nearest codes: (0, 0) at |(3, 4.4)| from the first output, (3, 4) at |(2.7, 4)| from
+    # the second; both codes are in use, 5 apart
+    ratio = (0.4 / z1 + 0.3 / (2.7**2 + 4.0**2) ** 0.5) / 2
+    assert got["boundary_ratio"] == pytest.approx(ratio, rel=1e-5)
+    assert got["code_spacing"] == pytest.approx(5.0)
