@@ -361,3 +361,18 @@ def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_code
     ratio = (0.4 / z1 + 0.3 / (2.7**2 + 4.0**2) ** 0.5) / 2
     assert got["boundary_ratio"] == pytest.approx(ratio, rel=1e-5)
     assert got["code_spacing"] == pytest.approx(5.0)
+
+
+def test_plot_mode_series_averages_stage1_commitment_and_keeps_test_curve():
+    pm = load_script("plot_mode")
+    rows = [
+        {"step": 50, "stage": "stage1", "commitment": 1.0},
+        {"step": 100, "stage": "stage1", "commitment": 3.0, "test_rec": 0.5},
+        {"step": 150, "stage": "stage1", "commitment": 5.0},
+        {"step": 200, "stage": "stage2", "commitment": 100.0, "test_rec": 0.4},  # frozen encoder
+    ]
+    got = pm.mode_series(rows, start=100, window=2)
+    assert got["test_steps"] == [100, 200] and got["test_l1"] == [0.5, 0.4]
+    # trailing means over two rows, stage 2 left out, rows before `start` only feed the mean
+    assert got["commit_steps"] == [100, 150]
+    assert got["commitment"] == [2.0, 4.0]
