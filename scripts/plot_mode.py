@@ -22,7 +22,11 @@ def mode_series(rows: list[dict], start: int = 0, window: int = 8) -> dict[str, 
     """From a run's metrics rows: the test-L1 curve and the commitment loss averaged over the last
     `window` log rows (trailing mean), both from `start` on. Stage 2 freezes the encoder and
     codebook, so its commitment rows (if logged) say nothing about the latent and are left out."""
+    if not any("commitment" in r for r in rows):
+        raise ValueError("no `commitment` column in its metrics: not a VQ run")
     test = [(r["step"], r["test_rec"]) for r in rows if "test_rec" in r and r["step"] >= start]
+    if not test:
+        raise ValueError(f"no held-out test L1 from step {start} on (train with log.test_every)")
     logged = [
         (r["step"], r["commitment"])
         for r in rows
@@ -49,14 +53,17 @@ def plot(runs: list[str], out: Path, start: int, window: int) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     labelled = set()
     for path in runs:
-        mode = "baseline" if Run(path).config().schedule.mode == "baseline" else "DAE"
-        series = mode_series(read_metrics(path), start, window)
-        label = None if mode in labelled else {"baseline": "baseline (joint)"}.get(mode, mode)
-        labelled.add(mode)
-        kw = {"color": "tab:blue" if mode == "baseline" else "tab:orange", "lw": 1, "alpha": 0.85}
+        joint = Run(path).config().schedule.mode == "baseline"
+        try:
+            series = mode_series(read_metrics(path), start, window)
+        except ValueError as e:
+            raise SystemExit(f"{path}: {e}") from None
+        label = None if joint in labelled else ("baseline (joint)" if joint else "DAE")
+        labelled.add(joint)
+        kw = {"color": "tab:blue" if joint else "tab:orange", "lw": 1, "alpha": 0.85}
         top.plot(series["test_steps"], series["test_l1"], label=label, **kw)
         bottom.plot(series["commit_steps"], series["commitment"], **kw)
-        if mode != "baseline":  # the baselines end together: their names would overlap
+        if not joint:  # the baselines end together: their names would overlap
             end = (series["test_steps"][-1], series["test_l1"][-1])
             top.annotate(Path(path).name.rsplit("-", 1)[-1], end, fontsize=7)
     top.set_ylabel("held-out test L1")

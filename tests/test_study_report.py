@@ -376,3 +376,7 @@ def test_plot_mode_series_averages_stage1_commitment_and_keeps_test_curve():
     # trailing means over two rows, stage 2 left out, rows before `start` only feed the mean
     assert got["commit_steps"] == [100, 150]
     assert got["commitment"] == [2.0, 4.0]
+    with pytest.raises(ValueError, match="not a VQ run"):
+        pm.mode_series([{"step": 50, "rec": 0.1, "test_rec": 0.2}])
+    with pytest.raises(ValueError, match="no held-out test L1 from step 300"):
+        pm.mode_series(rows, start=300)
