@@ -23,21 +23,21 @@ from dae.run import Run
 
 @torch.no_grad()
 def quantisation_error(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
-    z = model.encode(x)
-    q = model.quantize.lookup(
-        model.quantize.nearest(z)
-    ).float()  # VQGAN.latent, without a 2nd encode
-    z, codebook = z.float(), model.codebook.float()
-    z_norm, err = z.norm(dim=1), (z - q).norm(dim=1)  # per latent position
-    dist = torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), codebook)  # (positions, K)
-    d1, d2 = dist.topk(2, dim=1, largest=False).values.unbind(1)
+    """The numbers above for images `x`, for a `vq` quantiser (each output's code is the
+    Euclidean-nearest codebook row, so one distance matrix gives q, d1, d2 and the codes in use)."""
+    z = model.encode(x).float()
+    z = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (positions, D)
+    codebook = model.codebook.float()
+    top = torch.cdist(z, codebook).topk(2, dim=1, largest=False)
+    d1, d2 = top.values.unbind(1)  # d1 = |z - q|
+    z_norm = z.norm(dim=1)
     between = torch.cdist(codebook, codebook).fill_diagonal_(float("inf"))
-    used = dist.argmin(1).unique()
+    used = top.indices[:, 0].unique()
     return {
         "z_norm": z_norm.mean().item(),
         "code_norm": codebook.norm(dim=1).mean().item(),
-        "error": err.mean().item(),
-        "relative_error": (err / z_norm.clamp_min(1e-8)).mean().item(),
+        "error": d1.mean().item(),
+        "relative_error": (d1 / z_norm.clamp_min(1e-8)).mean().item(),
         "boundary_ratio": (d1 / d2.clamp_min(1e-8)).mean().item(),
         "code_spacing": between[used].min(1).values.median().item(),
     }
@@ -52,6 +52,9 @@ def main() -> None:
     torch.set_num_threads(1)
     for path in args.runs:
         loaded = Run(path).autoencoder("final")
+        quantizer = getattr(loaded.cfg.model, "quantizer", None)
+        if quantizer != "vq":
+            raise SystemExit(f"{path}: needs a VQGAN with the `vq` quantiser, not {quantizer!r}")
         data = load_images(loaded.cfg.data.name, "test", args.data_root)
         x = to_float(data.images[: args.n])
         print(json.dumps({"run": path, **quantisation_error(loaded.model, x)}))
