@@ -68,7 +68,8 @@ def arms_table(arms: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _contrast(a: dict[int, float], b: dict[int, float]) -> str:
+def paired_contrast(a: dict[int, float], b: dict[int, float]) -> str:
+    """b minus a over their common seeds (t-test and sign test); also study_cells.py's."""
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         return "—"
@@ -86,7 +87,10 @@ def contrast_table(arms: dict[str, dict]) -> str:
         "|---|---:|---:|",
     ]
     for (la, ga), (lb, gb) in itertools.combinations(arms.items(), 2):
-        own, probe = _contrast(ga["own"], gb["own"]), _contrast(ga["probe"], gb["probe"])
+        own, probe = (
+            paired_contrast(ga["own"], gb["own"]),
+            paired_contrast(ga["probe"], gb["probe"]),
+        )
         lines.append(f"| {lb} − {la} | {own} | {probe} |")
     return "\n".join(lines) + "\n"
 

@@ -375,3 +375,58 @@ def test_plot_mode_series_averages_stage1_commitment_and_keeps_test_curve():
         pm.mode_series([{"step": 50, "rec": 0.1, "test_rec": 0.2}])
     with pytest.raises(ValueError, match="no held-out test L1 from step 300"):
         pm.mode_series(rows, start=300)
+
+
+def write_cell_run(root: Path, name: str, seed: int, psnr: list[float]) -> Path:
+    """A run of 100 * len(psnr) steps whose test PSNR is logged every 100 steps."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        f"kind: vqgan\ntrain:\n  steps: {100 * len(psnr)}\n  seed: {seed}\n"
+    )
+    rows = [{"step": 100 * (i + 1), "test_psnr": v} for i, v in enumerate(psnr)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_cells_pair_any_runs_by_seed_and_find_their_probes(tmp_path):
+    """Cells hold any runs (here a baseline at two settings): each run's last test PSNR, the probe's
+    full-width PSNR found by the run's path, and each pair of cells compared seed by seed."""
+    cells = load_script("study_cells")
+    low = [
+        write_cell_run(tmp_path / "low", f"b-s{s}", s, [20.0, v])
+        for s, v in enumerate([24, 25, 26])
+    ]
+    high = [
+        write_cell_run(tmp_path / "high", f"b-s{s}", s, [20.0, v])
+        for s, v in enumerate([25, 25, 27])
+    ]
+    probe = tmp_path / "probe.json"
+
+    def decoders(psnr: float) -> list[dict]:
+        return [{"width": 0.5, "test": {"psnr": 0.0}}, {"width": 1.0, "test": {"psnr": psnr}}]
+
+    runs = [{"run": {"path": str(high[0])}, "decoders": decoders(23.5)}]
+    probe.write_text(json.dumps({"runs": runs}))
+    probed = cells.probed_psnr([probe])
+    read = {"low": cells.read_cell(low, probed), "high": cells.read_cell(high, probed)}
+    assert read["low"]["own"] == {0: 24.0, 1: 25.0, 2: 26.0}
+    assert read["high"]["probe"] == {0: 23.5}  # the full-width decoder, not the half-width one
+    text = cells.tables(read)
+    assert "| 0 | 24.00 | 25.00 / 23.50 |" in text
+    # high - low: +1, 0, +1 -> mean +0.67, higher on 2 of 3 (one tie); one probed seed only
+    assert "| high − low | +0.67 (t-test p=0.184; higher on 2/3, sign p=0.5) | — |" in text
+    # a run still training, and a second run of one seed in a cell, are errors that name the run
+    unfinished = write_cell_run(tmp_path, "short", 3, [20.0, 21.0])
+    (unfinished / "config.yaml").write_text("kind: vqgan\ntrain:\n  steps: 900\n  seed: 3\n")
+    with pytest.raises(ValueError, match="not finished .*step 200 of 900"):
+        cells.final_psnr(unfinished)
+    with pytest.raises(ValueError, match="second run of seed 0"):
+        cells.read_cell([low[0], high[0]], probed)
+    # the same run probed by two recipes with different results
+    other = tmp_path / "other.json"
+    other.write_text(
+        json.dumps({"runs": [{"run": {"path": str(high[0])}, "decoders": decoders(22.0)}]})
+    )
+    with pytest.raises(ValueError, match="one recipe"):
+        cells.probed_psnr([probe, other])
