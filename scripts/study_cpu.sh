@@ -10,7 +10,8 @@
 # Env: SEEDS (3), SEED0 (first seed, 0), S (steps, 3600), LR (peak Adam lr, 6e-4), DECAY (cosine:
 # per stage, down to FINAL_LR x LR = 0.05; none: constant), JOBS (2 parallel trainings, one thread
 # each), OUT (runs/study), ONLY (a|b|e: one comparison; baseline: the baselines alone, e.g. for
-# the baseline's own lr sweep), TEST_EVERY (100, a multiple of LOG_EVERY, 50), TEST_IMAGES
+# the baseline's own lr sweep; dae: (a)'s DAE runs alone, when their baselines train elsewhere,
+# e.g. with other EXTRA arguments in a parallel invocation), TEST_EVERY (100, a multiple of LOG_EVERY, 50), TEST_IMAGES
 # (1000), EXTRA (more `dae train` arguments for every run, e.g.
 # "--lipschitz-every 200" for the Lipschitz curves). Comparison (a) is queued before (b).
 # The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.
@@ -42,11 +43,12 @@ jobs_for() {  # one line per training: out-dir and its arguments
   local fam=$1 args; args=$(preset "$fam" | tr '\n' ' ')
   local seeds; seeds=$(seq "$SEED0" $((SEED0 + SEEDS - 1)))
   [[ $ONLY == b || $ONLY == e ]] || for seed in $seeds; do
-    echo "$OUT/$fam-baseline-s$seed $args --set train.seed=$seed --set train.steps=$S"
+    [[ $ONLY == dae ]] ||
+      echo "$OUT/$fam-baseline-s$seed $args --set train.seed=$seed --set train.steps=$S"
     [[ $ONLY == baseline ]] ||
       echo "$OUT/$fam-dae-a-s$seed $args --set train.seed=$seed --set train.steps=$S --set schedule.mode=dae"
   done
-  [[ $ONLY == a || $ONLY == e || $ONLY == baseline ]] || for seed in $seeds; do
+  [[ $ONLY == a || $ONLY == e || $ONLY == baseline || $ONLY == dae ]] || for seed in $seeds; do
     echo "$OUT/$fam-dae-b-s$seed $args --set train.seed=$seed --set train.steps=$((S * 3 / 2))" \
          "--set schedule.mode=dae --set schedule.stage1_fraction=0.3333333333333333"
   done

@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from dae.data.packed import pack_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,8 +82,12 @@ def test_study_all_tiny_and_resumes(tmp_path, data_root):
     assert again.stdout.count("done: ") == 4 + 2 + 2 + 1 + 2 + 2
 
 
-def test_study_cpu_trains_the_baselines_alone(tmp_path, data_root):
-    """ONLY=baseline (a baseline lr sweep) trains the seeds' baselines and no DAE run."""
+@pytest.mark.parametrize(
+    ("only", "arm"), [("baseline", "baseline"), ("dae", "dae-a")], ids=["baseline", "dae"]
+)
+def test_study_cpu_trains_one_arm_alone(tmp_path, data_root, only, arm):
+    """ONLY=baseline (a baseline lr sweep) trains the seeds' baselines and no DAE run; ONLY=dae
+    trains (a)'s DAE runs and no baseline (theirs train elsewhere, with other arguments)."""
     data = tmp_path / "mnist_tiny.npz"
     pack_images("mnist", data, n_train=128, n_test=32, root=str(data_root), seed=0)
     env = {
@@ -89,7 +95,7 @@ def test_study_cpu_trains_the_baselines_alone(tmp_path, data_root):
         "DAE_DATA": str(data),
         "DAE": str(REPO / ".venv/bin/dae") if (REPO / ".venv/bin/dae").exists() else "dae",
         "OUT": str(tmp_path / "study"),
-        "ONLY": "baseline",
+        "ONLY": only,
         "SEEDS": "2",
         "S": "4",
         "TEST_EVERY": "2",
@@ -104,5 +110,5 @@ def test_study_cpu_trains_the_baselines_alone(tmp_path, data_root):
     )
     assert proc.returncode == 0 and "FAILED" not in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
     trained = sorted(p.name for p in (tmp_path / "study").iterdir() if p.is_dir())
-    assert trained == ["mnist-vq-baseline-s0", "mnist-vq-baseline-s1"]
+    assert trained == [f"mnist-vq-{arm}-s0", f"mnist-vq-{arm}-s1"]
     assert all((tmp_path / "study" / name / "model.safetensors").is_file() for name in trained)
