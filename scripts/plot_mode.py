@@ -3,8 +3,11 @@ squared distance of the encoder's outputs from their codes, averaged over `--win
 because one batch's value is noisy) against step, one line per run, joint baselines in blue and
 DAE runs in orange. docs/results.md uses it for the better mode at S = 14,400, where the runs
 that reach it show a three- to four-fold rise of the commitment loss as their test L1 drops.
+It also prints each run's jump step: the first step from which that averaged loss stays at least
+`--factor` times its lowest value before it (a rule, not a fit: it names when, not why).
 
 Usage: python scripts/plot_mode.py RUN [RUN ...] --out FIG.png [--start 6000] [--window 8]
+       [--factor 2.5]
 """
 
 from __future__ import annotations
@@ -44,6 +47,22 @@ def mode_series(rows: list[dict], start: int = 0, window: int = 8) -> dict[str, 
     }
 
 
+def jump_step(steps: list[int], values: list[float], factor: float = 2.5) -> int | None:
+    """First step from which the values stay at least `factor` times the lowest value before it,
+    or None. The loss falls from its initial value to a plateau first, so the running minimum
+    follows it down; a rise that falls back (the codebook settling early on) is not the jump."""
+    if factor <= 1:
+        raise ValueError(f"factor must be > 1, got {factor}")
+    if len(steps) != len(values):
+        raise ValueError(f"{len(steps)} steps but {len(values)} values")
+    lowest = float("inf")
+    for i, value in enumerate(values):
+        if value >= factor * lowest and min(values[i:]) >= factor * lowest:
+            return steps[i]
+        lowest = min(lowest, value)
+    return None
+
+
 def plot(runs: list[str], out: Path, start: int, window: int) -> None:
     import matplotlib
 
@@ -81,9 +100,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="figure file (.png)")
     ap.add_argument("--start", type=int, default=0, help="first step shown")
     ap.add_argument("--window", type=int, default=8, help="log rows averaged (commitment)")
+    ap.add_argument("--factor", type=float, default=2.5, help="rise that counts as the jump")
     args = ap.parse_args()
     plot(args.runs, args.out, args.start, args.window)
     print(f"wrote {args.out}")
+    print(f"| run | jump step (x{args.factor:g}) | commitment at the end | final test L1 |")
+    print("|---|---:|---:|---:|")
+    for path in args.runs:
+        series = mode_series(read_metrics(path), 0, args.window)
+        jump = jump_step(series["commit_steps"], series["commitment"], args.factor)
+        print(
+            f"| {Path(path).name} | {jump if jump is not None else '—'} "
+            f"| {series['commitment'][-1]:.4f} | {series['test_l1'][-1]:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -377,6 +377,21 @@ def test_plot_mode_series_averages_stage1_commitment_and_keeps_test_curve():
         pm.mode_series(rows, start=300)
 
 
+def test_plot_mode_jump_step_is_the_first_rise_off_the_lowest_value():
+    pm = load_script("plot_mode")
+    steps = list(range(100, 1400, 100))
+    # falls from its initial value (no jump on the way down), rises early and falls back (not the
+    # jump), settles on a plateau, drifts up 1.6x, then jumps for good
+    values = [16.0, 0.02, 0.055, 0.03, 0.02, 0.016, 0.02, 0.021, 0.025, 0.032, 0.039, 0.041, 0.09]
+    assert pm.jump_step(steps, values, factor=2.5) == 1200
+    assert pm.jump_step(steps, values, factor=1.5) == 900
+    assert pm.jump_step(steps[:11], values[:11], factor=2.5) is None
+    with pytest.raises(ValueError, match="factor must be > 1"):
+        pm.jump_step(steps, values, factor=1.0)
+    with pytest.raises(ValueError, match="13 steps but 2 values"):
+        pm.jump_step(steps, values[:2])
+
+
 def write_cell_run(root: Path, name: str, seed: int, psnr: list[float]) -> Path:
     """A run of 100 * len(psnr) steps whose test PSNR is logged every 100 steps."""
     run = root / name
