@@ -27,6 +27,9 @@ def mode_series(rows: list[dict], start: int = 0, window: int = 8) -> dict[str, 
     codebook, so its commitment rows (if logged) say nothing about the latent and are left out."""
     if not any("commitment" in r for r in rows):
         raise ValueError("no `commitment` column in its metrics: not a VQ run")
+    if not any(r.get("commitment") for r in rows):
+        # fsq logs the column but has no commitment term: a zero minimum would make any value a jump
+        raise ValueError("its commitment loss is zero throughout (fsq has none): no mode to show")
     test = [(r["step"], r["test_rec"]) for r in rows if "test_rec" in r and r["step"] >= start]
     if not test:
         raise ValueError(f"no held-out test L1 from step {start} on (train with log.test_every)")

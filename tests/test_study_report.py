@@ -373,6 +373,8 @@ def test_plot_mode_series_averages_stage1_commitment_and_keeps_test_curve():
     assert got["commitment"] == [2.0, 4.0]
     with pytest.raises(ValueError, match="not a VQ run"):
         pm.mode_series([{"step": 50, "rec": 0.1, "test_rec": 0.2}])
+    with pytest.raises(ValueError, match="zero throughout"):
+        pm.mode_series([{"step": 50, "commitment": 0.0, "test_rec": 0.2}])
     with pytest.raises(ValueError, match="no held-out test L1 from step 300"):
         pm.mode_series(rows, start=300)
 
