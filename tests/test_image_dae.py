@@ -214,3 +214,25 @@ def test_test_every_must_be_a_multiple_of_log_every(data_root):
     )
     with pytest.raises(ConfigError, match="test_every"):
         kind.task(cfg).hooks()
+
+
+def test_logged_restarts_are_the_codes_a_stage1_batch_left_unused_and_none_in_stage2():
+    # restarts after every forward: the dead codes are exactly those this batch did not pick
+    # (more codes than a batch has positions, so that every batch leaves some unpicked)
+    model = {**quantizer_model("vq", 1), "n_embed": 128}
+    cfg = tiny_config("vqgan", schedule={"mode": "dae"}, model=model)
+    task = VQGANTask(cfg, synthetic_images(16))
+    rows = Trainer(task, DAESchedule(cfg.schedule, 4), cfg.train, cfg.optim).fit()
+    k = cfg.model.n_embed
+    stage1 = [r for r in rows if r["stage"] == "stage1"]
+    stage2 = [r for r in rows if r["stage"] == "stage2"]
+    assert len(stage1) == len(stage2) == 2
+    for row in stage1:
+        assert row["codes_restarted"] == k - round(row["codebook_usage"] * k)
+    assert all(r["codes_restarted"] > 0 for r in stage1)
+    # frozen codebook: unpicked codes stay put, and the rows do not repeat stage 1's last count
+    assert all(r["codes_restarted"] == 0 and r["codebook_usage"] < 1 for r in stage2)
+    # a quantiser without restarts logs no such column
+    cfg = tiny_config("vqgan", model=quantizer_model("fsq", 0))
+    rows = Trainer(VQGANTask(cfg, synthetic_images(16)), None, cfg.train, cfg.optim).fit()
+    assert all("codes_restarted" not in r for r in rows)

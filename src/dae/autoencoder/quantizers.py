@@ -61,7 +61,7 @@ class Quantizer(VectorQuantizer):
     ):
         super().__init__(n_e, dim, beta=beta, remap=None, sane_index_shape=True, legacy=legacy)
         self.restart_every = restart_every
-        self.restarted = 0  # codes moved by the last restart (for the logs)
+        self.restarted = 0  # codes moved in the latest forward (the `codes_restarted` log)
         if restart_every:
             # buffers, so that an exact resume continues the same window
             self.register_buffer("code_usage", torch.zeros(n_e))
@@ -100,7 +100,6 @@ class Quantizer(VectorQuantizer):
         """Count the codes this batch picked; at the end of a window, restart the unused ones."""
         self.code_usage += torch.bincount(indices.flatten(), minlength=self.n_e).to(self.code_usage)
         self.usage_clock += 1
-        self.restarted = 0
         if int(self.usage_clock) % self.restart_every:
             return
         usage = self.code_usage.clone()
@@ -122,6 +121,7 @@ class Quantizer(VectorQuantizer):
         with fp32(z):
             z = self.prepare(z)
             indices = self._search(z)
+            self.restarted = 0  # also when frozen: a stage-2 log must not repeat stage 1's count
             if self.restart_every and self.training and self.embedding.weight.requires_grad:
                 self._track_and_restart(z, indices)
             z_q = self.lookup(indices)

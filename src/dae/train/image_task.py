@@ -243,6 +243,10 @@ class VQGANTask(ImageTask):
         }
         if out.vq.entropy is not None:  # lfq
             logs["entropy"] = out.vq.entropy.item()
+        if getattr(self.model.quantize, "restart_every", 0):
+            # codes moved by a restart in this step's forward (0 on most steps): a row shows every
+            # restart when restart_dead_codes is a multiple of log_every (100 and 50 in the presets)
+            logs["codes_restarted"] = float(self.model.quantize.restarted)
         loss = self.add_equivariance(loss, x, out.latent, logs)
         return out.sample, loss, rec, logs
 
