@@ -447,3 +447,31 @@ def test_cells_pair_any_runs_by_seed_and_find_their_probes(tmp_path):
     )
     with pytest.raises(ValueError, match="one recipe"):
         cells.probed_psnr([probe, other])
+
+
+def test_plot_prior_samples_titles_each_grid_with_its_score_and_names_a_missing_one(tmp_path):
+    from PIL import Image
+
+    ps = load_script("plot_prior_samples")
+    seed = tmp_path / "s7"
+    rows = [
+        {"run": "baseline", "FD-classifier:cifar10": 98.76},
+        {"run": "dae", "FD-classifier:cifar10": 89.43},
+    ]
+    (seed).mkdir()
+    (seed / "results.json").write_text(json.dumps(rows))
+    for run, shade in (("baseline", 40), ("dae", 200)):
+        (seed / run / "samples").mkdir(parents=True)
+        Image.new("RGB", (16, 16), (shade, 0, 0)).save(seed / run / "samples" / "grid.png")
+    assert [t for _, t in ps.panels(seed)] == [
+        "s7, joint: FD-classifier 98.8",
+        "s7, DAE: FD-classifier 89.4",
+    ]
+    out = tmp_path / "fig" / "samples.jpg"
+    ps.main([str(seed), "--out", str(out)])
+    assert Image.open(out).size[0] > 0
+    (seed / "dae" / "samples" / "grid.png").unlink()
+    with pytest.raises(FileNotFoundError, match="dae/samples/grid.png"):
+        ps.panels(seed)
+    with pytest.raises(FileNotFoundError, match="not a finished compare-priors folder"):
+        ps.panels(tmp_path / "fig")
