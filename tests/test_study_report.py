@@ -458,7 +458,7 @@ def test_plot_prior_samples_titles_each_grid_with_its_score_and_names_a_missing_
         {"run": "baseline", "FD-classifier:cifar10": 98.76},
         {"run": "dae", "FD-classifier:cifar10": 89.43},
     ]
-    (seed).mkdir()
+    seed.mkdir()
     (seed / "results.json").write_text(json.dumps(rows))
     for run, shade in (("baseline", 40), ("dae", 200)):
         (seed / run / "samples").mkdir(parents=True)
