@@ -243,7 +243,7 @@ class VQGANTask(ImageTask):
         }
         if out.vq.entropy is not None:  # lfq
             logs["entropy"] = out.vq.entropy.item()
-        if getattr(self.model.quantize, "restart_every", 0):
+        if self.cfg.model.restart_dead_codes:  # vq and vq-l2 only (the config checks it)
             # codes moved by a restart in this step's forward (0 on most steps): a row shows every
             # restart when restart_dead_codes is a multiple of log_every (100 and 50 in the presets)
             logs["codes_restarted"] = float(self.model.quantize.restarted)
