@@ -13,17 +13,19 @@
 # the baseline's own lr sweep; dae: (a)'s DAE runs alone, when their baselines train elsewhere,
 # e.g. with other EXTRA arguments in a parallel invocation), TEST_EVERY (100, a multiple of LOG_EVERY, 50), TEST_IMAGES
 # (1000), EXTRA (more `dae train` arguments for every run, e.g.
-# "--lipschitz-every 200" for the Lipschitz curves). Comparison (a) is queued before (b).
+# "--lipschitz-every 200" for the Lipschitz curves), PRECISION (auto: bf16 autocast on a CPU with
+# native bf16, fp32 elsewhere, where emulated bf16 runs at 0.3-0.4x; the studies of
+# docs/results.md ran in bf16 on a CPU with AVX512-BF16). Comparison (a) is queued before (b).
 # The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.
 # Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
 # that another invocation is training (flock on OUT/<run>.lock) is left to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} ONLY=${ONLY:-} S=${S:-3600} JOBS=${JOBS:-2} OUT=${OUT:-runs/study} TEST_EVERY=${TEST_EVERY:-100}
-LR=${LR:-6e-4} DECAY=${DECAY:-cosine} FINAL_LR=${FINAL_LR:-0.05}
+LR=${LR:-6e-4} PRECISION=${PRECISION:-auto} DECAY=${DECAY:-cosine} FINAL_LR=${FINAL_LR:-0.05}
 DAE=${DAE:-.venv/bin/dae}
 export OMP_NUM_THREADS=1 DAE_DATA=${DAE_DATA:-../shared/data}
-COMMON="--set disc.start=1000000000 --set train.precision=bf16 --set train.batch_size=32
+COMMON="--set disc.start=1000000000 --set train.precision=$PRECISION --set train.batch_size=32
   --set train.log_every=${LOG_EVERY:-50} --set log.test_every=$TEST_EVERY --set log.test_images=${TEST_IMAGES:-1000}
   --set log.image_every=0 --set train.ckpt_every=200 --set train.progress=false
   --set train.tensorboard=false --set model.attn_resolutions=[] --set train.ema_decay=0

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/probe} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
-PROBE_ARGS=${PROBE_ARGS:---steps 1000 --lr 6e-4 -n 1000 --curve-n 200 --prior-steps 500 --precision bf16}
+PROBE_ARGS=${PROBE_ARGS:---steps 1000 --lr 6e-4 -n 1000 --curve-n 200 --prior-steps 500 --precision auto}
 [[ ${FD:-1} == 0 ]] && PROBE_ARGS="$PROBE_ARGS --no-fd"
 DAE=${DAE:-.venv/bin/dae}
 source scripts/study_lib.sh

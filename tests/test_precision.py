@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
+from dae.config import from_dict
 from dae.errors import ConfigError
 from dae.losses.gan import discriminator_loss, generator_loss
+from dae.probe import ProbeConfig
 from dae.schedule import DAESchedule
 from dae.train.image_task import KLTask, VQGANTask
 from dae.train.precision import CPU_BF16_ENV, resolve_precision
@@ -141,3 +143,15 @@ def test_priors_train_on_the_one_trainer_with_the_same_choice(tmp_path, monkeypa
     assert torch.bfloat16 in seen  # the matmuls ran in bf16
     assert losses and losses[0].dtype == torch.float32  # cross-entropy / MSE are fp32
     assert all(p.dtype == torch.float32 for p in prior.parameters())  # weights stay fp32
+
+
+@pytest.mark.parametrize(("native", "expected"), [("1", "bf16"), ("0", "fp32")])
+def test_probe_auto_is_stored_as_the_dtype_it_picks(monkeypatch, native, expected):
+    """`dae probe --precision auto` records the dtype the decoders trained in, so probe.json says
+    what ran and its cache is shared with the same explicit choice."""
+    monkeypatch.setenv(CPU_BF16_ENV, native)
+    auto = from_dict(ProbeConfig, {"precision": "auto"})
+    assert auto.precision == expected
+    assert auto.decoder_recipe() == ProbeConfig(precision=expected).decoder_recipe()
+    with pytest.raises(ConfigError, match="precision"):
+        from_dict(ProbeConfig, {"precision": "fp8"})

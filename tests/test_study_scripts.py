@@ -112,3 +112,7 @@ def test_study_cpu_trains_one_arm_alone(tmp_path, data_root, only, arm):
     trained = sorted(p.name for p in (tmp_path / "study").iterdir() if p.is_dir())
     assert trained == [f"mnist-vq-{arm}-s0", f"mnist-vq-{arm}-s1"]
     assert all((tmp_path / "study" / name / "model.safetensors").is_file() for name in trained)
+    # PRECISION defaults to auto: bf16 only where the CPU has it natively (fp32 in the suite)
+    for name in trained:
+        chosen = json.loads((tmp_path / "study" / name / "precision.json").read_text())
+        assert (chosen["requested"], chosen["name"]) == ("auto", "fp32")

@@ -7,7 +7,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
+
 from dae.config import check, to_dict
+from dae.train.precision import resolve_precision
 
 
 @dataclass
@@ -38,8 +41,9 @@ class ProbeConfig:
     )
     prior_n: int = field(default=2000, metadata={"help": "held-out test images of the prior"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, ..."})
-    precision: Literal["fp32", "bf16"] = field(
-        default="fp32", metadata={"help": "autocast dtype of decoder training"}
+    precision: Literal["fp32", "bf16", "auto"] = field(
+        default="fp32",
+        metadata={"help": "autocast dtype of decoder training; auto: bf16 where native, else fp32"},
     )
 
     def __post_init__(self) -> None:
@@ -52,6 +56,10 @@ class ProbeConfig:
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.curve_points <= self.steps, "curve_points", "must be <= steps")
         self.widths = sorted(set(self.widths))
+        if self.precision == "auto":
+            # Stored resolved, so the recipe (and probe.json) says which dtype the decoders used
+            # and a cache made with `auto` is valid for the same explicit choice.
+            self.precision = resolve_precision("auto", torch.device(self.device)).name
 
     def decoder_recipe(self) -> dict[str, Any]:
         """What a decoder result depends on (the width is part of its file name)."""
