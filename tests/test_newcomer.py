@@ -2,6 +2,7 @@
 and `dae reproduce gan --quick` gets scores on a fresh machine from a small, named classifier."""
 
 import argparse
+import json
 
 import pytest
 import torch
@@ -64,3 +65,35 @@ def test_large_pixel_features_warn_and_pixels_n_projects(capsys):
     assert proj.names["fd"] == "FD-pixels:64" and proj.key == "pixels-proj64"
     assert frechet_distance(a, b) < 1e-3
     assert capsys.readouterr().err == ""  # a projected extractor does not warn
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["nope"], "invalid choice: 'nope'"),
+        (["mnist", "bogus=1"], "bogus: unknown key"),
+        (["mnist", "width=2"], "width: must be >= 4, got 2"),
+    ],
+)
+def test_classifier_command_rejects_bad_input_in_one_line(argv, message, capsys):
+    try:  # argparse exits on a bad preset; a bad key or value returns the UserError's code
+        code = classifier.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_classifier_command_prints_the_cached_path_of_the_overridden_config(monkeypatch, capsys):
+    seen = {}
+
+    def cached(cfg):
+        seen["cfg"] = cfg
+        return None, {"test_accuracy": 0.9}
+
+    monkeypatch.setattr(classifier, "get_classifier", cached)
+    assert classifier.main(["cifar10", "epochs=24", "threads=1"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert seen["cfg"].epochs == 24 and seen["cfg"].width == PRESETS["cifar10"].width
+    assert printed == {"path": str(classifier.classifier_path(seen["cfg"])), "test_accuracy": 0.9}
