@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -333,7 +334,6 @@ def test_a_dae_arm_is_labelled_with_the_schedule_its_runs_were_trained_with(repo
 
 
 def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_codes():
-    import torch
 
     qe = load_script("quantisation_error")
 
@@ -475,3 +475,41 @@ def test_plot_prior_samples_titles_each_grid_with_its_score_and_names_a_missing_
         ps.panels(seed)
     with pytest.raises(FileNotFoundError, match="not a finished compare-priors folder"):
         ps.panels(tmp_path / "fig")
+
+
+def test_fd_noise_chunks_are_disjoint_seeded_and_biased_up_at_small_n():
+    fdn = load_script("fd_noise")
+    gen = torch.Generator().manual_seed(0)
+    real = {"pool": torch.randn(20000, 8, generator=gen)}
+    # the same Gaussian shifted by 1 in every one of 8 dims: FD -> |shift|^2 = 8 at large n
+    fake = {"pool": torch.randn(4000, 8, generator=gen) + 1.0}
+    scores = fdn.chunk_scores(fake, real, 500, seed=3)
+    assert len(scores["pool"]) == 8 and "spatial" not in scores  # 4000 // 500 disjoint chunks
+    assert scores == fdn.chunk_scores(fake, real, 500, seed=3)  # deterministic for a seed
+    assert scores != fdn.chunk_scores(fake, real, 500, seed=4)
+    whole = fdn.frechet_distance(real["pool"], fake["pool"])
+    assert whole == pytest.approx(8.0, abs=0.5)
+    s = fdn.summary(scores["pool"])
+    # each 500-image chunk's FD is biased up by its covariance error (~d^2/n) and spread about it
+    assert whole < s["mean"] < whole + 1.0 and 0.05 < s["sd"] < 1.0 and s["min"] <= s["max"]
+    with pytest.raises(SystemExit, match="at least 2 chunks"):
+        fdn.chunk_scores(fake, real, 3000, seed=0)
+
+
+def test_fd_noise_scores_samples_and_real_chunks_end_to_end(data_root, tmp_path, capsys):
+    import numpy as np
+
+    fdn = load_script("fd_noise")
+    noise = np.random.default_rng(0).integers(0, 256, (600, 1, 28, 28), dtype=np.uint8)
+    (tmp_path / "noise").mkdir()
+    np.savez(tmp_path / "noise" / "samples.npz", images=noise)
+    argv = [str(tmp_path / "noise" / "samples.npz"), "--real", "train", "-n", "200"]
+    argv += ["--dataset", "mnist", "--features", "pixels:64", "--data-root", str(data_root)]
+    assert fdn.main(argv + ["--out", str(tmp_path / "out")]) == 0
+    rows = {r["set"]: r for r in json.loads((tmp_path / "out/fd_noise.json").read_text())["rows"]}
+    assert rows["noise"]["chunks"] == 3 and rows["real train"]["chunks"] == 300
+    # uniform noise is far from digits; real training digits are near the test set
+    assert rows["noise"]["fd"]["min"] > 20 * rows["real train"]["fd"]["max"]
+    assert "| noise | 600 |" in (tmp_path / "out/fd_noise.md").read_text()
+    with pytest.raises(SystemExit):
+        fdn.main(["--real", "test", "--split", "test"])  # chunks of the reference itself
