@@ -334,7 +334,6 @@ def test_a_dae_arm_is_labelled_with_the_schedule_its_runs_were_trained_with(repo
 
 
 def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_codes():
-
     qe = load_script("quantisation_error")
 
     class Rounding(torch.nn.Module):  # encoder = identity, two codes
