@@ -25,6 +25,7 @@ from dae.data.images import load_images
 from dae.metrics.evaluate import load_samples
 from dae.metrics.features import build_features, reference_features
 from dae.metrics.fid import frechet_distance
+from dae.train.checkpoint import atomic_write
 
 
 def chunk_scores(
@@ -73,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     ext = build_features(args.features or f"classifier:{args.dataset}", root=args.data_root)
     ref = load_images(args.dataset, args.split, args.data_root).images
     real = reference_features(ext, ref, f"{args.dataset}-{args.split}")
-    sets = {(p.parent.name if p.name == "samples.npz" else str(p)): p for p in args.samples}
+    # name -> loader, so that only one set's images are in memory at a time
+    sources = {
+        (p.parent.name if p.name == "samples.npz" else str(p)): lambda p=p: load_samples(p)
+        for p in args.samples
+    }
+    if args.real:
+        sources[f"real {args.real}"] = lambda: (
+            load_images(args.dataset, args.real, args.data_root).images
+        )
     rows = []
-    for name, images in [(k, lambda p=p: load_samples(p)) for k, p in sets.items()] + (
-        [(f"real {args.real}", lambda: load_images(args.dataset, args.real, args.data_root).images)]
-        if args.real
-        else []
-    ):
+    for name, images in sources.items():
         feats = ext.extract(images())
         chunks = chunk_scores(feats, real, args.n, args.seed)
         row = {"set": name, "images": len(feats["pool"]), "chunks": len(chunks["pool"])}
@@ -110,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         meta = {"n": args.n, "reference": f"{args.dataset}-{args.split}", "features": ext.spec}
-        (args.out / "fd_noise.json").write_text(json.dumps(meta | {"rows": rows}, indent=2) + "\n")
-        (args.out / "fd_noise.md").write_text("\n".join(lines) + "\n")
+        table = json.dumps(meta | {"rows": rows}, indent=2) + "\n"
+        atomic_write(args.out / "fd_noise.json", lambda tmp: tmp.write_text(table))
+        atomic_write(args.out / "fd_noise.md", lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return 0
 
 
