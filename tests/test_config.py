@@ -107,6 +107,22 @@ def test_config_show_explain_prints_each_key_with_its_help(capsys):
     assert "schedule:" in out and "  stage2:" in out and "    decoder_init:" in out
 
 
+def test_a_missing_preset_names_the_close_presets(tmp_path, monkeypatch):
+    from dae.config import read_yaml
+    from dae.errors import MissingFileError
+
+    (tmp_path / "configs").mkdir()
+    for name in ("cifar10_kl.yaml", "cifar10_vqgan.yaml", "toy_vae.yaml"):
+        (tmp_path / "configs" / name).write_text("kind: toy_vae\n")
+    monkeypatch.chdir(tmp_path)
+    for typed in ("cifar10-kl", "cifar10_kl.yaml", "configs/cifar_kl.yaml"):
+        with pytest.raises(MissingFileError, match=r"did you mean configs/cifar10_kl\.yaml\?$"):
+            read_yaml(typed)
+    with pytest.raises(MissingFileError) as err:  # nothing close: no guess
+        read_yaml("zzz")
+    assert str(err.value) == "config file not found: zzz"
+
+
 def test_cli_reports_user_errors_but_a_bug_keeps_its_traceback(monkeypatch, capsys):
     from dae.cli import main
     from dae.cli import train as train_cmd

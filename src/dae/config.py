@@ -193,11 +193,22 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _preset_hint(path: Path) -> str:
+    """ "; did you mean configs/x.yaml?" for a preset named loosely (`cifar10-kl`, `toy_vae`), from
+    the YAML files of `configs/` beside the path or under the working directory."""
+    folders = {path.parent / "configs", path.parent, Path("configs")}
+    presets = {p for folder in folders if folder.is_dir() for p in folder.glob("*.y*ml")}
+    by_stem = {p.stem.replace("-", "_"): p for p in sorted(presets)}
+    stem = path.name.removesuffix(path.suffix) if path.suffix in (".yaml", ".yml") else path.name
+    close = difflib.get_close_matches(stem.replace("-", "_"), list(by_stem), n=3, cutoff=0.7)
+    return f"; did you mean {', '.join(str(by_stem[c]) for c in close)}?" if close else ""
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from `path`, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"config file not found: {path}")
+        raise MissingFileError(f"config file not found: {path}{_preset_hint(path)}")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader) or {}
     except UnicodeDecodeError as err:
