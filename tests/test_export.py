@@ -77,6 +77,12 @@ def test_train_export_and_load_in_diffusers(tmp_path, kind, diffusers_cls):
     assert main(["export", str(run), "--out", str(tmp_path / "ema"), "--ema"]) == 0
     ema = diffusers_cls.from_pretrained(str(tmp_path / "ema"))
     assert not torch.equal(ema.decoder.conv_out.weight, theirs.decoder.conv_out.weight)
+    # an earlier export is replaced only when asked, and then whole (no temporary folder left)
+    assert main(["export", str(run), "--out", str(out), "--ema"]) == 1
+    assert main(["export", str(run), "--out", str(out), "--ema", "--overwrite"]) == 0
+    again = diffusers_cls.from_pretrained(str(out))
+    assert torch.equal(again.decoder.conv_out.weight, ema.decoder.conv_out.weight)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_implicit_codebook_run_refuses_diffusers_export_in_one_line(tmp_path, capsys):

@@ -50,6 +50,18 @@ def test_export_to_an_existing_file_is_refused(toy_run, tmp_path, capsys):
     assert target.read_text() == "mine"
 
 
+def test_export_into_a_folder_of_other_files_is_refused(toy_run, tmp_path, capsys):
+    """diffusers would write into any folder (and delete weight shards it finds): never a user's."""
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "diffusion_pytorch_model.safetensors").write_text("not an export of ours")
+    for extra in ([], ["--overwrite"]):
+        assert main(["export", str(toy_run), "--out", str(target), *extra]) == 1
+        assert "not empty and holds no diffusers model" in capsys.readouterr().err
+    assert [p.name for p in target.iterdir()] == ["diffusion_pytorch_model.safetensors"]
+    assert (target / "diffusion_pytorch_model.safetensors").read_text() == "not an export of ours"
+
+
 def _one_line(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err

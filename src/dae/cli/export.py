@@ -1,9 +1,11 @@
-"""`dae export RUN --format diffusers --out DIR [--ema]`: a trained image autoencoder as a
-diffusers model folder (`VQModel` / `AutoencoderKL`.from_pretrained(DIR) loads it)."""
+"""`dae export RUN --format diffusers --out DIR [--ema] [--overwrite]`: a trained image
+autoencoder as a diffusers model folder (`VQModel` / `AutoencoderKL`.from_pretrained(DIR) loads it)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from pathlib import Path
 
 from dae.autoencoder.image import ImageAutoencoder
@@ -17,22 +19,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=["diffusers"], default="diffusers")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--ema", action="store_true", help="export the run's EMA weights")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a diffusers model already in --out"
+    )
     parser.set_defaults(func=run)
 
 
-def export_diffusers(run_dir: Path, out: Path, ema: bool = False) -> Path:
-    """Write `out` (config.json + diffusion_pytorch_model.safetensors) from the run in `run_dir`."""
-    if out.exists() and not out.is_dir():  # diffusers would log an error and write nothing
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that export would clobber: a file, or a folder holding anything but an
+    earlier diffusers export (replaced only with --overwrite). diffusers' `save_pretrained` writes
+    into any folder and deletes weight shards it finds there, so it never gets a user's folder."""
+    if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: is a file; give a folder for the diffusers model")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "config.json").is_file():
+        raise RunFolderError(
+            f"--out {out}: a folder that is not empty and holds no diffusers model; give a new one"
+        )
+    if not overwrite:
+        raise RunFolderError(
+            f"--out {out}: already holds a diffusers model; pass --overwrite to replace it"
+        )
+
+
+def export_diffusers(run_dir: Path, out: Path, ema: bool = False, overwrite: bool = False) -> Path:
+    """Write `out` (config.json + diffusion_pytorch_model.safetensors) from the run in `run_dir`.
+
+    The model is saved into a hidden sibling folder first and then renamed onto `out`, so an
+    interrupted export leaves `out` as it was."""
+    _check_out(out, overwrite)
     loaded = Run(run_dir).autoencoder("ema" if ema else "final")
     if not isinstance(loaded.model, ImageAutoencoder):
         raise ConfigError("kind", f"{loaded.cfg.kind}: only image autoencoders (vqgan, kl) export")
-    # The DAE aux decoder (stage 1 only) is not part of the diffusers model.
-    loaded.model.to_diffusers().save_pretrained(str(out), safe_serialization=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = (out.parent / f".{out.name}.{tag}-{os.getpid()}" for tag in ("tmp", "old"))
+    try:
+        # The DAE aux decoder (stage 1 only) is not part of the diffusers model.
+        loaded.model.to_diffusers().save_pretrained(str(tmp), safe_serialization=True)
+        if out.exists():  # empty, or an earlier export (--overwrite)
+            out.rename(old)
+        tmp.rename(out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            old.rename(out)  # put the earlier export back
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    out = export_diffusers(args.run, args.out, ema=args.ema)
+    out = export_diffusers(args.run, args.out, ema=args.ema, overwrite=args.overwrite)
     print(f"wrote a diffusers model to {out}")
     return 0
