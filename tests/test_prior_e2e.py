@@ -281,6 +281,12 @@ def test_train_prior_sample_end_to_end(tmp_path, image_folder, latent, preset):
     # Same seed, same samples.
     assert main(["sample", str(tmp_path / "prior"), "--n", "6", "--out", str(tmp_path / "s2")]) == 0
     assert torch.equal(read_samples(tmp_path / "s2" / "samples.npz")[0], images)
+    # Earlier samples are replaced only when asked.
+    again = ["sample", str(tmp_path / "prior"), "--n", "2", "--seed", "1", "--out"]
+    assert main([*again, str(tmp_path / "s")]) == 1
+    assert torch.equal(read_samples(tmp_path / "s" / "samples.npz")[0], images)
+    assert main([*again, str(tmp_path / "s"), "--overwrite"]) == 0
+    assert read_samples(tmp_path / "s" / "samples.npz")[0].shape == (2, 3, 8, 8)
     if latent == "kl":  # guided DDIM sampling through the same command
         guided = ["--set", "sample.cfg_scale=3.0", "--set", "sample.sampler=ddim"]
         assert (

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dae.cli import add_overrides
-from dae.errors import ConfigError
+from dae.errors import ConfigError, RunFolderError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="test",
         choices=["train", "val", "test"],
         help="split of the prior's data set to score against (default test)",
+    )
+    sample.add_argument(
+        "--overwrite", action="store_true", help="replace the samples already in --out"
     )
     add_overrides(sample)
     sample.set_defaults(func=run_sample)
@@ -90,6 +93,10 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError("--n", f"must be >= 1, got {args.n}")
     out = args.out or args.run / "samples"
+    if (out / "samples.npz").is_file() and not args.overwrite:  # before the minutes of sampling
+        raise RunFolderError(
+            f"{out} already holds samples.npz; pass --overwrite to replace it, or another --out"
+        )
     info = sample_run(
         args.run, args.n, out, args.seed, args.device, args.overrides, args.ae_weights
     )
