@@ -16,6 +16,7 @@ from dae.autoencoder.vqgan import VQGAN, VQGANConfig
 from dae.data.formats import DataFormatError
 from dae.data.images import load_images
 from dae.data.packed import pack_images
+from dae.errors import RunFolderError
 from dae.schedule import DAESchedule
 from dae.train.image_task import VQGANTask
 from dae.train.trainer import Trainer
@@ -43,6 +44,24 @@ def test_packed_subset_loads_as_the_dataset(tmp_path, data_root):
     np.savez(bad, images=np.zeros((1, 1, 2, 2), np.uint8))
     with pytest.raises(DataFormatError, match="not a `dae data pack` file"):
         load_images("mnist", "train", bad)
+    # packing again replaces the file only when asked
+    before = out.read_bytes()
+    with pytest.raises(RunFolderError, match="already exists; pass --overwrite"):
+        pack_images("mnist", out, n_train=20, n_test=10, root=str(data_root), seed=4)
+    assert out.read_bytes() == before
+    pack_images("mnist", out, n_train=20, n_test=10, root=str(data_root), seed=4, overwrite=True)
+    assert len(load_images("mnist", "train", out)) == 20
+
+
+def test_pack_refuses_a_file_at_out_before_reading_data(tmp_path, capsys):
+    from dae.cli import main
+
+    mine = tmp_path / "mine.npz"
+    mine.write_text("a file of the user's")
+    args = ["data", "pack", "mnist", "--out", str(mine), "--n-train", "4", "--n-test", "4"]
+    assert main([*args, "--root", str(tmp_path / "no-data")]) == 1
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert mine.read_text() == "a file of the user's"
 
 
 def test_aux_decoder_follows_the_model_device():

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--n-test", type=int, required=True, help="test images to keep")
     pack.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
     pack.add_argument("--root", help="data root (default: env DAE_DATA, else ~/.cache/dae/data)")
+    pack.add_argument("--overwrite", action="store_true", help="replace a file already at --out")
     pack.set_defaults(func=run_pack)
     shard = actions.add_parser(
         "shard",
@@ -74,7 +75,9 @@ def run_info(args: argparse.Namespace) -> int:
 def run_pack(args: argparse.Namespace) -> int:
     from dae.data.packed import pack_images
 
-    shapes = pack_images(args.name, args.out, args.n_train, args.n_test, args.root, args.seed)
+    shapes = pack_images(
+        args.name, args.out, args.n_train, args.n_test, args.root, args.seed, args.overwrite
+    )
     size = args.out.stat().st_size / 2**20
     print(
         f"wrote {args.out} ({size:.1f} MiB): train {shapes['train_images']}, "

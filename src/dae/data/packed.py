@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dae.data.images import load_images
-from dae.errors import ConfigError
+from dae.errors import ConfigError, RunFolderError
 from dae.train.checkpoint import atomic_write
 
 
@@ -27,11 +27,20 @@ def _subset(images, labels, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pack_images(
-    name: str, out: Path, n_train: int, n_test: int, root: str | None = None, seed: int = 0
+    name: str,
+    out: Path,
+    n_train: int,
+    n_test: int,
+    root: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, tuple[int, ...]]:
-    """Write a seeded subset of dataset `name` (train and test splits) to `out` (.npz)."""
+    """Write a seeded subset of dataset `name` (train and test splits) to `out` (.npz); a file
+    already at `out` is replaced only with `overwrite`."""
     if out.suffix != ".npz":
         raise ConfigError(f"--out must end in .npz, got {out}")
+    if out.exists() and not overwrite:
+        raise RunFolderError(f"--out {out}: already exists; pass --overwrite to replace it")
     train, test = load_images(name, "train", root), load_images(name, "test", root)
     train_x, train_y = _subset(train.images, train.labels, n_train, seed)
     test_x, test_y = _subset(test.images, test.labels, n_test, seed + 1)
