@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dae.run import Run
+from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
 
 
@@ -94,7 +95,7 @@ def plot(runs: list[str], out: Path, start: int, window: int) -> None:
     bottom.set_yscale("log")
     bottom.set_xlabel("step (DAE: the weak-decoder stage, then stage 2 with the encoder frozen)")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format=out.suffix[1:] or "png"))
 
 
 def main() -> None:

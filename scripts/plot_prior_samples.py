@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dae.train.checkpoint import atomic_write
+
 LABELS = {"baseline": "joint", "dae": "DAE"}
 
 
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # photographs: JPEG keeps the figure a tenth of a PNG's size
-    fig.savefig(args.out, dpi=80, pil_kwargs={"quality": 85} if args.out.suffix == ".jpg" else {})
+    kind = args.out.suffix[1:] or "png"
+    quality = {"pil_kwargs": {"quality": 85}} if kind in ("jpg", "jpeg") else {}
+    atomic_write(args.out, lambda tmp: fig.savefig(tmp, dpi=80, format=kind, **quality))
     print(args.out)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dae.metrics.stats import format_p, paired_test
+from dae.train.checkpoint import atomic_write
 
 
 def _study_report():
@@ -126,7 +127,7 @@ def plot(arms: dict[str, dict], path: Path) -> None:
     axes[0].set_ylabel("test PSNR − baseline of the seed (dB)")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
 
 def main() -> None:
@@ -177,8 +178,8 @@ def main() -> None:
         ]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "arms.md").write_text(text)
-    (args.out / "arms.json").write_text(json.dumps(arms, indent=1))
+    atomic_write(args.out / "arms.md", lambda tmp: tmp.write_text(text))
+    atomic_write(args.out / "arms.json", lambda tmp: tmp.write_text(json.dumps(arms, indent=1)))
     plot(arms, args.out / "arms.png")
     print(text)
 

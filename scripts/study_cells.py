@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from dae.run import Run
+from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
 
 
@@ -153,8 +154,8 @@ def main() -> None:
         ap.error(str(err))
     text = tables(cells)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cells.md").write_text(text)
-    (args.out / "cells.json").write_text(json.dumps(cells, indent=1))
+    atomic_write(args.out / "cells.md", lambda tmp: tmp.write_text(text))
+    atomic_write(args.out / "cells.json", lambda tmp: tmp.write_text(json.dumps(cells, indent=1)))
     print(text)
 
 

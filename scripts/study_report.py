@@ -29,6 +29,7 @@ import yaml
 from dae.config import from_dict
 from dae.metrics.stats import paired_test
 from dae.schedule import ScheduleConfig
+from dae.train.checkpoint import atomic_write
 
 VARIANTS = {
     "baseline": "baseline (joint), S steps",
@@ -409,7 +410,7 @@ def plot(runs: dict, path: Path) -> None:
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
 
 def probe_psnr(probes: list[Path], root: Path) -> dict:
@@ -515,7 +516,7 @@ def plot_probe(seeded: dict, path: Path, runs: dict | None = None) -> None:
         ax.set_title(f"{family}: latent probe")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
 
 def main() -> None:
@@ -542,7 +543,8 @@ def main() -> None:
     except ValueError as err:
         ap.error(str(err))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "study.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
+    study = json.dumps({"summary": summary, "runs": runs}, indent=1)
+    atomic_write(args.out / "study.json", lambda tmp: tmp.write_text(study))
     text = "\n".join(
         [
             markdown(summary),
@@ -552,7 +554,7 @@ def main() -> None:
             probe_and_eval(args.root, args.probe, args.priors),
         ]
     )
-    (args.out / "study.md").write_text(text)
+    atomic_write(args.out / "study.md", lambda tmp: tmp.write_text(text))
     plot(runs, args.out / "test_curves.png")
     plot_probe(probed, args.out / "probe_widths.png", runs)
     print(text)

@@ -160,3 +160,29 @@ def test_tensorboard_has_each_step_once_after_a_resume(tmp_path):
         for event in LegacyEventFileLoader(str(path)).Load():
             points.update(event.step for v in event.summary.value if v.tag == "loss")
     assert points == Counter(range(1, 13))  # every step once, none twice
+
+
+def test_a_kill_while_the_log_is_rewound_keeps_the_whole_log(tmp_path, monkeypatch):
+    """On resume the logger drops the rows logged after the checkpoint by rewriting
+    metrics.jsonl. That rewrite is atomic: a kill in the middle leaves the old file whole (a plain
+    write_text truncated it first, and the run lost its history)."""
+    from pathlib import Path
+
+    from dae.train.logger import MetricsLogger
+
+    log = tmp_path / "metrics.jsonl"
+    rows = "".join(f'{{"step": {s}, "loss": {s / 10}}}\n' for s in range(1, 9))
+    log.write_text(rows)
+    real = Path.write_text
+
+    def killed_mid_write(self, text, *args, **kwargs):
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        MetricsLogger(tmp_path, resume_step=5, tensorboard=False)
+    monkeypatch.undo()
+    assert log.read_text() == rows and sorted(p.name for p in tmp_path.iterdir()) == [log.name]
+    MetricsLogger(tmp_path, resume_step=5, tensorboard=False)
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4, 5]

@@ -56,6 +56,7 @@ def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None) -> int
     import json
 
     from dae.theory.complexity import aggregate, plot_curves
+    from dae.train.checkpoint import atomic_write
 
     summaries = []
     for run_dir in runs:
@@ -67,7 +68,7 @@ def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None) -> int
     print(text, end="")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "aggregate.md").write_text(text)
+        atomic_write(out / "aggregate.md", lambda tmp: tmp.write_text(text))
         for run_dir, summary in zip(runs, summaries, strict=False):
             plot_curves(summary, out / f"curves_{run_dir.name}.png")
     return 0

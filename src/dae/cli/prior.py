@@ -115,10 +115,12 @@ def score(args: argparse.Namespace, out: Path) -> None:
 
     from dae.metrics.evaluate import score_samples
     from dae.run import Run
+    from dae.train.checkpoint import atomic_write
 
     data = Run(args.run).config(args.overrides).data
     scores = score_samples(out / "samples.npz", data, args.score, args.reference_split)
-    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    text = json.dumps(scores, indent=2) + "\n"
+    atomic_write(out / "scores.json", lambda tmp: tmp.write_text(text))
     print(json.dumps(scores))
 
 

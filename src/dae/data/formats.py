@@ -289,9 +289,8 @@ def read_image_folder(
             tmp.write_bytes(buf.getvalue())
 
         atomic_write(cache, write)
-        (cache_dir / f"{cache.stem}.json").write_text(
-            json.dumps({"folder": str(folder), "n": len(files)})
-        )
+        about = json.dumps({"folder": str(folder), "n": len(files)})
+        atomic_write(cache_dir / f"{cache.stem}.json", lambda tmp: tmp.write_text(about))
     return images, labels_arr, classes
 
 

@@ -84,7 +84,7 @@ def write_shards(folder: Path, out: Path, per_shard: int = 10_000) -> list[Path]
 
         atomic_write(path, write)
         shards.append(path)
-    (out / "classes.txt").write_text("\n".join(classes) + "\n")
+    atomic_write(out / "classes.txt", lambda tmp: tmp.write_text("\n".join(classes) + "\n"))
     return shards
 
 

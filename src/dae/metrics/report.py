@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
 from dae.train.run_folder import RunFolder
 
@@ -122,7 +123,7 @@ def plot_curves(
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return True
 
@@ -176,7 +177,7 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
     for ax in (h_ax, e_ax, u_ax):
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return True
 
@@ -212,7 +213,7 @@ def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
         if ax.get_legend_handles_labels()[0]:  # a run without this statistic draws no curve
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return True
 
@@ -307,5 +308,5 @@ def write_report(runs: list[Path], out: Path) -> Path:
                 "",
             ]
     md = out / "report.md"
-    md.write_text("\n".join(lines))
+    atomic_write(md, lambda tmp: tmp.write_text("\n".join(lines)))
     return md

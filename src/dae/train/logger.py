@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dae.train.checkpoint import atomic_write
 from dae.train.run_folder import RunFolder
 
 
@@ -31,7 +32,8 @@ class MetricsLogger:
             kept = [
                 line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step
             ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            # atomic: a kill here must not cost the run its history
+            atomic_write(self.path, lambda tmp: tmp.write_text("".join(f"{k}\n" for k in kept)))
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -64,8 +66,6 @@ def rewind_tensorboard(folder: Path, step: int) -> None:
     would see the steps a killed run logged after its checkpoint twice."""
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
     from tensorboard.summary.writer.record_writer import RecordWriter
-
-    from dae.train.checkpoint import atomic_write
 
     for path in sorted(folder.glob("events.out.tfevents.*")):
         events = list(LegacyEventFileLoader(str(path)).Load())
