@@ -194,8 +194,8 @@ class StrictLoader(yaml.SafeLoader):
 
 
 def _preset_hint(path: Path) -> str:
-    """ "; did you mean configs/x.yaml?" for a preset named loosely (`cifar10-kl`, `toy_vae`), from
-    the YAML files of `configs/` beside the path or under the working directory."""
+    """The hint `; did you mean configs/x.yaml?` for a preset named loosely (`cifar10-kl`,
+    `toy_vae`), from the YAML files of `configs/` beside the path or under the working directory."""
     folders = {path.parent / "configs", path.parent, Path("configs")}
     presets = {p for folder in folders if folder.is_dir() for p in folder.glob("*.y*ml")}
     by_stem = {p.stem.replace("-", "_"): p for p in sorted(presets)}

@@ -1,5 +1,6 @@
 """`dae export RUN --format diffusers --out DIR [--ema] [--overwrite]`: a trained image
-autoencoder as a diffusers model folder (`VQModel` / `AutoencoderKL`.from_pretrained(DIR) loads it)."""
+autoencoder as a diffusers model folder (`VQModel` / `AutoencoderKL`.from_pretrained(DIR) loads
+it)."""
 
 from __future__ import annotations
 
