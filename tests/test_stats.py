@@ -79,6 +79,15 @@ def test_degenerate_pairs_are_explicit():
     assert stats.format_p(math.nan) == "n/a"
 
 
+def test_numpy_arrays_are_accepted_like_lists():
+    np = pytest.importorskip("numpy")
+    as_arrays = stats.paired_test(np.array(DRUG1), np.array(DRUG2))
+    assert as_arrays == stats.paired_test(DRUG1, DRUG2)
+    assert stats.summarize(np.array([1.0, 3.0])).mean == 2.0
+    with pytest.raises(ValueError, match="no pairs"):
+        stats.paired_test(np.array([]), np.array([]))
+
+
 def test_summarize_is_mean_and_sample_std():
     s = stats.summarize([2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0])
     assert s.mean == 5.0 and s.std == pytest.approx(math.sqrt(32 / 7))

@@ -29,7 +29,7 @@ class Summary:
 
 def summarize(values: Sequence[float]) -> Summary:
     """Mean ± sample std of `values` (std 0 for a single value)."""
-    if not values:
+    if len(values) == 0:  # not `not values`: a NumPy array has no truth value
         raise ValueError("summarize: no values")
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return Summary(len(values), statistics.fmean(values), std)
@@ -116,7 +116,7 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
     """Paired comparison of `b` against `a` (same index = same seed)."""
     if len(a) != len(b):
         raise ValueError(f"paired_test: {len(a)} vs {len(b)} values; pairs must match by seed")
-    if not a:
+    if len(a) == 0:
         raise ValueError("paired_test: no pairs")
     diffs = [float(y) - float(x) for x, y in zip(a, b)]
     s = summarize(diffs)
