@@ -110,7 +110,7 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
         "OUT": str(tmp_path / "out"),
         "OMP_NUM_THREADS": "1",
         # The H200 default is bf16; on a CPU without native bf16 emulated bf16 runs at 0.3-0.4x,
-        # which made this test most of the suite's time there. auto resolves to fp32 on such a CPU.
+        # which made this test a third of the suite's time there. auto resolves to fp32 on such a CPU.
         "PRECISION": "auto",
     }
     # The wheel folder is for machines without diffusers; here it is installed.
