@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/dae reproduce toy --out runs/toy --overwrite
 
 test: setup
-	DAE_DATA=$${DAE_DATA:-$(abspath ../shared/data)} $(BIN)/python -m pytest
+	DAE_DATA=$${DAE_DATA:-$(abspath ../shared/data)} $(BIN)/python -m pytest -n auto
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
