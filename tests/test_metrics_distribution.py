@@ -99,3 +99,10 @@ def test_psnr_known_value_and_ssim_identity():
     assert psnr(y, x) == pytest.approx(10 * math.log10(4.0 / mse), rel=1e-4)
     assert ssim(x, x) == pytest.approx(1.0, abs=1e-5)
     assert ssim(torch.rand(4, 3, 16, 16) * 2 - 1, x) < 0.2
+    # the written-out PSNR is torchmetrics' (which dae used before), out-of-range input clamped
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    z = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert psnr(z, x) == pytest.approx(
+        float(peak_signal_noise_ratio(z.clamp(-1, 1), x, data_range=2.0)), rel=1e-6
+    )

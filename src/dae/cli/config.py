@@ -9,7 +9,6 @@ import yaml
 
 from dae.cli import add_overrides
 from dae.config import explain, to_dict
-from dae.experiments import load_preset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dae.experiments import load_preset
+
     cfg = load_preset(args.config, args.overrides)
     print(explain(cfg) if args.explain else yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dae.data.download import BASE_URLS, download
+from dae.data.download import BASE_URLS
 from dae.paths import resolve_data_root
 
 
@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from dae.data.download import download
+
     to = args.to or resolve_data_root(None) / args.name
     for path in download(args.name, to, args.base_url):
         print(path)

@@ -7,8 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dae.metrics.evaluate import METRIC_GROUPS, EvalOptions, evaluate_run
-from dae.run import Run
+from dae.metrics import METRIC_GROUPS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dae.metrics.evaluate import EvalOptions, evaluate_run
+    from dae.run import Run
+
     Run(args.run).require()
     opts = EvalOptions(
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],

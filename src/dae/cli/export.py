@@ -9,9 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dae.autoencoder.image import ImageAutoencoder
 from dae.errors import ConfigError, RunFolderError
-from dae.run import Run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +47,9 @@ def export_diffusers(run_dir: Path, out: Path, ema: bool = False, overwrite: boo
 
     The model is saved into a hidden sibling folder first and then renamed onto `out`, so an
     interrupted export leaves `out` as it was."""
+    from dae.autoencoder.image import ImageAutoencoder
+    from dae.run import Run
+
     _check_out(out, overwrite)
     loaded = Run(run_dir).autoencoder("ema" if ema else "final")
     if not isinstance(loaded.model, ImageAutoencoder):

@@ -11,7 +11,6 @@ from dae.cli.reproduce_gan import register_gan
 from dae.cli.reproduce_theory import register_theory
 from dae.config import ConfigError, apply_overrides, from_dict, read_yaml
 from dae.errors import RunFolderError
-from dae.runsafety import check_out_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_toy(args: argparse.Namespace) -> int:
     from dae.reproduce.toy import ToyExperimentConfig
     from dae.reproduce.toy_table import markdown_table, run_table
+    from dae.runsafety import check_out_path
 
     if args.seeds < 2:
         raise ConfigError("--seeds", f"must be >= 2 to report a spread, got {args.seeds}")

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from dae.cli import add_overrides
 from dae.errors import ConfigError
-from dae.experiments import load_config
-from dae.experiments.train import train
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dae.experiments import load_config
+    from dae.experiments.train import train
+
     kind, cfg = load_config(args.config, args.overrides)
     if kind.family != "autoencoder":
         other = "dae train-prior AE_RUN" if kind.family == "prior" else "dae complexity"

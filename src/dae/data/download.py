@@ -8,9 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from dae.data.formats import DataFormatError
-from dae.errors import DownloadError, UnknownNameError
-from dae.train.checkpoint import atomic_write
+from dae.errors import DataFormatError, DownloadError, UnknownNameError
 
 # Published MD5s of the official archives (the same ones torchvision and tfds check).
 CHECKSUMS: dict[str, dict[str, str]] = {
@@ -39,6 +37,8 @@ def md5sum(path: Path) -> str:
 
 def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:
     """Download `url` to `dest` atomically; a checksum mismatch leaves nothing behind."""
+    from dae.train.checkpoint import atomic_write  # imports torch: not at `dae --help`
+
 
     def write(tmp: Path) -> None:
         try:

@@ -22,6 +22,7 @@ from dae.data.images import ImageDataConfig, load_images, load_in_memory
 from dae.data.toy import ToyDataConfig, make_toy_data
 from dae.data.transforms import save_grid, to_float, to_uint8
 from dae.errors import ConfigError, UnknownNameError
+from dae.metrics import METRIC_GROUPS
 from dae.metrics.codebook import codebook_report
 from dae.metrics.diagnostics import latent_diagnostics
 from dae.metrics.features import build_features, default_features, reference_features
@@ -30,8 +31,6 @@ from dae.metrics.knn import knn_accuracy
 from dae.metrics.lipschitz import encoder_decoder_lipschitz
 from dae.metrics.reconstruction import psnr, reconstruct, ssim
 from dae.run import Run
-
-METRIC_GROUPS = ("recon", "fd", "knn", "lipschitz", "codebook", "diagnostics")
 
 
 @dataclass

@@ -6,8 +6,25 @@ a better latent reaches a given error with a smaller decoder (the paper's comple
 distance, measured on images). See docs/probe.md.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from dae.probe.config import ProbeConfig
-from dae.probe.runner import probe_runs
-from dae.probe.runs import freeze_encoder, load_probed_run
+
+# The public names and their modules, imported on first use: `dae probe --help` reads
+# ProbeConfig without importing torch and the training code.
+_LAZY = {
+    "probe_runs": "dae.probe.runner",
+    "freeze_encoder": "dae.probe.runs",
+    "load_probed_run": "dae.probe.runs",
+}
 
 __all__ = ["ProbeConfig", "freeze_encoder", "load_probed_run", "probe_runs"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'dae.probe' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -7,10 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
-
 from dae.config import check, to_dict
-from dae.train.precision import resolve_precision
 
 
 @dataclass
@@ -57,6 +54,10 @@ class ProbeConfig:
         check(self.curve_points <= self.steps, "curve_points", "must be <= steps")
         self.widths = sorted(set(self.widths))
         if self.precision == "auto":
+            import torch  # here, not at import: `dae probe --help` reads these fields
+
+            from dae.train.precision import resolve_precision
+
             # Stored resolved, so the recipe (and probe.json) says which dtype the decoders used
             # and a cache made with `auto` is valid for the same explicit choice.
             self.precision = resolve_precision("auto", torch.device(self.device)).name
