@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,18 @@ def test_flatness_known_value(report):
     assert report.flatness(steps, l1) == pytest.approx(0.2)
 
 
+def test_point_flatness_reads_the_last_20_percent_point_to_point(report):
+    steps = [100 * i for i in range(1, 11)]
+    # a drop before 80 % (step 800) is the windows' gain, not the points'
+    l1 = [1, 1, 1, 1, 1, 1, 0.5, 0.4, 0.4, 0.4]
+    assert report.flatness(steps, l1) == pytest.approx(0.05 / 0.45)
+    # the 3 points nearest step 800 (700, 800, 900: mean 0.4333) against 800-1000 (mean 0.4)
+    assert report.point_flatness(steps, l1) == pytest.approx(1 - 0.4 / (1.3 / 3))
+    l1 = [1, 1, 1, 1, 1, 1, 1, 1, 0.5, 0.5]  # the drop after 80 % counts
+    assert report.point_flatness(steps, l1) == pytest.approx(1 - (2 / 3) / (2.5 / 3))
+    assert math.isnan(report.point_flatness(steps[:5], l1[:5]))  # too few points
+
+
 def test_final_stage_flatness_measures_the_last_stage_alone(report):
     steps = [100 * i for i in range(1, 21)]
     stages = ["stage1"] * 10 + ["stage2"] * 10
@@ -77,6 +90,7 @@ def test_report_pairs_by_seed(report, tmp_path):
     assert dae["paired_l1"]["mean_diff"] == pytest.approx(0.01)  # +0.01, +0.02, 0.00
     assert dae["paired_l1"]["wins"] == 2 and dae["paired_l1"]["ties"] == 1
     assert dae["max_flatness"] == pytest.approx(0.0)  # flat over the last 40 %
+    assert dae["max_point_flatness"] == pytest.approx(0.0)
 
     probe = tmp_path / "probe.json"
     probe.write_text(
