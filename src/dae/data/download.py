@@ -39,7 +39,6 @@ def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:
     """Download `url` to `dest` atomically; a checksum mismatch leaves nothing behind."""
     from dae.train.checkpoint import atomic_write  # imports torch: not at `dae --help`
 
-
     def write(tmp: Path) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as f:
