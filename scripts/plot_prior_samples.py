@@ -1,6 +1,7 @@
 """Side by side, the sample grids of `dae compare-priors` (scripts/study_priors.sh): one row per
 seed folder, one column per latent (joint, DAE), each titled with its FD-classifier score from
-that folder's results.json. docs/results.md uses it for the GPT samples on the converged latents.
+that folder's results.json; the figure is titled by the prior (GPT or DiT) its config names.
+docs/results.md uses it for the GPT and DiT samples on the converged latents.
 
 Usage: python scripts/plot_prior_samples.py PRIORS_SEED_DIR [...] --out FIG.jpg
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from dae.train.checkpoint import atomic_write
 
 LABELS = {"baseline": "joint", "dae": "DAE"}
+PRIORS = {"prior_gpt": "GPT", "prior_dit": "DiT"}
 
 
 def panels(folder: Path) -> list[tuple[Path, str]]:
@@ -33,12 +35,29 @@ def panels(folder: Path) -> list[tuple[Path, str]]:
     return out
 
 
+def prior_name(folder: Path) -> str:
+    """GPT or DiT, from the `kind:` line of the first prior's config.yaml (no YAML parse needed)."""
+    row = json.loads((folder / "results.json").read_text())[0]
+    config = folder / row["run"] / "config.yaml"
+    if not config.is_file():
+        return "prior"
+    for line in config.read_text().splitlines():
+        if line.startswith("kind:"):
+            kind = line.split(":", 1)[1].strip()
+            return PRIORS.get(kind, kind)
+    return "prior"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--title", default="GPT prior samples, each latent through its own decoder")
+    parser.add_argument("--title", help="default: '<GPT|DiT> prior samples, ...'")
     args = parser.parse_args(argv)
+    suptitle = (
+        args.title
+        or f"{prior_name(args.folders[0])} prior samples, each latent through its own decoder"
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         for j, (grid, title) in enumerate(row):
             axes[i, j].imshow(Image.open(grid))
             axes[i, j].set_title(title, fontsize=10)
-    fig.suptitle(args.title, fontsize=11)
+    fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # photographs: JPEG keeps the figure a tenth of a PNG's size

@@ -480,6 +480,9 @@ def test_plot_prior_samples_titles_each_grid_with_its_score_and_names_a_missing_
         "s7, joint: FD-classifier 98.8",
         "s7, DAE: FD-classifier 89.4",
     ]
+    assert ps.prior_name(seed) == "prior"  # no config.yaml to name it
+    (seed / "baseline" / "config.yaml").write_text("kind: prior_dit\nae_run: x\n")
+    assert ps.prior_name(seed) == "DiT"
     out = tmp_path / "fig" / "samples.jpg"
     ps.main([str(seed), "--out", str(out)])
     assert Image.open(out).size[0] > 0
