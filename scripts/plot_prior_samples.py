@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from dae.train.checkpoint import atomic_write
+from dae.train.run_folder import RunFolder
 
 LABELS = {"baseline": "joint", "dae": "DAE"}
 PRIORS = {"prior_gpt": "GPT", "prior_dit": "DiT"}
@@ -36,16 +37,13 @@ def panels(folder: Path) -> list[tuple[Path, str]]:
 
 
 def prior_name(folder: Path) -> str:
-    """GPT or DiT, from the `kind:` line of the first prior's config.yaml (no YAML parse needed)."""
+    """GPT or DiT: the kind in the first prior's config.yaml, read as every run is (RunFolder)."""
     row = json.loads((folder / "results.json").read_text())[0]
-    config = folder / row["run"] / "config.yaml"
-    if not config.is_file():
+    run = RunFolder(folder / row["run"])
+    if not run.exists():
         return "prior"
-    for line in config.read_text().splitlines():
-        if line.startswith("kind:"):
-            kind = line.split(":", 1)[1].strip()
-            return PRIORS.get(kind, kind)
-    return "prior"
+    kind = run.read_config().get("kind", "prior")
+    return PRIORS.get(kind, kind)
 
 
 def main(argv: list[str] | None = None) -> None:
