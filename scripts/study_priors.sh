@@ -6,7 +6,9 @@
 # Usage: scripts/study_priors.sh FAMILY...   Env: RUNS (runs/study), OUT (runs/priors), SEEDS (3),
 # SEED0 (0), JOBS (2), STEPS (1500), N (2000), PRIOR_ARGS (extra --set overrides of the prior),
 # DIT_SAMPLE_STEPS (DDPM steps of the DiT's sampler, 100), DIT_EMA (its EMA decay, 0.99),
-# SCORE (feature net of the sample scores; default classifier:<dataset>, none: no scores).
+# SCORE (feature net of the sample scores; default classifier:<dataset>, none: no scores),
+# PRIOR_SEED (the priors' training and sampling seed; default: the autoencoders' seed. Another
+# value, into another OUT, retrains the priors on the same latents: the prior's own noise).
 # Re-running skips finished seeds, leaves one that another invocation trains (flock on
 # OUT/<family>/s<seed>.lock) to it, and resumes the rest (compare-priors' own resume).
 set -euo pipefail
@@ -42,9 +44,10 @@ one() {  # family seed
   pair_job "$out" "$base" "$dae" || return 0
   # shellcheck disable=SC2086
   $DAE compare-priors "$base" "$dae" "$preset" --out "$out" --n "$N" \
-    --score "${SCORE:-classifier:$data}" --seed "$seed" --set data.name=$data --set train.seed=$seed $args > "$out.log" 2>&1 \
+    --score "${SCORE:-classifier:$data}" --seed "${PRIOR_SEED:-$seed}" --set data.name=$data \
+    --set train.seed="${PRIOR_SEED:-$seed}" $args > "$out.log" 2>&1 \
     || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }
-export -f one; export RUNS OUT N GPT DIT DAE SCORE
+export -f one; export RUNS OUT N GPT DIT DAE SCORE PRIOR_SEED
 per_seed "$@"

@@ -116,3 +116,35 @@ def test_study_cpu_trains_one_arm_alone(tmp_path, data_root, only, arm):
     for name in trained:
         chosen = json.loads((tmp_path / "study" / name / "precision.json").read_text())
         assert (chosen["requested"], chosen["name"]) == ("auto", "fp32")
+
+
+@pytest.mark.parametrize(("prior_seed", "expected"), [(None, "7"), ("101", "101")])
+def test_study_priors_prior_seed(tmp_path, prior_seed, expected):
+    """PRIOR_SEED retrains the priors on the same latents with another seed (the prior's own
+    noise); unset, the priors take the autoencoders' seed. A stand-in for `dae` records the
+    compare-priors call, so no prior trains."""
+    runs = tmp_path / "runs"
+    for arm in ("baseline", "dae-a"):
+        (runs / f"cifar10-vq-{arm}-s7").mkdir(parents=True)
+        (runs / f"cifar10-vq-{arm}-s7" / "model.safetensors").write_bytes(b"")
+    fake = tmp_path / "dae"
+    fake.write_text(
+        '#!/usr/bin/env bash\nwhile [[ $1 != --out ]]; do shift; done\nmkdir -p "$2"\n'
+        'printf "%s\\n" "$@" > "$2/args.txt"\necho "{}" > "$2/results.json"\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "DAE": str(fake), "RUNS": str(runs), "OUT": str(tmp_path / "priors")}
+    env.update({"SEED0": "7", "SEEDS": "1", "JOBS": "1"})
+    env.pop("PRIOR_SEED", None)
+    if prior_seed is not None:
+        env["PRIOR_SEED"] = prior_seed
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/study_priors.sh"), "cifar10-vq"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and "FAILED" not in proc.stdout, proc.stdout + proc.stderr
+    args = (tmp_path / "priors" / "cifar10-vq" / "s7" / "args.txt").read_text().split()
+    assert args[args.index("--seed") + 1] == expected
+    assert f"train.seed={expected}" in args
