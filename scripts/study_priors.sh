@@ -40,12 +40,13 @@ one() {  # family seed
   esac
   data=${fam%%-*}
   local out=$OUT/$fam/s$seed base=$RUNS/$fam-baseline-s$seed dae=$RUNS/$fam-dae-a-s$seed
+  local prior_seed=${PRIOR_SEED:-$seed}
   if [[ -f $out/results.json ]]; then echo "done: $out"; return; fi
   pair_job "$out" "$base" "$dae" || return 0
   # shellcheck disable=SC2086
   $DAE compare-priors "$base" "$dae" "$preset" --out "$out" --n "$N" \
-    --score "${SCORE:-classifier:$data}" --seed "${PRIOR_SEED:-$seed}" --set data.name=$data \
-    --set train.seed="${PRIOR_SEED:-$seed}" $args > "$out.log" 2>&1 \
+    --score "${SCORE:-classifier:$data}" --seed "$prior_seed" --set data.name=$data \
+    --set train.seed="$prior_seed" $args > "$out.log" 2>&1 \
     || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }
