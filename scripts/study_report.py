@@ -7,7 +7,9 @@ prior scores, and with eval.json files in the runs (`dae evaluate --metrics
 recon,codebook,diagnostics`) the latent diagnostics, each paired by seed against the baseline.
 
 With `--priors DIR/results.json` (scripts/study_priors.sh) it adds the priors' sample scores
-(GPT on VQ codes, DiT on KL latents).
+(GPT on VQ codes, DiT on KL latents). Several results.json for one seed (priors trained again
+with another PRIOR_SEED) are averaged per seed before the paired test, and a table gives how much
+a score moves when the prior is trained again.
 
 Usage: python scripts/study_report.py runs/study --out runs/study/report [--probe P/probe.json]
        [--priors Q/results.json]
@@ -343,21 +345,94 @@ def probe_match(probe: Path, run: dict, root: Path) -> re.Match | None:
     return None
 
 
-def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> str:
-    """Paired tables of the probe (per decoder width, prior), of the priors' samples
-    (`dae compare-priors` results.json) and of eval.json diagnostics."""
-    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    for result in priors:
+def prior_draws(priors: list[Path]) -> dict:
+    """{(family, seed): [{variant: {label: value}}, one per results.json]}. Several files for one
+    seed are priors trained again on the same latents (scripts/study_priors.sh PRIOR_SEED); a
+    file named twice (overlapping globs) counts once."""
+    draws: dict = defaultdict(list)
+    for result in dict.fromkeys(p.resolve() for p in priors):
+        per_seed: dict = defaultdict(lambda: defaultdict(dict))
         for row in json.loads(result.read_text()):
             m = RUN.match(Path(row["ae_run"]).name)
             if not m:
                 continue
-            cell = values[m["family"]][m["variant"]][int(m["seed"])]
+            prior = "DiT" if m["family"].endswith("-kl") else "GPT"
             for key, value in row.items():
                 # a score's own spread over sample splits (`_std`) is not a measure to pair
                 if isinstance(value, (int, float)) and key != "n" and not key.endswith("_std"):
-                    prior = "DiT" if m["family"].endswith("-kl") else "GPT"
-                    cell[f"{prior} prior, {row['n']} samples: {key}"] = value
+                    label = f"{prior} prior, {row['n']} samples: {key}"
+                    per_seed[(m["family"], int(m["seed"]))][m["variant"]][label] = value
+        for key, arms in per_seed.items():
+            draws[key].append(arms)
+    return draws
+
+
+def pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
+    """The pooled within-group sd and its degrees of freedom (groups of one add nothing)."""
+    groups = [g for g in groups if len(g) > 1]
+    df = sum(len(g) - 1 for g in groups)
+    if not df:
+        return math.nan, 0
+    return math.sqrt(sum(float(np.sum((np.array(g) - np.mean(g)) ** 2)) for g in groups) / df), df
+
+
+def prior_noise(draws: dict, variant: str = "dae-a") -> str:
+    """How much the priors' scores move when a prior is trained again on the same latent: the
+    pooled sd of one score and of a seed's DAE - baseline difference, over the priors of each
+    seed. Empty when no seed has more than one prior."""
+    lines = []
+    for family in sorted({f for f, _ in draws}):
+        seeds = {s: d for (f, s), d in draws.items() if f == family and len(d) > 1}
+        if not seeds:
+            continue
+        labels = sorted({k for d in seeds.values() for arms in d for v in arms.values() for k in v})
+        rows = []
+        for label in labels:
+            scores = [
+                [arms[v][label] for arms in d if label in arms.get(v, {})]
+                for d in seeds.values()
+                for v in ("baseline", variant)
+            ]
+            diffs = [
+                [
+                    arms[variant][label] - arms["baseline"][label]
+                    for arms in d
+                    if label in arms.get(variant, {}) and label in arms.get("baseline", {})
+                ]
+                for d in seeds.values()
+            ]
+            sd, df = pooled_sd(scores)
+            dsd, ddf = pooled_sd(diffs)
+            if df:
+                rows.append(f"| {label} | {sd:.3g} ({df} df) | {dsd:.3g} ({ddf} df) |")
+        counts = ", ".join(f"s{s}: {len(d)}" for s, d in sorted(seeds.items()))
+        lines += [
+            f"### {family}: the priors trained again on the same latents ({counts} priors)",
+            "",
+            "The paired tables above take each seed's mean over its priors.",
+            "",
+            "| measure | pooled sd of one score | pooled sd of a seed's DAE − baseline |",
+            "|---|---:|---:|",
+            *rows,
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> str:
+    """Paired tables of the probe (per decoder width, prior), of the priors' samples
+    (`dae compare-priors` results.json; a seed's several priors averaged) and of eval.json
+    diagnostics."""
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    draws = prior_draws(priors)
+    for (family, seed), seed_draws in draws.items():
+        for variant in {v for arms in seed_draws for v in arms}:
+            cell = values[family][variant][seed]
+            for label in {k for arms in seed_draws for k in arms.get(variant, {})}:
+                got = [
+                    arms[variant][label] for arms in seed_draws if label in arms.get(variant, {})
+                ]
+                cell[label] = float(np.mean(got))
     for probe in probes:
         for run in json.loads(probe.read_text())["runs"]:
             m = probe_match(probe, run, root)
@@ -395,7 +470,7 @@ def probe_and_eval(root: Path, probes: list[Path], priors: list[Path] = ()) -> s
                 *rows,
                 "",
             ]
-    return "\n".join(lines)
+    return "\n".join(lines + [prior_noise(draws)])
 
 
 def plot(runs: dict, path: Path) -> None:

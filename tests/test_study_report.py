@@ -124,6 +124,36 @@ def test_report_pairs_by_seed(report, tmp_path):
     assert "| GPT prior, 100 samples: fd | 10.5 ± 0.71 | 7.5 ± 0.71 | -3 " in text
 
 
+def test_priors_trained_again_are_averaged_per_seed(report, tmp_path):
+    """Two results.json for the same seeds (a prior trained again with another PRIOR_SEED): the
+    paired test takes each seed's mean, and the noise table pools the spread over the priors. A
+    file named twice counts once."""
+    runs = tmp_path / "study"
+    for v in ("baseline", "dae-a"):
+        for s in (0, 1):
+            write_run(runs, f"cifar10-kl-{v}-s{s}", [0.1] * 10)
+    files = []
+    for i, base in enumerate((10.0, 12.0)):
+        f = tmp_path / f"p{i}" / "results.json"
+        f.parent.mkdir()
+        rows = [
+            {"run": v, "ae_run": str(runs / f"cifar10-kl-{v}-s{s}"), "n": 50, "fd": fd + s}
+            for v, fd in (("baseline", base), ("dae-a", 7.0))
+            for s in (0, 1)
+        ]
+        f.write_text(json.dumps(rows))
+        files.append(f)
+    text = report.probe_and_eval(runs, [], [files[0], files[1], files[0]])
+    # baseline 11 and 12 (means of 10/12 and 11/13), DAE 7 and 8: -4 on both seeds
+    assert "| DiT prior, 50 samples: fd | 11.5 ± 0.71 | 7.5 ± 0.71 | -4 " in text
+    assert "(s0: 2, s1: 2 priors)" in text
+    # one score: baseline groups {10, 12}, {11, 13}, DAE {7, 7}, {8, 8}: SS 4 over 4 df -> 1;
+    # a difference: {-3, -5} on each seed: SS 4 over 2 df -> sqrt 2
+    assert "| DiT prior, 50 samples: fd | 1 (4 df) | 1.41 (2 df) |" in text
+    # one prior a seed: no noise table
+    assert "trained again" not in report.probe_and_eval(runs, [], [files[0]])
+
+
 def test_decoder_step_table_aligns_stage_two(report, tmp_path):
     runs = tmp_path / "study"
     for seed in (0, 1):
