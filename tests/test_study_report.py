@@ -1,5 +1,6 @@
-"""scripts/study_report.py and study_arms.py on synthetic run folders: flatness, paired tables,
-probe and priors, arms of one study against each other."""
+"""scripts/study_report.py, study_arms.py and plot_probe_gap.py on synthetic run folders:
+flatness, paired tables, probe and priors, arms of one study against each other, the probe's gap
+by decoder width."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def report():
 @pytest.fixture(scope="module")
 def arms():
     return load_script("study_arms")
+
+
+@pytest.fixture(scope="module")
+def gap():
+    return load_script("plot_probe_gap")
 
 
 def write_run(root: Path, name: str, l1: list[float], stages: list[str] | None = None) -> Path:
@@ -559,3 +565,50 @@ def test_fd_noise_scores_samples_and_real_chunks_end_to_end(data_root, tmp_path,
     assert "| noise | 600 |" in (tmp_path / "out/fd_noise.md").read_text()
     with pytest.raises(SystemExit):
         fdn.main(["--real", "test", "--split", "test"])  # chunks of the reference itself
+
+
+def write_probe(path: Path, psnr: dict[tuple[str, int], dict[float, float]], steps: int) -> Path:
+    """A probe.json of `dae probe`: {(variant, seed): {width: test PSNR}} of mnist-vq runs."""
+    runs = [
+        {
+            "run": {"name": f"mnist-vq-{v}-s{s}"},
+            "decoders": [{"width": w, "test": {"psnr": x}} for w, x in by_width.items()],
+        }
+        for (v, s), by_width in psnr.items()
+    ]
+    config = {"steps": steps, "lr": 6e-4, "batch_size": 32, "seed": 0, "n": 1000}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": config, "runs": runs}))
+    return path
+
+
+def test_probe_gap_by_width(gap, tmp_path):
+    """Two probes of one study (the full width in one, the narrow widths in the other) join by
+    seed; the gap is DAE minus the baseline of the same seed, tested against zero; a probe with
+    another decoder recipe is refused, not mixed in."""
+    study = tmp_path / "study"
+    study.mkdir()
+    full = write_probe(
+        tmp_path / "full/probe.json",
+        {("baseline", 0): {1.0: 25.0}, ("dae-a", 0): {1.0: 24.5},
+         ("baseline", 1): {1.0: 26.0}, ("dae-a", 1): {1.0: 25.7}},
+        steps=4000,
+    )  # fmt: skip
+    narrow = write_probe(
+        tmp_path / "narrow/probe.json",
+        {("baseline", 0): {0.25: 20.0}, ("dae-a", 0): {0.25: 21.0},
+         ("baseline", 1): {0.25: 20.5}, ("dae-a", 1): {0.25: 21.3},
+         ("baseline", 2): {0.25: 20.0}},  # no DAE partner: left out
+        steps=4000,
+    )  # fmt: skip
+    gaps = gap.width_gaps(study, [full, narrow], "dae-a")
+    assert gaps == {0.25: {0: 1.0, 1: pytest.approx(0.8)}, 1.0: {0: -0.5, 1: pytest.approx(-0.3)}}
+    text = gap.table({"toy": gaps})
+    # t = 0.9 / 0.1 and -0.4 / 0.1 on 1 df: p = 1 - 2 atan(|t|) / pi
+    assert "| toy | 0.25 | +0.90 | 0.0704 | 2/2 |" in text
+    assert "| toy | 1 | -0.40 | 0.156 | 0/2 |" in text
+    gap.plot({"toy": gaps}, tmp_path / "gap.png")
+    assert (tmp_path / "gap.png").stat().st_size > 0
+    short = write_probe(tmp_path / "short/probe.json", {("dae-a", 0): {0.5: 22.0}}, steps=1000)
+    with pytest.raises(ValueError, match="different decoder recipes"):
+        gap.width_gaps(study, [full, short], "dae-a")

@@ -1,0 +1,144 @@
+"""DAE's latent against the joint model's, by the width of the fresh decoder that reads it: for
+each study, the probe's test PSNR of DAE's latent minus the baseline's of the same seed, at each
+probed width, with a paired t-test over the seeds. The paper's complexity claim predicts a gap
+that grows in DAE's favour as the decoder narrows; one line per study, one dot per seed.
+
+Usage: python scripts/plot_probe_gap.py --out FIG.png [--variant dae-a]
+         --study LABEL STUDY_DIR PROBE.json [PROBE.json ...]   (one --study per study)
+It prints the table in markdown (and writes it beside FIG as .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dae.metrics.stats import format_p, paired_test
+from dae.train.checkpoint import atomic_write
+
+# scripts/ is not a package: the sibling report module (its probe parsing) by its folder
+sys.path.insert(0, str(Path(__file__).parent))
+import study_report as report  # noqa: E402
+
+# what a decoder's score depends on besides its width: probes that differ here do not compare
+RECIPE = ("steps", "lr", "batch_size", "seed", "n", "precision")
+
+
+def check_recipe(probes: list[Path]) -> None:
+    """The probes of one study must train their decoders alike (a 1,000-step probe's width 0.25
+    beside a 4,000-step probe's width 1 would read as a width effect)."""
+    recipes = {}
+    for probe in probes:
+        config = json.loads(probe.read_text()).get("config", {})
+        recipes[probe] = tuple(config.get(k) for k in RECIPE)
+    if len(set(recipes.values())) > 1:
+        listed = "; ".join(f"{p}: {dict(zip(RECIPE, r))}" for p, r in recipes.items())
+        raise ValueError(f"the probes of one study use different decoder recipes: {listed}")
+
+
+def width_gaps(root: Path, probes: list[Path], variant: str) -> dict[float, dict[int, float]]:
+    """{width: {seed: DAE - baseline probe PSNR}} over the seeds probed in both arms. One family
+    a study: a study folder with two would mix their widths."""
+    check_recipe(probes)
+    seeded = report.probe_psnr(probes, root)
+    families = {f for f, v in seeded if v == variant}
+    if len(families) != 1:
+        raise ValueError(f"{root}: the probes give {len(families)} families with {variant}, not 1")
+    family = families.pop()
+    base, dae = seeded.get((family, "baseline"), {}), seeded[family, variant]
+    gaps = {}
+    for width in sorted(set(base) & set(dae)):
+        seeds = sorted(set(base[width]) & set(dae[width]))
+        if seeds:
+            gaps[width] = {s: dae[width][s] - base[width][s] for s in seeds}
+    if not gaps:
+        raise ValueError(f"{root}: no width probed in both the baseline and {variant}")
+    return gaps
+
+
+def table(studies: dict[str, dict[float, dict[int, float]]]) -> str:
+    rows = [
+        "| study | decoder width | DAE − joint, probe PSNR (dB) | paired t-test | seeds DAE ahead |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, gaps in studies.items():
+        for width, by_seed in gaps.items():
+            values = list(by_seed.values())
+            if len(values) > 1:
+                test = paired_test(np.zeros(len(values)), values)
+                p = format_p(test.t_p)
+            else:
+                p = "–"
+            ahead = sum(v > 0 for v in values)
+            rows.append(
+                f"| {label} | {width:g} | {np.mean(values):+.2f} | {p} | {ahead}/{len(values)} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+def plot(studies: dict[str, dict[float, dict[int, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.axhline(0, color="grey", lw=0.8)
+    for i, (label, gaps) in enumerate(studies.items()):
+        colour = f"C{i}"
+        widths = list(gaps)
+        # a small sideways offset per study keeps the seeds' dots of two studies apart
+        shift = 2 ** (0.04 * (i - (len(studies) - 1) / 2))
+        for w in widths:
+            ax.scatter([w * shift] * len(gaps[w]), list(gaps[w].values()), color=colour, s=12)
+        n = min(len(gaps[w]) for w in widths)
+        ax.plot(
+            [w * shift for w in widths],
+            [np.mean(list(gaps[w].values())) for w in widths],
+            color=colour,
+            marker="o",
+            label=f"{label} ({n} seed{'s' if n != 1 else ''})",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("fresh decoder width (fraction of the run's ch)")
+    ax.set_ylabel("DAE − joint, probe test PSNR (dB)")
+    ax.set_title("Which latent a narrower decoder reads better (mean line, seeds as dots)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="the figure (.png)")
+    ap.add_argument("--variant", default="dae-a", help="the DAE arm (study name's variant)")
+    ap.add_argument(
+        "--study",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="LABEL STUDY_DIR PROBE.json",
+        help="a label, the study folder and its probe.json files",
+    )
+    args = ap.parse_args()
+    studies = {}
+    for label, root, *probes in args.study:
+        if not probes:
+            ap.error(f"--study {label}: give the study folder and at least one probe.json")
+        try:
+            studies[label] = width_gaps(Path(root), [Path(p) for p in probes], args.variant)
+        except (ValueError, FileNotFoundError) as err:
+            ap.error(str(err))
+    text = table(studies)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    plot(studies, args.out)
+    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(text))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
