@@ -3,7 +3,7 @@ each study, the probe's test PSNR of DAE's latent minus the baseline's of the sa
 probed width, with a paired t-test over the seeds. The paper's complexity claim predicts a gap
 that grows in DAE's favour as the decoder narrows; one line per study, one dot per seed.
 
-Usage: python scripts/plot_probe_gap.py --out FIG.png [--variant dae-a]
+Usage: python scripts/plot_probe_gap.py --out FIG.png [--variant dae-a] [--allow KEY]
          --study LABEL STUDY_DIR PROBE.json [PROBE.json ...]   (one --study per study)
 It prints the table in markdown (and writes it beside FIG as .md).
 """
@@ -28,22 +28,29 @@ import study_report as report  # noqa: E402
 RECIPE = ("steps", "lr", "batch_size", "seed", "n", "precision")
 
 
-def check_recipe(probes: list[Path]) -> None:
+def check_recipe(probes: list[Path], allow: tuple[str, ...] = ()) -> None:
     """The probes of one study must train their decoders alike (a 1,000-step probe's width 0.25
-    beside a 4,000-step probe's width 1 would read as a width effect)."""
+    beside a 4,000-step probe's width 1 would read as a width effect), but for the keys in
+    `allow`, differences the user has accepted (say bf16 against fp32 rounding)."""
+    keys = [k for k in RECIPE if k not in allow]
     recipes = {}
     for probe in probes:
         config = json.loads(probe.read_text()).get("config", {})
-        recipes[probe] = tuple(config.get(k) for k in RECIPE)
+        recipes[probe] = tuple(config.get(k) for k in keys)
     if len(set(recipes.values())) > 1:
-        listed = "; ".join(f"{p}: {dict(zip(RECIPE, r))}" for p, r in recipes.items())
-        raise ValueError(f"the probes of one study use different decoder recipes: {listed}")
+        listed = "; ".join(f"{p}: {dict(zip(keys, r))}" for p, r in recipes.items())
+        raise ValueError(
+            f"the probes of one study use different decoder recipes ({listed}); --allow KEY "
+            "accepts a difference in KEY"
+        )
 
 
-def width_gaps(root: Path, probes: list[Path], variant: str) -> dict[float, dict[int, float]]:
+def width_gaps(
+    root: Path, probes: list[Path], variant: str, allow: tuple[str, ...] = ()
+) -> dict[float, dict[int, float]]:
     """{width: {seed: DAE - baseline probe PSNR}} over the seeds probed in both arms. One family
     a study: a study folder with two would mix their widths."""
-    check_recipe(probes)
+    check_recipe(probes, allow)
     seeded = report.probe_psnr(probes, root)
     families = {f for f, v in seeded if v == variant}
     if len(families) != 1:
@@ -124,13 +131,21 @@ def main() -> None:
         metavar="LABEL STUDY_DIR PROBE.json",
         help="a label, the study folder and its probe.json files",
     )
+    ap.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        choices=RECIPE,
+        help="a recipe key whose difference between the probes of a study is accepted",
+    )
     args = ap.parse_args()
     studies = {}
     for label, root, *probes in args.study:
         if not probes:
             ap.error(f"--study {label}: give the study folder and at least one probe.json")
         try:
-            studies[label] = width_gaps(Path(root), [Path(p) for p in probes], args.variant)
+            paths = [Path(p) for p in probes]
+            studies[label] = width_gaps(Path(root), paths, args.variant, tuple(args.allow))
         except (ValueError, FileNotFoundError) as err:
             ap.error(str(err))
     text = table(studies)

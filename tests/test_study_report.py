@@ -612,3 +612,6 @@ def test_probe_gap_by_width(gap, tmp_path):
     short = write_probe(tmp_path / "short/probe.json", {("dae-a", 0): {0.5: 22.0}}, steps=1000)
     with pytest.raises(ValueError, match="different decoder recipes"):
         gap.width_gaps(study, [full, short], "dae-a")
+    # a difference the user accepts by name passes (here the steps: for the test's sake)
+    gaps = gap.width_gaps(study, [full, short], "dae-a", allow=("steps",))
+    assert gaps == {1.0: {0: -0.5, 1: pytest.approx(-0.3)}}  # 0.5: no baseline, left out
