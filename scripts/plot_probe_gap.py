@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -47,32 +48,43 @@ def check_recipe(probes: list[Path], allow: tuple[str, ...] = ()) -> None:
 
 def width_gaps(
     root: Path, probes: list[Path], variant: str, allow: tuple[str, ...] = ()
-) -> dict[float, dict[int, float]]:
-    """{width: {seed: DAE - baseline probe PSNR}} over the seeds probed in both arms. One family
-    a study: a study folder with two would mix their widths."""
+) -> tuple[dict[float, dict[int, float]], dict[float, int]]:
+    """({width: {seed: DAE - baseline probe PSNR}} over the seeds probed in both arms, {width:
+    fresh decoders a run}). Probes of one run at one width with other decoder seeds (`--allow
+    seed`) are averaged: a narrow decoder's init moves its score. One family a study: a study
+    folder with two would mix their widths."""
     check_recipe(probes, allow)
-    seeded = report.probe_psnr(probes, root)
-    families = {f for f, v in seeded if v == variant}
+    report.probe_psnr(probes, root)  # its check: one run (by weights) under each study name
+    psnr: dict = defaultdict(list)  # (family, variant, width, seed) -> one PSNR a probe
+    for probe in probes:
+        for (family, arm), by_width in report.probe_psnr([probe], root).items():
+            for width, by_seed in by_width.items():
+                for seed, value in by_seed.items():
+                    psnr[family, arm, width, seed].append(value)
+    families = {k[0] for k in psnr if k[1] == variant}
     if len(families) != 1:
         raise ValueError(f"{root}: the probes give {len(families)} families with {variant}, not 1")
     family = families.pop()
-    base, dae = seeded.get((family, "baseline"), {}), seeded[family, variant]
-    gaps = {}
-    for width in sorted(set(base) & set(dae)):
-        seeds = sorted(set(base[width]) & set(dae[width]))
-        if seeds:
-            gaps[width] = {s: dae[width][s] - base[width][s] for s in seeds}
+    gaps: dict = defaultdict(dict)
+    decoders: dict = {}
+    for (fam, arm, width, seed), dae in sorted(psnr.items()):
+        base = psnr.get((fam, "baseline", width, seed))
+        if fam != family or arm != variant or not base:
+            continue
+        gaps[width][seed] = float(np.mean(dae) - np.mean(base))
+        decoders[width] = min(decoders.get(width, len(dae)), len(dae), len(base))
     if not gaps:
         raise ValueError(f"{root}: no width probed in both the baseline and {variant}")
-    return gaps
+    return dict(sorted(gaps.items())), decoders
 
 
-def table(studies: dict[str, dict[float, dict[int, float]]]) -> str:
+def table(studies: dict[str, tuple[dict, dict]]) -> str:
     rows = [
-        "| study | decoder width | DAE − joint, probe PSNR (dB) | paired t-test | seeds DAE ahead |",
-        "|---|---:|---:|---:|---:|",
+        "| study | decoder width | fresh decoders a run | DAE − joint, probe PSNR (dB) "
+        "| paired t-test | seeds DAE ahead |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, gaps in studies.items():
+    for label, (gaps, decoders) in studies.items():
         for width, by_seed in gaps.items():
             values = list(by_seed.values())
             if len(values) > 1:
@@ -82,12 +94,13 @@ def table(studies: dict[str, dict[float, dict[int, float]]]) -> str:
                 p = "–"
             ahead = sum(v > 0 for v in values)
             rows.append(
-                f"| {label} | {width:g} | {np.mean(values):+.2f} | {p} | {ahead}/{len(values)} |"
+                f"| {label} | {width:g} | {decoders[width]} | {np.mean(values):+.2f} | {p} "
+                f"| {ahead}/{len(values)} |"
             )
     return "\n".join(rows) + "\n"
 
 
-def plot(studies: dict[str, dict[float, dict[int, float]]], path: Path) -> None:
+def plot(studies: dict[str, tuple[dict, dict]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,7 +108,7 @@ def plot(studies: dict[str, dict[float, dict[int, float]]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.axhline(0, color="grey", lw=0.8)
-    for i, (label, gaps) in enumerate(studies.items()):
+    for i, (label, (gaps, _)) in enumerate(studies.items()):
         colour = f"C{i}"
         widths = list(gaps)
         # a small sideways offset per study keeps the seeds' dots of two studies apart

@@ -601,17 +601,33 @@ def test_probe_gap_by_width(gap, tmp_path):
          ("baseline", 2): {0.25: 20.0}},  # no DAE partner: left out
         steps=4000,
     )  # fmt: skip
-    gaps = gap.width_gaps(study, [full, narrow], "dae-a")
+    gaps, decoders = gap.width_gaps(study, [full, narrow], "dae-a")
     assert gaps == {0.25: {0: 1.0, 1: pytest.approx(0.8)}, 1.0: {0: -0.5, 1: pytest.approx(-0.3)}}
-    text = gap.table({"toy": gaps})
+    assert decoders == {0.25: 1, 1.0: 1}
+    text = gap.table({"toy": (gaps, decoders)})
     # t = 0.9 / 0.1 and -0.4 / 0.1 on 1 df: p = 1 - 2 atan(|t|) / pi
-    assert "| toy | 0.25 | +0.90 | 0.0704 | 2/2 |" in text
-    assert "| toy | 1 | -0.40 | 0.156 | 0/2 |" in text
-    gap.plot({"toy": gaps}, tmp_path / "gap.png")
+    assert "| toy | 0.25 | 1 | +0.90 | 0.0704 | 2/2 |" in text
+    assert "| toy | 1 | 1 | -0.40 | 0.156 | 0/2 |" in text
+    gap.plot({"toy": (gaps, decoders)}, tmp_path / "gap.png")
     assert (tmp_path / "gap.png").stat().st_size > 0
     short = write_probe(tmp_path / "short/probe.json", {("dae-a", 0): {0.5: 22.0}}, steps=1000)
     with pytest.raises(ValueError, match="different decoder recipes"):
         gap.width_gaps(study, [full, short], "dae-a")
     # a difference the user accepts by name passes (here the steps: for the test's sake)
-    gaps = gap.width_gaps(study, [full, short], "dae-a", allow=("steps",))
+    gaps, _ = gap.width_gaps(study, [full, short], "dae-a", allow=("steps",))
     assert gaps == {1.0: {0: -0.5, 1: pytest.approx(-0.3)}}  # 0.5: no baseline, left out
+    # a second decoder seed at width 1 (allowed by name): each arm's two decoders averaged
+    other = write_probe(
+        tmp_path / "d1/probe.json",
+        {("baseline", 0): {1.0: 24.0}, ("dae-a", 0): {1.0: 24.7}},
+        steps=4000,
+    )
+    config = json.loads(other.read_text())
+    config["config"]["seed"] = 1
+    other.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="different decoder recipes"):
+        gap.width_gaps(study, [full, other], "dae-a")
+    gaps, decoders = gap.width_gaps(study, [full, other], "dae-a", allow=("seed",))
+    # seed 0: DAE (24.5 + 24.7) / 2 - baseline (25 + 24) / 2 = +0.1; seed 1: one decoder
+    assert gaps[1.0] == {0: pytest.approx(0.1), 1: pytest.approx(-0.3)}
+    assert decoders == {1.0: 1}  # the fewest a run has
