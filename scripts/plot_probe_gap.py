@@ -126,7 +126,10 @@ def plot(studies: dict[str, tuple[dict, dict]], path: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("fresh decoder width (fraction of the run's ch)")
     ax.set_ylabel("DAE − joint, probe test PSNR (dB)")
-    ax.set_title("Which latent a narrower decoder reads better (mean line, seeds as dots)")
+    ax.set_title(
+        "Which latent a narrower decoder reads better\n(line: mean over seeds; dots: seeds)",
+        fontsize=10,
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
