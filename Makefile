@@ -3,13 +3,17 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Empty: torch comes from pip's own sources (here a local CPU wheel). Elsewhere PyPI's Linux wheel
+# is the CUDA build; TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU one instead.
+TORCH_INDEX ?=
 
 .PHONY: setup demo test lint clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints-cpu.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints-cpu.txt \
+	    $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/pip install -q -c constraints-cpu.txt -e ".[dev]"
 	touch $(STAMP)
 

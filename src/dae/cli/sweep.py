@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="sweep folder")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs in parallel (above 1, one thread each)"
+    )
     parser.add_argument(
         "--steps", type=int, help="step budget S (default: the preset's train.steps)"
     )

@@ -31,7 +31,9 @@ class ToyExperimentConfig:
     model: ToyVAEConfig = field(default_factory=ToyVAEConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    # fp32 as in configs/toy_vae.yaml: a 27-MFLOP step is overhead-bound, so `auto`'s bf16 on a
+    # bf16 CPU costs time and would make `make demo`'s table depend on the machine.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(precision="fp32"))
     eval: ToyEvalConfig = field(default_factory=ToyEvalConfig)
 
     def __post_init__(self) -> None:
