@@ -83,6 +83,10 @@ def test_train_export_and_load_in_diffusers(tmp_path, kind, diffusers_cls):
     again = diffusers_cls.from_pretrained(str(out))
     assert torch.equal(again.decoder.conv_out.weight, ema.decoder.conv_out.weight)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    # --overwrite replaces the whole folder, so a file of the user's in it makes it refused
+    (out / "NOTES.md").write_text("mine")
+    assert main(["export", str(run), "--out", str(out), "--overwrite"]) == 1
+    assert (out / "NOTES.md").read_text() == "mine" and (out / "config.json").is_file()
 
 
 def test_implicit_codebook_run_refuses_diffusers_export_in_one_line(tmp_path, capsys):

@@ -47,19 +47,25 @@ def _last_step(run) -> int:
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
 
 
-def test_compare_priors_retrains_when_config_or_autoencoder_change(tmp_path, image_folder):
+def test_compare_priors_retrains_when_config_or_autoencoder_change(tmp_path, image_folder, capsys):
     base, dae = (_train_ae(tmp_path, image_folder, m, m) for m in ("baseline", "dae"))
     cmp = tmp_path / "cmp"
     args = ["compare-priors", base, dae, GPT, "--out", str(cmp), "--n", "2", "--score", "none"]
     assert main(args + _sets(image_folder)) == 0
     assert _last_step(cmp / "dae") == 4
-    # Other steps: the old priors are not reused under the new config.
-    assert main(args + _sets(image_folder, "train.steps=6")) == 0
+    # Other steps: the old priors are not reused under the new config, nor replaced unasked.
+    weights = (cmp / "baseline" / "model.safetensors").read_bytes()
+    assert main(args + _sets(image_folder, "train.steps=6")) == 1
+    assert "train.steps: 4 in the run, 6 now); pass --overwrite" in capsys.readouterr().err
+    assert (cmp / "baseline" / "model.safetensors").read_bytes() == weights
+    assert _last_step(cmp / "dae") == 4
+    assert main(args + _sets(image_folder, "train.steps=6") + ["--overwrite"]) == 0
     assert _last_step(cmp / "dae") == 6
     assert yaml.safe_load((cmp / "dae" / "config.yaml").read_text())["train"]["steps"] == 6
     # The AE runs swapped: each prior is retrained on its new autoencoder's latents.
     swapped = ["compare-priors", dae, base, *args[3:]]
-    assert main(swapped + _sets(image_folder, "train.steps=6")) == 0
+    assert main(swapped + _sets(image_folder, "train.steps=6")) == 1
+    assert main(swapped + _sets(image_folder, "train.steps=6") + ["--overwrite"]) == 0
     rows = json.loads((cmp / "results.json").read_text())
     for row, ae in zip(rows, (dae, base), strict=True):
         meta = read_cache_meta(cmp / row["run"] / "latents.safetensors")
@@ -86,6 +92,10 @@ def test_train_prior_never_uses_latents_of_another_autoencoder(tmp_path, image_f
     # A folder left with only a config and a cache (a run killed while encoding): re-encoded.
     (prior / "metrics.jsonl").unlink()
     shutil.rmtree(prior / "checkpoints")
+    assert main(args) == 1  # its weights are still there: a finished run, kept
+    assert "already holds a run" in capsys.readouterr().err
+    for name in ("model.safetensors", "model_ema.safetensors"):
+        (prior / name).unlink()
     assert main(args) == 0
     assert "re-encoding" in capsys.readouterr().out
     now = read_cache_meta(prior / "latents.safetensors")["made_from"]["ae"]["weights_sha256"]

@@ -57,7 +57,7 @@ def test_export_into_a_folder_of_other_files_is_refused(toy_run, tmp_path, capsy
     (target / "diffusion_pytorch_model.safetensors").write_text("not an export of ours")
     for extra in ([], ["--overwrite"]):
         assert main(["export", str(toy_run), "--out", str(target), *extra]) == 1
-        assert "not empty and holds no diffusers model" in capsys.readouterr().err
+        assert "not empty and holds more than a diffusers model" in capsys.readouterr().err
     assert [p.name for p in target.iterdir()] == ["diffusion_pytorch_model.safetensors"]
     assert (target / "diffusion_pytorch_model.safetensors").read_text() == "not an export of ours"
 

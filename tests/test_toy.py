@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -117,6 +118,22 @@ def test_cli_errors_exit_nonzero(tmp_path, capsys):
     assert main(args + ["--resume", "--set", "train.batch_size=64"]) == 2
     assert "differs from the run being resumed" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
+    # a finished run whose checkpoints and log were pruned is still a run, and stays as it was
+    shutil.rmtree(run / "checkpoints")
+    (run / "metrics.jsonl").unlink()
+    weights = (run / "model.safetensors").read_bytes()
+    assert main(args) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == weights
+    # a config.yaml that is not dae's is refused, even with --overwrite, and left alone
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: notes\n")
+    other = [a if a != str(run) else str(mine) for a in args]
+    assert main(other) == 1
+    assert "is not a config dae wrote" in capsys.readouterr().err
+    assert main([*other, "--overwrite"]) == 1
+    assert (mine / "config.yaml").read_text() == "my: notes\n"
 
 
 def test_preset_matches_the_built_in_defaults():

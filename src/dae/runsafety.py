@@ -150,6 +150,11 @@ def claim_run_dir(
             f"{run.path}: --overwrite refused, this folder has no dae config.yaml, so it is not "
             "a dae run; choose another --out"
         )
+    if run.config_path.is_file() and not is_dae_config(run.config_path):  # ours to write
+        raise RunFolderError(
+            f"{run.config_path}: is not a config dae wrote, and a run would replace it; choose "
+            "another --out"
+        )
     if resume and not run.checkpoint_path.is_file():
         raise CheckpointError(f"--resume: no checkpoint at {run.checkpoint_path}")
     run.path.mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,13 @@ it)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 from pathlib import Path
 
 from dae.errors import ConfigError, RunFolderError
+from dae.runsafety import check_out_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,17 +26,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that export would clobber: a file, or a folder holding anything but an
-    earlier diffusers export (replaced only with --overwrite). diffusers' `save_pretrained` writes
-    into any folder and deletes weight shards it finds there, so it never gets a user's folder."""
+# What diffusers' `save_pretrained` writes for one model (sharded weights and their index too).
+_EXPORT_FILES = (
+    "config.json",
+    "diffusion_pytorch_model*.safetensors",
+    "diffusion_pytorch_model*.bin",
+    "diffusion_pytorch_model*.index.json",
+)
+
+
+def _is_earlier_export(out: Path) -> bool:
+    """Whether `out` holds a diffusers model and nothing else: `--overwrite` replaces the whole
+    folder, so one file of the user's in it makes it not ours to replace."""
+    files = list(out.iterdir())
+    if not all(f.is_file() and any(f.match(p) for p in _EXPORT_FILES) for f in files):
+        return False
+    try:
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "_class_name" in config
+
+
+def _check_out(out: Path, overwrite: bool, run_dir: Path) -> None:
+    """Refuse an --out that export would clobber: a file, the run itself or a folder above the
+    working directory, or a folder holding anything but an earlier diffusers export (replaced only
+    with --overwrite). diffusers' `save_pretrained` writes into any folder and deletes weight
+    shards it finds there, so it never gets a user's folder."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: is a file; give a folder for the diffusers model")
+    check_out_path(out, [run_dir])
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if not (out / "config.json").is_file():
+    if not _is_earlier_export(out):
         raise RunFolderError(
-            f"--out {out}: a folder that is not empty and holds no diffusers model; give a new one"
+            f"--out {out}: a folder that is not empty and holds more than a diffusers model; "
+            "give a new one"
         )
     if not overwrite:
         raise RunFolderError(
@@ -50,7 +77,7 @@ def export_diffusers(run_dir: Path, out: Path, ema: bool = False, overwrite: boo
     from dae.autoencoder.image import ImageAutoencoder
     from dae.run import Run
 
-    _check_out(out, overwrite)
+    _check_out(out, overwrite, run_dir)
     loaded = Run(run_dir).autoencoder("ema" if ema else "final")
     if not isinstance(loaded.model, ImageAutoencoder):
         raise ConfigError("kind", f"{loaded.cfg.kind}: only image autoencoders (vqgan, kl) export")

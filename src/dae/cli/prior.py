@@ -68,6 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--reference-split", default="test", choices=["train", "val", "test"])
     compare.add_argument("--seed", type=int, default=0, help="sampling seed")
+    compare.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train again a prior in --out that another config or autoencoder made",
+    )
     add_overrides(compare)
     compare.set_defaults(func=run_compare)
 
@@ -138,6 +143,7 @@ def run_compare(args: argparse.Namespace) -> int:
         args.overrides,
         args.reference_split,
         args.seed,
+        args.overwrite,
     )
     print(markdown_table(rows), end="")
     return 0

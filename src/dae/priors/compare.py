@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.config import to_dict
+from dae.errors import RunFolderError
 from dae.experiments import load_config
 from dae.metrics.evaluate import score_samples
 from dae.priors.generate import sample_run
@@ -26,24 +27,38 @@ def compare_priors(
     overrides: list[str] = (),
     reference_split: str = "test",
     seed: int = 0,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train (or resume) a prior per autoencoder run, sample `n` images, score; one row per run."""
+    """Train (or resume) a prior per autoencoder run, sample `n` images, score; one row per run.
+
+    A prior already in `out` is reused when this config on this autoencoder made it; one made by
+    another config or autoencoder is trained again only with `overwrite` (checked for both runs
+    before anything trains, so a refusal leaves `out` as it was)."""
     out = Path(out)
     check_out_path(out, ae_runs.values())
-    rows = []
+    plans = []
     for name, ae_run in ae_runs.items():
         _, cfg = load_config(config, overrides)
-        prior_dir = out / name
-        run = RunFolder(prior_dir)
+        run = RunFolder(out / name)
         # Reuse a prior only if this config on this autoencoder made it; else train it again.
         pin_paths(cfg, ae_run)
         stale = stale_prior_run(run, to_dict(cfg), latents_made_from(ae_run, cfg))
+        if stale and run.holds_run() and not overwrite:
+            raise RunFolderError(
+                f"{run.path}: a prior made by another config or autoencoder ({stale}); pass "
+                "--overwrite to train it again, or choose another --out"
+            )
+        plans.append((name, ae_run, cfg, run, stale))
+    rows = []
+    for name, ae_run, cfg, run, stale in plans:
+        prior_dir = run.path
         if stale or not run.weights_path.is_file():
             resume = run.checkpoint_path.is_file() and not stale
             if stale and run.holds_run():
                 print(f"{prior_dir}: made by another config or autoencoder ({stale}); retraining")
-            overwrite = run.holds_run() and not resume
-            train_prior(cfg, ae_run, prior_dir, resume=resume, overwrite=overwrite)
+            train_prior(
+                cfg, ae_run, prior_dir, resume=resume, overwrite=run.holds_run() and not resume
+            )
         info = sample_run(prior_dir, n, run.samples_dir, seed, overrides=overrides)
         row: dict[str, Any] = {"run": name, "ae_run": str(ae_run), "n": n, **_final_loss(prior_dir)}
         if features:

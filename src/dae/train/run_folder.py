@@ -70,6 +70,7 @@ class RunFolder:
         "eval_recon.png",
         "latents.safetensors",
     )
+    WORK_FILES = ("metrics.jsonl", "model.safetensors", "model_ema.safetensors", "eval.json")
     OWNED_FOLDERS = {
         "checkpoints": ("last.pt", ".*.tmp"),
         "tb": ("events.out.tfevents.*",),
@@ -86,8 +87,12 @@ class RunFolder:
     )
 
     def holds_run(self) -> bool:
-        """Whether the folder holds (part of) a run: a log or checkpoints."""
-        return self.checkpoint_dir.exists() or self.metrics_path.exists()
+        """Whether the folder holds (part of) a run's work: checkpoints, a log, weights or an
+        evaluation (a finished run whose checkpoints and log were pruned still counts). A config
+        and a latent cache alone (a run killed before its first step) do not."""
+        return self.checkpoint_dir.exists() or any(
+            (self.path / name).exists() for name in self.WORK_FILES
+        )
 
     # -- creating ---------------------------------------------------------------------------------
     def prepare_checkpoints(self) -> None:
