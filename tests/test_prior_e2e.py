@@ -285,8 +285,10 @@ def test_train_prior_sample_end_to_end(tmp_path, image_folder, latent, preset):
     again = ["sample", str(tmp_path / "prior"), "--n", "2", "--seed", "1", "--out"]
     assert main([*again, str(tmp_path / "s")]) == 1
     assert torch.equal(read_samples(tmp_path / "s" / "samples.npz")[0], images)
+    (tmp_path / "s" / "scores.json").write_text('{"fd": 1.0}')  # as `--score` leaves it
     assert main([*again, str(tmp_path / "s"), "--overwrite"]) == 0
     assert read_samples(tmp_path / "s" / "samples.npz")[0].shape == (2, 3, 8, 8)
+    assert not (tmp_path / "s" / "scores.json").exists()  # it scored the replaced samples
     if latent == "kl":  # guided DDIM sampling through the same command
         guided = ["--set", "sample.cfg_scale=3.0", "--set", "sample.sampler=ddim"]
         assert (

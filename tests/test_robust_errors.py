@@ -1,5 +1,6 @@
 """Bad files and arguments give one line naming the problem, never a traceback (issue 17)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,3 +171,51 @@ def test_one_sample_is_a_config_error_not_a_linear_algebra_failure():
     names = {"fd": "FD", "kd": "KD"}
     with pytest.raises(ConfigError, match=r"samples: 1 image\(s\); need >= 2"):
         distribution_metrics(real, {"pool": torch.randn(1, 4)}, names)
+
+
+def test_corrupt_run_files_are_one_line(toy_run, tmp_path, capsys):
+    """A junk checkpoint, config.yaml or eval.json names the file instead of a traceback."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run)
+    (run / "model.safetensors").unlink()  # so that the checkpoint is read
+    (run / "checkpoints" / "last.pt").write_text("not a checkpoint, just text")
+    assert main(["evaluate", str(run), "--metrics", "knn"]) == 1
+    assert "last.pt: unreadable or truncated checkpoint" in _one_line(capsys)
+    (run / "eval.json").write_text("{half")
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 1
+    assert "eval.json: corrupt" in _one_line(capsys)
+    (run / "config.yaml").write_text("kind: [toy_vae\n")
+    assert main(["evaluate", str(run), "--metrics", "knn"]) == 2
+    assert "config.yaml: not readable YAML" in _one_line(capsys)
+
+
+def test_bad_samples_file_is_named_before_any_metric(toy_run, tmp_path, capsys):
+    from dae.data.formats import DataFormatError, read_packed
+    from dae.metrics.evaluate import load_samples
+
+    text = tmp_path / "samples.npz"
+    text.write_text("not numpy")
+    with pytest.raises(DataFormatError, match="samples.npz: unreadable samples \\(not an .npy"):
+        load_samples(text)
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, images=np.zeros((2, 3, 8, 8), np.uint8))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(whole.read_bytes()[:200])
+    with pytest.raises(DataFormatError, match="cut.npz: unreadable packed data"):
+        read_packed(cut, "cifar10", "train")
+    with pytest.raises(DataFormatError, match="cut.npz: unreadable samples"):
+        load_samples(cut)
+    eval_json = toy_run / "eval.json"
+    before = eval_json.read_bytes() if eval_json.exists() else None
+    missing = tmp_path / "none.npz"
+    assert main(["evaluate", str(toy_run), "--metrics", "knn", "--samples", str(missing)]) == 1
+    assert f"samples file not found: {missing}" in _one_line(capsys)
+    assert (eval_json.read_bytes() if eval_json.exists() else None) == before
+
+
+def test_sweep_report_of_an_empty_folder_is_one_line(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "configs/toy_vae.yaml", "--out", str(out), "--report-only"]) == 1
+    assert "no evaluated runs under" in _one_line(capsys)

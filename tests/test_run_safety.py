@@ -164,6 +164,32 @@ def test_reproduce_toy_never_overwrites_silently(tmp_path, capsys):
     assert (out / "results.json").read_text() != "my earlier results"
 
 
+def test_results_of_one_command_are_never_replaced_by_another(tmp_path, capsys):
+    """`reproduce toy / gan / theory`, `complexity` and `compare-priors` share file names
+    (results.json, results.md): each refuses another's folder, even with --overwrite."""
+    out = tmp_path / "toy"
+    args = ["reproduce", "toy", "--seeds", "2", "--workers", "1", "--out", str(out)]
+    for item in ("train.steps=4", "data.n_train=256", "data.n_test=64", "train.batch_size=32"):
+        args += ["--set", item]
+    assert main(args) == 0
+    table = (out / "results.json").read_bytes()
+    for other in (
+        ["reproduce", "theory", "--out", str(out), "--overwrite"],
+        ["complexity", "--out", str(out), "--overwrite"],
+        ["reproduce", "gan", "--out", str(out), "--overwrite"],
+        ["compare-priors", "a", "b", "configs/prior_gpt_cifar10.yaml", "--out", str(out)],
+    ):
+        assert main(other) == 1, other
+        err = capsys.readouterr().err
+        assert "holds the results of `dae reproduce toy`; choose another folder" in err, other
+    assert main(["reproduce", "gan", "--rescore", "--out", str(out)]) == 1
+    assert "--rescore: no table of `dae reproduce gan`" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == table
+    # A folder from before the commands were recorded: its own command replaces it when asked.
+    (out / ".dae-results").unlink()
+    assert main(args) == 1 and main([*args, "--overwrite"]) == 0
+
+
 def test_a_forked_child_does_not_keep_the_run_lock(tmp_path):
     """DataLoader workers are forked while the lock is held: once the owner lets go (or is
     killed), a new run takes the lock although the child still lives."""

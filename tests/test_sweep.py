@@ -13,10 +13,17 @@ from safetensors.torch import save_file
 
 from dae.cli import main
 from dae.config import ConfigError
+from dae.errors import RunFolderError
 from dae.metrics.stats import paired_test
 from dae.sweep.plan import dae_total_steps, parse_grid, plan_runs
 from dae.sweep.report import run_record, summarize_sweep
-from dae.sweep.runner import RunnerOptions, job_commands, run_state
+from dae.sweep.runner import (
+    RunnerOptions,
+    _measured_as_planned,
+    check_runs_match_plan,
+    job_commands,
+    run_state,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "configs/toy_vae.yaml"
@@ -114,6 +121,27 @@ def test_run_state_and_commands(tmp_path):
     (run.dir / "eval.json").write_text("{}")
     assert run_state(run.dir) == "done"
     assert job_commands(run, opts, probe=False)[0] == []  # nothing left to do
+
+
+def test_a_folder_of_another_plan_is_refused_not_reused(tmp_path, capsys):
+    """A finished run is never retrained, so a rerun with another budget must not adopt it."""
+    plan = {"schedule.aux_width": (0.5,)}
+    run = plan_runs(TOY, tmp_path, 1, plan, steps=8, overrides=TINY)[0]
+    train = ["train", str(TOY), "--out", str(run.dir)]
+    assert main([*train, *[a for o in run.overrides for a in ("--set", o)]]) == 0
+    check_runs_match_plan([run], TOY)  # the plan that made it
+    other = plan_runs(TOY, tmp_path, 1, plan, steps=16, overrides=TINY)[0]
+    assert other.dir == run.dir
+    with pytest.raises(RunFolderError, match="a run of another sweep plan .train.steps: 8 in"):
+        check_runs_match_plan([other], TOY)
+    args = ["sweep", str(TOY), "--out", str(tmp_path), "--seeds", "1", "--report-only"]
+    args += ["--grid", "schedule.aux_width=0.5", "--steps", "16"]
+    assert main([*args, *[a for o in TINY for a in ("--set", o)]]) == 1
+    assert "a run of another sweep plan" in capsys.readouterr().err
+    # A value training measured (planned None) is not a difference.
+    assert _measured_as_planned(
+        {"model": {"scaling_factor": 0.3, "ch": 8}}, {"model": {"scaling_factor": None, "ch": 8}}
+    ) == {"model": {"scaling_factor": None, "ch": 8}}
 
 
 def _sweep_args(out: Path) -> list[str]:

@@ -9,6 +9,9 @@ through `claim_run_dir`, which
   are never touched;
 - takes an exclusive lock (`RunFolder.lock_path`, holding the pid) so that a second live
   `--resume` of the same run is refused instead of interleaving logs and checkpoints.
+Commands that write a results folder (`results.json` and files beside it: `reproduce toy / gan /
+theory`, `complexity`, `compare-priors`) claim it through `claim_results_dir`: the results of
+another command (they share file names) are never replaced, the command's own only when asked.
 The file names are `RunFolder`'s; this module only decides what may be done with them.
 """
 
@@ -23,9 +26,20 @@ from pathlib import Path
 import yaml
 
 from dae.errors import CheckpointError, RunFolderError
+from dae.train.checkpoint import atomic_write
 from dae.train.run_folder import RunFolder
 
-__all__ = ["RunFolderError", "RunLock", "check_out_path", "claim_run_dir", "is_dae_config"]
+__all__ = [
+    "RunFolderError",
+    "RunLock",
+    "check_out_path",
+    "claim_results_dir",
+    "claim_run_dir",
+    "is_dae_config",
+]
+
+# Names the command that wrote a results folder's results.json (a hidden file beside it).
+MADE_BY = ".dae-results"
 
 
 def is_dae_config(path: Path) -> bool:
@@ -165,3 +179,35 @@ def claim_run_dir(
         for tmp in run.path.glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
     return lock
+
+
+def results_made_by(out: Path) -> str | None:
+    """The command whose results `out` holds: None if none, "" if an older dae did not say."""
+    if not (out / "results.json").exists():
+        return None
+    try:
+        return (out / MADE_BY).read_text().strip()
+    except OSError:
+        return ""
+
+
+def claim_results_dir(out: Path, command: str, overwrite: bool, resumable: bool = False) -> None:
+    """Check that `command` may write its results into `out`, and record that it does.
+
+    Another command's results are refused even with `overwrite` (`reproduce theory --out runs/toy`
+    would replace the toy table); the command's own need `overwrite`, unless it is `resumable`
+    (it reuses what the folder holds, as `compare-priors` does its trained priors)."""
+    check_out_path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out}: is a file; give a folder for the results")
+    made_by = results_made_by(out)
+    if made_by and made_by != command:
+        raise RunFolderError(
+            f"--out {out}: holds the results of `dae {made_by}`; choose another folder"
+        )
+    if made_by is not None and not overwrite and not resumable:
+        raise RunFolderError(
+            f"{out} already holds results (results.json); pass --overwrite to replace them"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / MADE_BY, lambda tmp: tmp.write_text(command + "\n"))

@@ -32,32 +32,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RUN",
         help="instead of running: merge finished runs' results.json (seeds)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from dae.runsafety import claim_results_dir
     from dae.theory.complexity import ComplexityConfig, markdown_table, run_complexity
 
     torch.set_num_threads(1)
     data = read_yaml(args.config) if args.config else {}
     cfg = from_dict(ComplexityConfig, apply_overrides(data, args.overrides))
     if args.aggregate:
-        return _aggregate(args.aggregate, cfg.estimator.epsilons, args.out)
+        return _aggregate(args.aggregate, cfg.estimator.epsilons, args.out, args.overwrite)
     out = args.out or Path(f"runs/complexity_{cfg.dataset}")
+    claim_results_dir(out, "complexity", args.overwrite)
     summary = run_complexity(cfg, out)
     print(markdown_table(summary), end="")
     print(f"{summary['seconds']} s; wrote {out}/results.json, results.md, curves.png")
     return 0
 
 
-def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None) -> int:
+def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None, overwrite: bool) -> int:
     import json
 
+    from dae.errors import RunFolderError
+    from dae.runsafety import check_out_path
     from dae.theory.complexity import aggregate, plot_curves
     from dae.train.checkpoint import atomic_write
 
+    if out is not None:
+        check_out_path(out, runs)
+        if (out / "aggregate.md").exists() and not overwrite:
+            raise RunFolderError(
+                f"{out} already holds an aggregate (aggregate.md); pass --overwrite to replace it"
+            )
     summaries = []
     for run_dir in runs:
         path = run_dir / "results.json"

@@ -10,7 +10,6 @@ from dae.cli import add_overrides
 from dae.cli.reproduce_gan import register_gan
 from dae.cli.reproduce_theory import register_theory
 from dae.config import ConfigError, apply_overrides, from_dict, read_yaml
-from dae.errors import RunFolderError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,15 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_toy(args: argparse.Namespace) -> int:
     from dae.reproduce.toy import ToyExperimentConfig
     from dae.reproduce.toy_table import markdown_table, run_table
-    from dae.runsafety import check_out_path
+    from dae.runsafety import claim_results_dir
 
     if args.seeds < 2:
         raise ConfigError("--seeds", f"must be >= 2 to report a spread, got {args.seeds}")
-    check_out_path(args.out)
-    if (args.out / "results.json").exists() and not args.overwrite:  # like `dae train`
-        raise RunFolderError(
-            f"{args.out} already holds results (results.json); pass --overwrite to replace them"
-        )
+    claim_results_dir(args.out, "reproduce toy", args.overwrite)
     data = read_yaml(args.config) if args.config else {}
     cfg = from_dict(ToyExperimentConfig, apply_overrides(data, args.overrides))
     summary = run_table(cfg, args.seeds, max(1, args.workers), args.out)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dae.cli import add_overrides
 from dae.config import ConfigError, apply_overrides, from_dict, read_yaml
+from dae.errors import MissingFileError
 
 
 def register_gan(what: argparse._SubParsersAction) -> None:
@@ -48,6 +49,9 @@ def register_gan(what: argparse._SubParsersAction) -> None:
         help="train only these rows (default: all), e.g. DCGAN,VAEGAN",
     )
     gan.add_argument("--out", type=Path, default=Path("runs/gan"), help="output folder")
+    gan.add_argument(
+        "--overwrite", action="store_true", help="replace a table already in --out (all its rows)"
+    )
     gan.set_defaults(func=run_gan)
 
 
@@ -71,7 +75,16 @@ def run_gan(args: argparse.Namespace) -> int:
     from dae.data.images import load_images
     from dae.reproduce.gan import GANExperimentConfig, random_subset
     from dae.reproduce.gan_table import QUICK, ROWS, markdown_table, rescore, run_table
+    from dae.runsafety import claim_results_dir, results_made_by
 
+    # Before any data loads: a refusal costs nothing.
+    if args.rescore:
+        if results_made_by(args.out) not in ("", "reproduce gan"):
+            raise MissingFileError(
+                f"--rescore: no table of `dae reproduce gan` in {args.out} (results.json)"
+            )
+    else:
+        claim_results_dir(args.out, "reproduce gan", args.overwrite)
     data = read_yaml(args.config) if args.config else {}
     overrides = ([*QUICK] if args.quick else []) + args.overrides
     cfg = from_dict(GANExperimentConfig, apply_overrides(data, overrides))

@@ -77,9 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dae.config import ConfigError
+    from dae.errors import MissingFileError
     from dae.sweep.plan import DEFAULT_GRID, parse_grid, plan_runs
     from dae.sweep.report import run_record, summarize_sweep, write_report
-    from dae.sweep.runner import RunnerOptions, run_all
+    from dae.sweep.runner import RunnerOptions, check_runs_match_plan, run_all
 
     if args.jobs < 1:
         raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         tuple(args.overrides),
         tuple(args.baseline_set),
     )
+    check_runs_match_plan(runs, args.config)
     failed = []
     if not args.report_only:
         opts = RunnerOptions(
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     }
     records = [run_record(r) for r in runs]
     if not any(r["evaluated"] for r in records):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no evaluated runs under {args.out} (no eval.json); nothing to report"
         )
     summary = summarize_sweep([r for r in records if r["evaluated"]], header)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import pickle
+import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -297,6 +298,17 @@ def read_image_folder(
 PACKED_KEYS = ("train_images", "train_labels", "test_images", "test_labels", "classes", "name")
 
 
+# What `np.load(allow_pickle=False)` raises on a file that is not a (whole) .npy / .npz.
+NUMPY_LOAD_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+
+
+def numpy_load_reason(err: Exception) -> str:
+    """Why np.load failed, without numpy's advice to load pickles (dae never does)."""
+    if "allow_pickle" in str(err):
+        return "not an .npy / .npz file"
+    return str(err) or type(err).__name__
+
+
 def read_packed(path: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(uint8 images, int64 labels, classes) of `split` ('train' or 'test') from a packed file."""
     if not path.is_file():
@@ -311,8 +323,10 @@ def read_packed(path: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarr
                 raise DataFormatError(f"{path} holds {packed_name!r}, the config asks for {name!r}")
             images, labels = f[f"{split}_images"], f[f"{split}_labels"]
             classes = [str(c) for c in f["classes"]]
-    except (ValueError, OSError) as err:  # not a zip / corrupt member
-        raise DataFormatError(f"{path}: unreadable packed data ({err})") from None
+    except NUMPY_LOAD_ERRORS as err:  # not a zip, truncated
+        raise DataFormatError(
+            f"{path}: unreadable packed data ({numpy_load_reason(err)})"
+        ) from None
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
         raise DataFormatError(f"{path}: {split} images must be uint8 (N, C, H, W) with N labels")
     return images, labels.astype(np.int64), classes

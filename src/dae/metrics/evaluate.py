@@ -21,7 +21,7 @@ import torch
 from dae.data.images import ImageDataConfig, load_images, load_in_memory
 from dae.data.toy import ToyDataConfig, make_toy_data
 from dae.data.transforms import save_grid, to_float, to_uint8
-from dae.errors import ConfigError, UnknownNameError
+from dae.errors import ConfigError, DataFormatError, MissingFileError, UnknownNameError
 from dae.metrics import METRIC_GROUPS
 from dae.metrics.codebook import codebook_report
 from dae.metrics.diagnostics import latent_diagnostics
@@ -126,6 +126,8 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if unknown:
         raise UnknownNameError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_GROUPS)}")
     run = Run(run_dir)
+    # Read the samples first: a bad file is reported before minutes of other metrics, not after.
+    samples = load_samples(opts.samples) if opts.samples else None
     loaded = run.autoencoder("auto")
     cfg = loaded.cfg
     model = OnDevice(loaded.model, opts.device) if opts.device != "cpu" else loaded.model
@@ -133,6 +135,8 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
     if which["weights"] != "final":
         log(f"{run.path} is unfinished: measuring {which['file']} at step {which['step']}")
     data = eval_data(cfg, opts)
+    if samples is not None and data.kind != "image":
+        raise ConfigError("samples", "generated samples can only be measured for image runs")
     torch.manual_seed(0)
     result: dict[str, Any] = {
         "run": str(run.path),
@@ -210,12 +214,10 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None, log=print
         metrics.update(found)
         skipped.update(notes)
         seconds["diagnostics"] = round(time.time() - t0, 2)
-    if opts.samples:
+    if samples is not None:
         t0 = time.time()
-        if data.kind != "image":
-            raise ConfigError("samples", "generated samples can only be measured for image runs")
         values, info = score_samples(
-            opts.samples, cfg.data, opts.features, train_features=opts.train_features
+            samples, cfg.data, opts.features, train_features=opts.train_features
         )
         metrics.update({f"sample_{k}": v for k, v in values.items()})
         result["samples"] = {"path": str(opts.samples), **info}
@@ -287,7 +289,14 @@ def load_samples(path: str | Path) -> torch.Tensor:
     """uint8 `(N, C, H, W)` samples from an `.npz`/`.npy` (key `images` or the first array)."""
     import numpy as np
 
-    loaded = np.load(path, allow_pickle=False)
+    from dae.data.formats import NUMPY_LOAD_ERRORS, numpy_load_reason
+
+    if not Path(path).is_file():
+        raise MissingFileError(f"samples file not found: {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except NUMPY_LOAD_ERRORS as err:
+        raise DataFormatError(f"{path}: unreadable samples ({numpy_load_reason(err)})") from None
     if isinstance(loaded, np.ndarray):
         arr = loaded
     else:

@@ -76,6 +76,9 @@ def write_samples(out: str | Path, images: torch.Tensor, labels: torch.Tensor, i
         np.savez(buf, images=images.numpy(), labels=labels.numpy())
         tmp.write_bytes(buf.getvalue())
 
+    # Scores of the samples being replaced would be read as these samples' scores; gone first, a
+    # kill between the two writes leaves old samples unscored rather than new ones misscored.
+    (out / "scores.json").unlink(missing_ok=True)
     atomic_write(out / "samples.npz", npz)
     save_grid(out / "grid.png", images[:64], nrow=min(8, len(images)))
     atomic_write(

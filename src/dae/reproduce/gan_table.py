@@ -20,6 +20,7 @@ import torch
 
 from dae.config import replace, to_dict
 from dae.data.transforms import save_grid
+from dae.errors import CheckpointError, MissingFileError
 from dae.progress import progress_bar
 from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, random_subset, train_simclr
 from dae.schedule import DAESchedule
@@ -227,7 +228,12 @@ def rescore(out: Path, scorer: Scorer, train_images: torch.Tensor) -> dict[str, 
     outputs = {}
     for row in summary["rows"]:
         path = out / "outputs" / f"{row['name'].lower()}.pt"
-        outputs[row["name"]] = torch.load(path, weights_only=True)
+        try:
+            outputs[row["name"]] = torch.load(path, weights_only=True)
+        except FileNotFoundError as err:
+            raise MissingFileError(f"--rescore: {path} is missing; train the row again") from err
+        except Exception as err:  # the weights-only unpickler raises many kinds on junk
+            raise CheckpointError(f"--rescore: {path}: unreadable or corrupt ({err})") from err
     real = random_subset(train_images, summary["budget"]["n_eval"], seed=1)
     summary["scores"] = score_all(outputs, scorer, real)
     write_summary(out, summary)

@@ -17,11 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from dae.config import to_dict
+from dae.errors import RunFolderError
+from dae.experiments import load_config
+from dae.provenance import pin_paths
 from dae.sweep.job import SEPARATOR
 from dae.sweep.plan import SweepRun
-from dae.train.run_folder import RunFolder
+from dae.train.run_folder import RunFolder, first_difference
 
 RunState = Literal["done", "partial", "new"]
 PROBE_DIR = "probe"
@@ -52,6 +56,44 @@ def run_state(run_dir: Path) -> RunState:
     if folder.weights_path.is_file():
         return "done"
     return "partial" if folder.checkpoint_path.is_file() else "new"
+
+
+def _measured_as_planned(saved: Any, planned: Any) -> Any:
+    """`saved` with the values training measured (planned None, e.g. a KL-AE's
+    `model.scaling_factor`) put back to None, so that a finished run compares with its plan."""
+    if isinstance(saved, dict) and isinstance(planned, dict):
+        return {
+            k: None
+            if k in planned and planned[k] is None
+            else _measured_as_planned(v, planned.get(k))
+            for k, v in saved.items()
+        }
+    return saved
+
+
+def stale_run(run: SweepRun, config: Path) -> str | None:
+    """Why the run already in `run.dir` was not made by this plan (None: it was, or the folder
+    holds none). A finished run is never retrained, so a sweep rerun with another budget, preset or
+    `--set` would otherwise report old runs under the new plan's name."""
+    folder = RunFolder(run.dir)
+    if not folder.config_path.is_file():
+        return None
+    _, cfg = load_config(config, list(run.overrides))
+    pin_paths(cfg)  # as `dae train` stores it
+    planned = to_dict(cfg)
+    saved = folder.read_config_as_stored_now()
+    return first_difference(planned, _measured_as_planned(saved, planned))
+
+
+def check_runs_match_plan(runs: list[SweepRun], config: Path) -> None:
+    """Refuse a sweep folder whose runs another plan made, naming the first such run."""
+    for run in runs:
+        diff = stale_run(run, config)
+        if diff:
+            raise RunFolderError(
+                f"{run.dir}: a run of another sweep plan ({diff}); give another --out, or the "
+                "same preset, --steps and --set as the sweep that made it"
+            )
 
 
 def probe_available() -> bool:

@@ -100,6 +100,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    # torch.save writes a zip (or, before torch 1.6, a pickle); anything else would reach the
+    # unpickler and be misreported as a pickled payload
+    if magic[:2] != b"PK" and magic[:1] != b"\x80":
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint (not a torch.save file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -107,8 +113,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: refused to load: it holds objects other than tensors and plain data "
             f"(possibly pickled code), which dae never unpickles ({_unpickler_reason(err)})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({err})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
+        # junk bytes reach the unpickler's opcode tables as KeyError / IndexError
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({err!r})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(
             f"{path}: not a dae checkpoint (top level is {type(payload).__name__})"

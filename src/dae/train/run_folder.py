@@ -102,10 +102,7 @@ class RunFolder:
     def write_config(self, config: dict[str, Any], resume: bool = False) -> None:
         """Write `config.yaml`; when resuming, first check it equals the saved one."""
         if resume and self.config_path.is_file():
-            saved = self.read_config()
-            if isinstance(saved.get("data"), dict):  # runs made before roots were stored absolute
-                saved["data"]["root"] = absolute_path(saved["data"].get("root"))
-            diff = first_difference(config, saved)
+            diff = first_difference(config, self.read_config_as_stored_now())
             if diff:
                 raise ConfigError(
                     diff.split(":")[0], f"differs from the run being resumed ({diff})"
@@ -130,7 +127,22 @@ class RunFolder:
     def read_config(self) -> dict[str, Any]:
         """The saved config as plain data."""
         self.require()
-        return yaml.safe_load(self.config_path.read_text()) or {}
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = str(err).splitlines()[0]
+            raise ConfigError(str(self.config_path), f"not readable YAML ({reason})") from None
+        if not isinstance(data, dict | None):
+            raise ConfigError(str(self.config_path), f"not a config (a {type(data).__name__})")
+        return data or {}
+
+    def read_config_as_stored_now(self) -> dict[str, Any]:
+        """The saved config with its paths as a run stores them today, to compare with a config
+        about to be written (runs made before roots were stored absolute kept them relative)."""
+        saved = self.read_config()
+        if isinstance(saved.get("data"), dict):
+            saved["data"]["root"] = absolute_path(saved["data"].get("root"))
+        return saved
 
     def checkpoint(self) -> dict[str, Any]:
         return load_checkpoint(self.checkpoint_path)
@@ -160,7 +172,14 @@ class RunFolder:
 
     def read_eval(self) -> dict[str, Any] | None:
         """`eval.json`, or None if the run has not been evaluated."""
-        return json.loads(self.eval_path.read_text()) if self.eval_path.is_file() else None
+        if not self.eval_path.is_file():
+            return None
+        try:
+            return json.loads(self.eval_path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+            raise RunFolderError(
+                f"{self.eval_path}: corrupt ({err}); delete it and run `dae evaluate` again"
+            ) from None
 
     def write_eval(self, result: dict[str, Any]) -> None:
         text = json.dumps(result, indent=1)
