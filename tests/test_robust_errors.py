@@ -219,3 +219,12 @@ def test_sweep_report_of_an_empty_folder_is_one_line(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "configs/toy_vae.yaml", "--out", str(out), "--report-only"]) == 1
     assert "no evaluated runs under" in _one_line(capsys)
+
+
+def test_corrupt_lpips_weights_are_named(tmp_path):
+    from dae.losses.lpips import _read_state
+
+    for name in ("vgg.pth", "vgg.safetensors"):
+        (tmp_path / name).write_bytes(b"junk bytes")
+        with pytest.raises(CheckpointError, match=f"{name}: unreadable or (truncated|corrupt)"):
+            _read_state(tmp_path / name)

@@ -39,10 +39,12 @@ def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise MissingFileError(f"LPIPS weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from dae.train.export import load_weights
 
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights(path)[0]
+    from dae.train.checkpoint import load_checkpoint  # weights-only, one-line errors on junk
+
+    return load_checkpoint(path)
 
 
 class LPIPS(nn.Module):
