@@ -69,8 +69,10 @@ def write_shards(folder: Path, out: Path, per_shard: int = 10_000) -> list[Path]
         raise ValueError(f"per_shard must be >= 1, got {per_shard}")
     files, labels, classes = list_image_folder(folder)
     out.mkdir(parents=True, exist_ok=True)
-    if list_tar_shards(out):
-        raise OutputExistsError(f"{out} already holds .tar shards; choose an empty folder")
+    if list_tar_shards(out) or (out / "classes.txt").exists():
+        raise OutputExistsError(
+            f"{out} already holds .tar shards or a classes.txt; choose an empty folder"
+        )
     shards = []
     for first in range(0, len(files), per_shard):
         path = out / f"shard-{first // per_shard:06d}.tar"

@@ -300,7 +300,7 @@ def write_report(runs: list[Path], out: Path) -> Path:
         grid = RunFolder(run).eval_grid_path
         if grid.is_file():
             name = f"recon_{i}_{run.name}.png"
-            shutil.copyfile(grid, out / name)
+            atomic_write(out / name, lambda tmp, grid=grid: shutil.copyfile(grid, tmp))
             lines += [
                 f"## Reconstructions: {labels[run]} (top real, bottom reconstructed)",
                 "",
