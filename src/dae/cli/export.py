@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 from dae.errors import ConfigError, RunFolderError
-from dae.runsafety import check_out_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +52,8 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path) -> None:
     working directory, or a folder holding anything but an earlier diffusers export (replaced only
     with --overwrite). diffusers' `save_pretrained` writes into any folder and deletes weight
     shards it finds there, so it never gets a user's folder."""
+    from dae.runsafety import check_out_path  # imports torch: not at `dae --help` time
+
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: is a file; give a folder for the diffusers model")
     check_out_path(out, [run_dir])
