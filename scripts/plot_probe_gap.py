@@ -78,7 +78,18 @@ def width_gaps(
     return dict(sorted(gaps.items())), decoders
 
 
+def _row(label: str, width: float, decoders: int, values: list[float]) -> str:
+    p = format_p(paired_test(np.zeros(len(values)), values).t_p) if len(values) > 1 else "–"
+    ahead = sum(v > 0 for v in values)
+    return (
+        f"| {label} | {width:g} | {decoders} | {np.mean(values):+.2f} | {p} "
+        f"| {ahead}/{len(values)} |"
+    )
+
+
 def table(studies: dict[str, tuple[dict, dict]]) -> str:
+    """One row per study and width; with several studies, one more per width that all of them
+    probed: every pair of every study pooled ("all"), each pair one observation."""
     rows = [
         "| study | decoder width | fresh decoders a run | DAE − joint, probe PSNR (dB) "
         "| paired t-test | seeds DAE ahead |",
@@ -86,17 +97,13 @@ def table(studies: dict[str, tuple[dict, dict]]) -> str:
     ]
     for label, (gaps, decoders) in studies.items():
         for width, by_seed in gaps.items():
-            values = list(by_seed.values())
-            if len(values) > 1:
-                test = paired_test(np.zeros(len(values)), values)
-                p = format_p(test.t_p)
-            else:
-                p = "–"
-            ahead = sum(v > 0 for v in values)
-            rows.append(
-                f"| {label} | {width:g} | {decoders[width]} | {np.mean(values):+.2f} | {p} "
-                f"| {ahead}/{len(values)} |"
-            )
+            rows.append(_row(label, width, decoders[width], list(by_seed.values())))
+    if len(studies) > 1:
+        shared = set.intersection(*(set(gaps) for gaps, _ in studies.values()))
+        for width in sorted(shared):
+            values = [v for gaps, _ in studies.values() for v in gaps[width].values()]
+            fewest = min(decoders[width] for _, decoders in studies.values())
+            rows.append(_row(f"all {len(studies)} studies", width, fewest, values))
     return "\n".join(rows) + "\n"
 
 

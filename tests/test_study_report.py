@@ -608,6 +608,13 @@ def test_probe_gap_by_width(gap, tmp_path):
     # t = 0.9 / 0.1 and -0.4 / 0.1 on 1 df: p = 1 - 2 atan(|t|) / pi
     assert "| toy | 0.25 | 1 | +0.90 | 0.0704 | 2/2 |" in text
     assert "| toy | 1 | 1 | -0.40 | 0.156 | 0/2 |" in text
+    assert "all" not in text  # one study: nothing to pool
+    # two studies: every pair pooled at the widths both probed (1.0 only)
+    other_study = ({1.0: {0: 0.1, 1: 0.3}, 0.5: {0: 0.2}}, {1.0: 2, 0.5: 1})
+    text = gap.table({"toy": (gaps, decoders), "other": other_study})
+    # -0.5, -0.3, 0.1, 0.3: mean -0.1, sd 0.365, t = -0.548 on 3 df, p = 0.622
+    assert "| all 2 studies | 1 | 1 | -0.10 | 0.622 | 2/4 |" in text
+    assert "| all 2 studies | 0.25 |" not in text and "| all 2 studies | 0.5 |" not in text
     gap.plot({"toy": (gaps, decoders)}, tmp_path / "gap.png")
     assert (tmp_path / "gap.png").stat().st_size > 0
     short = write_probe(tmp_path / "short/probe.json", {("dae-a", 0): {0.5: 22.0}}, steps=1000)
