@@ -144,7 +144,9 @@ def plot(studies: dict[str, tuple[dict, dict]], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="the figure (.png)")
+    ap.add_argument(
+        "--out", type=Path, required=True, help="the figure (.png); its table goes beside it (.md)"
+    )
     ap.add_argument("--variant", default="dae-a", help="the DAE arm (study name's variant)")
     ap.add_argument(
         "--study",
