@@ -191,13 +191,20 @@ def results_made_by(out: Path) -> str | None:
         return ""
 
 
-def claim_results_dir(out: Path, command: str, overwrite: bool, resumable: bool = False) -> None:
+def claim_results_dir(
+    out: Path,
+    command: str,
+    overwrite: bool,
+    resumable: bool = False,
+    inputs: Iterable[str | Path] = (),
+) -> None:
     """Check that `command` may write its results into `out`, and record that it does.
 
     Another command's results are refused even with `overwrite` (`reproduce theory --out runs/toy`
     would replace the toy table); the command's own need `overwrite`, unless it is `resumable`
-    (it reuses what the folder holds, as `compare-priors` does its trained priors)."""
-    check_out_path(out)
+    (it reuses what the folder holds, as `compare-priors` does its trained priors). `inputs`: the
+    command's input runs, which `out` must not be or contain."""
+    check_out_path(out, inputs)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: is a file; give a folder for the results")
     made_by = results_made_by(out)

@@ -13,7 +13,7 @@ from dae.metrics.evaluate import score_samples
 from dae.priors.generate import sample_run
 from dae.priors.train import train_prior
 from dae.provenance import latents_made_from, pin_paths, stale_prior_run
-from dae.runsafety import check_out_path, claim_results_dir
+from dae.runsafety import claim_results_dir
 from dae.train.checkpoint import atomic_write
 from dae.train.run_folder import RunFolder
 
@@ -35,8 +35,7 @@ def compare_priors(
     another config or autoencoder is trained again only with `overwrite` (checked for both runs
     before anything trains, so a refusal leaves `out` as it was)."""
     out = Path(out)
-    check_out_path(out, ae_runs.values())
-    claim_results_dir(out, "compare-priors", overwrite, resumable=True)
+    claim_results_dir(out, "compare-priors", overwrite, resumable=True, inputs=ae_runs.values())
     plans = []
     for name, ae_run in ae_runs.items():
         _, cfg = load_config(config, overrides)

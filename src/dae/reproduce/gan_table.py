@@ -20,11 +20,11 @@ import torch
 
 from dae.config import replace, to_dict
 from dae.data.transforms import save_grid
-from dae.errors import CheckpointError, MissingFileError
+from dae.errors import MissingFileError
 from dae.progress import progress_bar
 from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, random_subset, train_simclr
 from dae.schedule import DAESchedule
-from dae.train.checkpoint import atomic_write
+from dae.train.checkpoint import atomic_write, load_torch_file
 from dae.train.trainer import Trainer
 
 Scorer = Callable[[torch.Tensor], dict[str, float]]
@@ -228,12 +228,9 @@ def rescore(out: Path, scorer: Scorer, train_images: torch.Tensor) -> dict[str, 
     outputs = {}
     for row in summary["rows"]:
         path = out / "outputs" / f"{row['name'].lower()}.pt"
-        try:
-            outputs[row["name"]] = torch.load(path, weights_only=True)
-        except FileNotFoundError as err:
-            raise MissingFileError(f"--rescore: {path} is missing; train the row again") from err
-        except Exception as err:  # the weights-only unpickler raises many kinds on junk
-            raise CheckpointError(f"--rescore: {path}: unreadable or corrupt ({err})") from err
+        if not path.is_file():
+            raise MissingFileError(f"--rescore: {path} is missing; train the row again")
+        outputs[row["name"]] = load_torch_file(path)
     real = random_subset(train_images, summary["budget"]["n_eval"], seed=1)
     summary["scores"] = score_all(outputs, scorer, real)
     write_summary(out, summary)

@@ -95,8 +95,9 @@ def _unpickler_reason(err: Exception) -> str:
     return found.group(1).rstrip(".") if found else type(err).__name__
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True`: a pickled code payload is refused, never run."""
+def load_torch_file(path: str | Path) -> Any:
+    """Load a `torch.save` file with `weights_only=True`: a pickled code payload is refused, never
+    run, and a junk or truncated file is named in one line."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -116,6 +117,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
         # junk bytes reach the unpickler's opcode tables as KeyError / IndexError
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({err!r})") from None
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint (a dict) through `load_torch_file`."""
+    payload = load_torch_file(path)
     if not isinstance(payload, dict):
         raise CheckpointError(
             f"{path}: not a dae checkpoint (top level is {type(payload).__name__})"
