@@ -171,8 +171,9 @@ def test_probe_json_fields_plots_and_cached_results(runs, tmp_path, monkeypatch)
     again = json.loads((out / "probe.json").read_text())
     assert scores(again) == scores(summary)
     assert [e["prior"] for e in again["runs"]] == [e["prior"] for e in summary["runs"]]
+    # (into the same --out: --overwrite, as the summary of the first recipe is replaced)
     with pytest.raises(AssertionError, match="measured again"):
-        main(["probe", *args, "--seed", "3"])
+        main(["probe", *args, "--seed", "3", "--overwrite"])
 
 
 @pytest.mark.parametrize("kind", ["vq", "kl"])
@@ -274,3 +275,42 @@ def test_a_killed_probe_leaves_an_incomplete_probe_json_that_a_rerun_completes(
     done = json.loads((out / "probe.json").read_text())
     assert done["complete"] is True and [e["run"]["latent"] for e in done["runs"]] == ["vq", "kl"]
     assert done["runs"][0] == partial["runs"][0]  # the finished run was kept, not redone
+
+
+def test_a_probe_json_is_replaced_only_by_a_probe_that_covers_it(runs, tmp_path, capsys):
+    """A second probe into the same --out rewrites probe.json and the plots: refused when they
+    would lose runs, widths or measurements, or mix recipes; adding to a probe goes on, and
+    --overwrite replaces the summary while results/ keeps what was measured."""
+    out = tmp_path / "probe"
+    fast = ["--out", str(out), "--no-fd", "--no-prior", "--steps", "4", "--batch-size", "8"]
+    fast += ["-n", "8", "--curve-n", "8", "--curve-points", "2"]
+
+    def probe(*args: str) -> int:
+        return main(["probe", *args, *fast])
+
+    assert probe(str(runs["vq"]), "--widths", "1") == 0
+    summary = (out / "probe.json").read_bytes()
+    capsys.readouterr()  # the progress bars
+    for args, message in [
+        ((str(runs["kl"]), "--widths", "1"), "runs ['vq-"),
+        ((str(runs["vq"]), "--widths", "0.5"), "widths [1.0]"),
+        ((str(runs["vq"]), "--widths", "1", "--lr", "1e-3"), "another recipe (lr 0.0002 -> 0.001)"),
+    ]:
+        assert probe(*args) == 1
+        err = capsys.readouterr().err
+        assert message in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+        assert (out / "probe.json").read_bytes() == summary  # untouched
+    # adding a run and a width covers the first probe: no --overwrite needed
+    assert probe(str(runs["vq"]), str(runs["kl"]), "--widths", "0.5,1") == 0
+    grown = json.loads((out / "probe.json").read_text())
+    assert [e["run"]["latent"] for e in grown["runs"]] == ["vq", "kl"]
+    assert probe(str(runs["kl"]), "--widths", "1", "--overwrite") == 0
+    replaced = json.loads((out / "probe.json").read_text())
+    assert [e["run"]["latent"] for e in replaced["runs"]] == ["kl"]
+    assert len(list((out / "results").glob("vq-*/decoder_w*.json"))) == 2  # still cached
+    (out / "probe.json").write_text("{not json")
+    assert probe(str(runs["kl"]), "--widths", "1") == 1
+    assert "not a probe summary" in capsys.readouterr().err
+    # the output folder may not be a probed run
+    assert main(["probe", str(runs["kl"]), "--out", str(runs["kl"]), "--no-prior"]) == 1
+    assert "is or contains the input run" in capsys.readouterr().err

@@ -50,11 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
     parser.add_argument("--no-fd", action="store_true", help="skip the reconstruction FD (faster)")
     parser.add_argument("--no-prior", action="store_true", help="skip the prior probe")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a probe.json in --out that this probe would not cover (other runs, widths "
+        "or recipe); the results/ it measured stay",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dae.probe.runner import probe_runs
+    from dae.runsafety import check_out_path
+
+    check_out_path(args.out, args.runs)  # not the runs themselves, nor /, ~ or the cwd
 
     values = {name: getattr(args, name) for name, _ in VALUE_FLAGS.values()}
     try:
@@ -66,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = from_dict(
         ProbeConfig, {**values, "widths": widths, "fd": not args.no_fd, "prior": not args.no_prior}
     )
-    probe_runs(args.runs, args.out, cfg)
+    probe_runs(args.runs, args.out, cfg, overwrite=args.overwrite)
     print(f"wrote {args.out / 'probe.json'}, {args.out / 'probe.png'}, {args.out / 'curves.png'}")
     return 0

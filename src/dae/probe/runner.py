@@ -23,11 +23,16 @@ from dae.metrics.features import FeatureExtractor
 from dae.probe.config import ProbeConfig, recipe_hash
 from dae.probe.decoder import encode_images, probe_decoder
 from dae.probe.prior import prior_recipe, probe_prior
-from dae.probe.runs import ProbedRun, freeze_encoder, load_probed_run
+from dae.probe.runs import ProbedRun, freeze_encoder, load_probed_run, run_key
 from dae.train.checkpoint import atomic_write
 
 PROBE_VERSION = 1
 RESULTS = "results"
+# A measurement a probe may skip (--no-fd, --no-prior) -> the settings only it depends on
+PART_SETTINGS = {
+    "fd": ("features",),
+    "prior": ("prior_steps", "prior_batch_size", "prior_images", "prior_n"),
+}
 
 
 def probe_runs(
@@ -36,9 +41,11 @@ def probe_runs(
     cfg: ProbeConfig,
     log: Callable = tqdm.write,
     plots: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Probe every run in `paths`; write `out/probe.json` and (with `plots`) `out/probe.png`,
-    `out/curves.png`."""
+    `out/curves.png`. A summary already in `out` that this one would not cover is refused
+    unless `overwrite` (see `check_summary_kept`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} exists and is not a folder")
@@ -47,6 +54,8 @@ def probe_runs(
     if len(set(keys)) != len(keys):
         twice = sorted({k for k in keys if keys.count(k) > 1})
         raise ConfigError("runs", f"the same run is listed twice: {twice}")
+    if not overwrite:
+        check_summary_kept(out / "probe.json", keys, cfg)
     hashes = {
         "decoder": recipe_hash(cfg.decoder_recipe()),
         "prior": recipe_hash(prior_recipe(cfg)),
@@ -73,6 +82,51 @@ def probe_runs(
         plot_widths(summary, out / "probe.png")
         plot_curves(summary, out / "curves.png")
     return summary
+
+
+def check_summary_kept(path: Path, keys: list[str], cfg: ProbeConfig) -> None:
+    """Refuse to replace a `probe.json` whose runs, widths or measurements this probe would not
+    cover, or that was measured under another recipe: its summary and plots would be lost (the
+    results under `results/` stay either way). Resuming a killed probe, or adding runs or widths
+    to one, covers everything and goes on."""
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+        old_keys = {run_key(entry["run"]) for entry in old["runs"]}
+        old_cfg = dict(old["config"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunFolderError(
+            f"{path}: not a probe summary dae can read ({type(err).__name__}: {err}); choose "
+            "another --out, or pass --overwrite to replace it"
+        ) from None
+    new_cfg = json.loads(json.dumps(to_dict(cfg)))  # as probe.json would store it
+    lost = []
+    if runs := sorted(old_keys - set(keys)):
+        lost.append(f"runs {runs} that this probe does not name")
+    if widths := sorted(set(old_cfg.pop("widths", [])) - set(new_cfg.pop("widths"))):
+        lost.append(f"widths {widths} that this probe does not train")
+    for part, settings in PART_SETTINGS.items():
+        before, now = old_cfg.pop(part, False), new_cfg.pop(part)
+        if before and not now:
+            lost.append(f"the {part} measurements that this probe skips")
+        if not before:  # none of it in the summary: its settings cannot disagree with it
+            for key in settings:
+                old_cfg.pop(key, None)
+                new_cfg.pop(key, None)
+    for settings in (old_cfg, new_cfg):
+        settings.pop("device", None)  # where it ran: the results do not depend on it
+    if changed := sorted(
+        k for k in old_cfg.keys() | new_cfg.keys() if old_cfg.get(k) != new_cfg.get(k)
+    ):
+        diffs = ", ".join(f"{k} {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in changed)
+        lost.append(f"another recipe ({diffs})")
+    if lost:
+        raise RunFolderError(
+            f"{path}: holds a probe with {'; '.join(lost)}; this probe would replace its summary "
+            "and plots. Choose another --out, or pass --overwrite (results/ keeps every measured "
+            "result)"
+        )
 
 
 def probe_run(

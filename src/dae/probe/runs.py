@@ -33,9 +33,14 @@ class ProbedRun:
 
     @property
     def key(self) -> str:
-        """A folder name unique to this run's path (its result files live there)."""
-        digest = hashlib.sha256(self.identity["path"].encode()).hexdigest()[:8]
-        return f"{self.identity['name']}-{digest}"
+        return run_key(self.identity)
+
+
+def run_key(identity: dict[str, Any]) -> str:
+    """A folder name unique to a probed run's path (its result files live there), from the
+    identity probe.json stores, so that a summary's runs can be named again."""
+    digest = hashlib.sha256(identity["path"].encode()).hexdigest()[:8]
+    return f"{identity['name']}-{digest}"
 
 
 def load_probed_run(path: str | Path) -> ProbedRun:

@@ -128,9 +128,11 @@ def job_commands(
         did.append("evaluated")
     probe_json = run.dir / PROBE_DIR / "probe.json"
     if probe and (state != "done" or not _up_to_date(probe_json, weights)):
-        commands.append(
-            ["probe", str(run.dir), "--out", str(run.dir / PROBE_DIR), *opts.probe_args]
-        )
+        # The run's own probe folder: the sweep decides when it is out of date, so the probe
+        # replaces its summary even when the recipe changed (as the probe steps of a
+        # calibrated budget may)
+        out = str(run.dir / PROBE_DIR)
+        commands.append(["probe", str(run.dir), "--out", out, "--overwrite", *opts.probe_args])
         did.append("probed")
     return commands, did
 
