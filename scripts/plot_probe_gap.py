@@ -51,16 +51,18 @@ def width_gaps(
 ) -> tuple[dict[float, dict[int, float]], dict[float, int]]:
     """({width: {seed: DAE - baseline probe PSNR}} over the seeds probed in both arms, {width:
     fresh decoders a run}). Probes of one run at one width with other decoder seeds (`--allow
-    seed`) are averaged: a narrow decoder's init moves its score. One family a study: a study
-    folder with two would mix their widths."""
+    seed`) are averaged over the decoder seeds probed in both arms: a narrow decoder's init moves
+    its score, so an init one arm lacks (a probe still running) would bias the pair. One family a
+    study: a study folder with two would mix their widths."""
     check_recipe(probes, allow)
     report.probe_psnr(probes, root)  # its check: one run (by weights) under each study name
-    psnr: dict = defaultdict(list)  # (family, variant, width, seed) -> one PSNR a probe
+    psnr: dict = defaultdict(dict)  # (family, variant, width, seed) -> {decoder seed: PSNR}
     for probe in probes:
+        init = json.loads(probe.read_text()).get("config", {}).get("seed")
         for (family, arm), by_width in report.probe_psnr([probe], root).items():
             for width, by_seed in by_width.items():
                 for seed, value in by_seed.items():
-                    psnr[family, arm, width, seed].append(value)
+                    psnr[family, arm, width, seed][init] = value
     families = {k[0] for k in psnr if k[1] == variant}
     if len(families) != 1:
         raise ValueError(f"{root}: the probes give {len(families)} families with {variant}, not 1")
@@ -68,11 +70,12 @@ def width_gaps(
     gaps: dict = defaultdict(dict)
     decoders: dict = {}
     for (fam, arm, width, seed), dae in sorted(psnr.items()):
-        base = psnr.get((fam, "baseline", width, seed))
-        if fam != family or arm != variant or not base:
+        base = psnr.get((fam, "baseline", width, seed), {})
+        inits = sorted(set(dae) & set(base), key=str)
+        if fam != family or arm != variant or not inits:
             continue
-        gaps[width][seed] = float(np.mean(dae) - np.mean(base))
-        decoders[width] = min(decoders.get(width, len(dae)), len(dae), len(base))
+        gaps[width][seed] = float(np.mean([dae[i] - base[i] for i in inits]))
+        decoders[width] = min(decoders.get(width, len(inits)), len(inits))
     if not gaps:
         raise ValueError(f"{root}: no width probed in both the baseline and {variant}")
     return dict(sorted(gaps.items())), decoders

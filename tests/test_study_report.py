@@ -638,3 +638,10 @@ def test_probe_gap_by_width(gap, tmp_path):
     # seed 0: DAE (24.5 + 24.7) / 2 - baseline (25 + 24) / 2 = +0.1; seed 1: one decoder
     assert gaps[1.0] == {0: pytest.approx(0.1), 1: pytest.approx(-0.3)}
     assert decoders == {1.0: 1}  # the fewest a run has
+    # a third init whose DAE probe is not in yet: left out of seed 0's pair, not half-counted
+    partial = write_probe(tmp_path / "d2/probe.json", {("baseline", 0): {1.0: 20.0}}, steps=4000)
+    config = json.loads(partial.read_text())
+    config["config"]["seed"] = 2
+    partial.write_text(json.dumps(config))
+    gaps, _ = gap.width_gaps(study, [full, other, partial], "dae-a", allow=("seed",))
+    assert gaps[1.0] == {0: pytest.approx(0.1), 1: pytest.approx(-0.3)}
