@@ -71,7 +71,7 @@ def width_gaps(
     decoders: dict = {}
     for (fam, arm, width, seed), dae in sorted(psnr.items()):
         base = psnr.get((fam, "baseline", width, seed), {})
-        inits = sorted(set(dae) & set(base), key=str)
+        inits = set(dae) & set(base)
         if fam != family or arm != variant or not inits:
             continue
         gaps[width][seed] = float(np.mean([dae[i] - base[i] for i in inits]))
