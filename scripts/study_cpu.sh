@@ -16,6 +16,8 @@
 # "--lipschitz-every 200" for the Lipschitz curves), PRECISION (auto: bf16 autocast on a CPU with
 # native bf16, fp32 elsewhere, where emulated bf16 runs at 0.3-0.4x; the studies of
 # docs/results.md ran in bf16 on a CPU with AVX512-BF16). Comparison (a) is queued before (b).
+# UNTIL (stop each run after that step, its lr schedule still S's, and leave it there; rerun
+# with a larger UNTIL, or none, to continue: a window on the start of a run).
 # The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.
 # Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
 # that another invocation is training (flock on OUT/<run>.lock) is left to it.
@@ -29,7 +31,8 @@ COMMON="--set disc.start=1000000000 --set train.precision=$PRECISION --set train
   --set train.log_every=${LOG_EVERY:-50} --set log.test_every=$TEST_EVERY --set log.test_images=${TEST_IMAGES:-1000}
   --set log.image_every=0 --set train.ckpt_every=200 --set train.progress=false
   --set train.tensorboard=false --set model.attn_resolutions=[] --set train.ema_decay=0
-  --set optim.lr=$LR --set optim.decay=$DECAY --set optim.final_lr_fraction=$FINAL_LR ${EXTRA:-}"
+  --set optim.lr=$LR --set optim.decay=$DECAY --set optim.final_lr_fraction=$FINAL_LR ${EXTRA:-}
+  ${UNTIL:+--until $UNTIL}"
 preset() {  # family -> config file and model overrides (small enough to converge on a CPU core)
   case $1 in
     mnist-vq) echo "configs/mnist_vqgan.yaml --set model.ch=16 --set model.norm_groups=8" ;;

@@ -118,6 +118,44 @@ def test_study_cpu_trains_one_arm_alone(tmp_path, data_root, only, arm):
         assert (chosen["requested"], chosen["name"]) == ("auto", "fp32")
 
 
+def test_study_cpu_until_stops_runs_and_a_rerun_without_it_finishes_them(tmp_path, data_root):
+    """UNTIL=2 of S=4: a checkpoint at step 2 and no final weights; the same command again leaves
+    the run as it is; without UNTIL the run resumes to its end."""
+    data = tmp_path / "mnist_tiny.npz"
+    pack_images("mnist", data, n_train=128, n_test=32, root=str(data_root), seed=0)
+    run = tmp_path / "study" / "mnist-vq-baseline-s0"
+    env = {
+        **os.environ,
+        "DAE_DATA": str(data),
+        "DAE": str(REPO / ".venv/bin/dae") if (REPO / ".venv/bin/dae").exists() else "dae",
+        "OUT": str(tmp_path / "study"),
+        "ONLY": "baseline",
+        "SEEDS": "1",
+        "S": "4",
+        "TEST_EVERY": "2",
+        "LOG_EVERY": "2",
+        "TEST_IMAGES": "16",
+    }
+
+    def study(**more):
+        proc = subprocess.run(
+            ["bash", str(REPO / "scripts/study_cpu.sh"), "mnist-vq"],
+            env={**env, **more},
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0 and "FAILED" not in proc.stdout, proc.stdout + proc.stderr
+        return [
+            json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+        ]
+
+    assert study(UNTIL="2") == [2]
+    assert not (run / "model.safetensors").exists()
+    checkpoint = (run / "checkpoints/last.pt").read_bytes()
+    assert study(UNTIL="2") == [2] and (run / "checkpoints/last.pt").read_bytes() == checkpoint
+    assert study() == [2, 4] and (run / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize(("prior_seed", "expected"), [(None, "7"), ("101", "101")])
 def test_study_priors_prior_seed(tmp_path, prior_seed, expected):
     """PRIOR_SEED retrains the priors on the same latents with another seed (the prior's own

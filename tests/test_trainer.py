@@ -309,3 +309,71 @@ def test_ema_averages_floats_copies_frozen_and_integer_tensors():
     ema.update(module, 1)
     assert torch.equal(ema.shadow["0.weight"], module[0].weight)
     assert ema.shadow["0.weight"] is not module[0].weight  # a copy, not the live tensor
+
+
+@pytest.mark.parametrize("until", [7, 10, 17])  # stage 1, the boundary, stage 2
+def test_until_stops_with_a_checkpoint_and_resume_equals_uninterrupted(tmp_path, until):
+    cfg = tiny_cfg(
+        "train.steps=24",
+        "train.ckpt_every=5",
+        "schedule.mode=dae",
+        "schedule.weak_decoder=dropout2d",
+        "schedule.dropout_p=0.5",
+        "optim.decay=cosine",
+    )
+    full, _ = run(cfg, tmp_path / "full")
+    task = ToyTask(cfg)
+    schedule = DAESchedule(cfg.schedule, 24)
+    cut = Trainer(task, schedule, cfg.train, cfg.optim, run_dir=tmp_path / "cut")
+    cut.fit(until=until)
+    assert cut.step == until and not cut.finished
+    assert load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["step"] == until
+    # the lr is the 24-step schedule's at `until`, not a schedule that ends there
+    rows = read_metrics(tmp_path / "cut")
+    assert rows == read_metrics(tmp_path / "full")[:until]
+    with pytest.raises(ValueError, match=f"stop after step {until - 1}, but the run is at"):
+        cut.fit(until=until - 1)
+    resumed, trainer = run(cfg, tmp_path / "cut", resume=True)
+    assert trainer.finished
+    assert_same(state(full.model), state(resumed.model))
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
+
+
+def test_data_seed_changes_the_batches_not_the_init():
+    base = tiny_cfg("train.steps=6", "train.seed=3")
+    cfgs = {"base": base, "same": replace(base, ["train.data_seed=3"])}
+    cfgs["other"] = replace(base, ["train.data_seed=4"])
+    assert base.train.batch_seed == 3 and cfgs["other"].train.batch_seed == 4
+    inits, first, trained = {}, {}, {}
+    for name, c in cfgs.items():  # one at a time: init and training noise come from `seed`
+        task = ToyTask(c)
+        inits[name], first[name] = state(task.model), task.batch(0)
+        Trainer(task, DAESchedule(c.schedule, 6), c.train, c.optim).fit()
+        trained[name] = state(task.model)
+    assert_same(inits["base"], inits["other"])  # one init
+    assert torch.equal(first["base"], first["same"])
+    assert not torch.equal(first["base"], first["other"])
+    assert_same(trained["base"], trained["same"])
+    assert any(not torch.equal(trained["base"][k], trained["other"][k]) for k in trained["base"])
+
+
+def test_cli_until_writes_no_final_weights_and_resume_finishes(tmp_path, capsys):
+    from dae.cli import main
+
+    run_dir = tmp_path / "run"
+    args = ["train", "configs/toy_vae.yaml", "--out", str(run_dir)]
+    args += ["--set", "train.steps=6", "--set", "train.progress=false"]
+    args += ["--set", "train.tensorboard=false"]
+    assert main([*args, "--until", "4"]) == 0
+    assert f"stopped after step 4 of 6; --resume continues {run_dir}" in capsys.readouterr().out
+    assert not (run_dir / "model.safetensors").exists()
+    assert main([*args, "--resume", "--until", "3"]) == 2
+    assert "--until: must not be before step 4" in capsys.readouterr().err
+    checkpoint = (run_dir / "checkpoints/last.pt").read_bytes()
+    assert main([*args, "--resume", "--until", "4"]) == 0  # already there: left as it is
+    assert (run_dir / "checkpoints/last.pt").read_bytes() == checkpoint
+    assert "stopped after step 4 of 6" in capsys.readouterr().out
+    assert main([*args, "--resume"]) == 0
+    assert (run_dir / "model.safetensors").exists()
+    assert main([*args, "--until", "0", "--overwrite"]) == 2
+    assert "--until: must be >= 1, got 0" in capsys.readouterr().err

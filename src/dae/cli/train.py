@@ -18,6 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="delete a run already in --out")
     parser.add_argument(
+        "--until",
+        type=int,
+        metavar="N",
+        help="stop after step N with a checkpoint (lr decay and stages still those of "
+        "train.steps); --resume continues, as if never stopped",
+    )
+    parser.add_argument(
         "--lipschitz-every",
         type=int,
         default=0,
@@ -42,13 +49,19 @@ def run(args: argparse.Namespace) -> int:
             f"must be a multiple of train.log_every ({cfg.train.log_every}), got "
             f"{args.lipschitz_every}",
         )
+    if args.until is not None and args.until < 1:
+        raise ConfigError("--until", f"must be >= 1, got {args.until}")
     out = args.out or Path("runs") / Path(args.config).stem
     hooks = None
     if args.lipschitz_every:
         from dae.metrics.lipschitz import hook_for_task
 
         hooks = lambda task: [hook_for_task(task, args.lipschitz_every)]  # noqa: E731
-    trainer = train(cfg, out, resume=args.resume, overwrite=args.overwrite, hooks=hooks)
-    if trainer.dist.is_main:
+    trainer = train(
+        cfg, out, resume=args.resume, overwrite=args.overwrite, hooks=hooks, until=args.until
+    )
+    if trainer.dist.is_main and not trainer.finished:
+        print(f"stopped after step {trainer.step} of {cfg.train.steps}; --resume continues {out}")
+    elif trainer.dist.is_main:
         print(f"trained {cfg.train.steps} steps; run folder: {out}")
     return 0

@@ -230,7 +230,7 @@ def stream_loader(
         data,
         sampler,
         hflip=data_cfg.hflip,
-        seed=train_cfg.seed,
+        seed=train_cfg.batch_seed,
         steps=train_cfg.steps,
         workers=data_cfg.workers,
         prefetch=data_cfg.prefetch,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.config import to_dict
+from dae.errors import ConfigError
 from dae.experiments import get_kind
 from dae.provenance import pin_paths
 from dae.runsafety import claim_run_dir
@@ -25,6 +26,7 @@ def train(
     make_task: Callable[[RunFolder], Task] | None = None,
     hooks: Callable[[Task], list[Any]] | None = None,
     inputs: Sequence[str | Path] = (),
+    until: int | None = None,
 ) -> Trainer:
     """Train `cfg` into the run folder `out`; `make_task(run)` overrides `KINDS[kind].task(cfg)`.
 
@@ -32,6 +34,8 @@ def train(
     throughout (`inputs`: the command's input runs, which `out` must not be or contain). After
     training, values the task measured (a KL-AE's `scaling_factor`) are in `cfg`, and
     `config.yaml` and the weights' header are written from it, so both hold the same config.
+    `until`: stop after that step with a checkpoint and no final weights; `resume` continues (a
+    run already at that step is left as it is).
     """
     kind = get_kind(cfg.kind)
     run = RunFolder(out)
@@ -57,9 +61,18 @@ def train(
             resume=resume,
             hooks=hooks(task) if hooks else None,
         )
+        if until is not None and until < trainer.step:
+            raise ConfigError("--until", f"must not be before step {trainer.step}, where {out} is")
+        if until is not None and until == trainer.step and not trainer.finished:
+            # already there: a script that re-runs its commands stops here again, untouched
+            finished = True
+            return trainer
         if resume and info.is_main:
             print(f"resuming {out} from step {trainer.step} of {cfg.train.steps}")
-        trainer.fit()
+        trainer.fit(until)
+        if not trainer.finished:
+            finished = True  # a clean stop: the checkpoint is the run's state
+            return trainer
         task.finish()
         config = to_dict(cfg)
         if info.is_main:

@@ -34,7 +34,7 @@ class PriorTask(Task):
         self.rank = dist_info().rank
         world = dist_info().world_size
         self.sampler = EpochSampler(
-            len(cache), cfg.train.batch_size, cfg.train.seed, self.rank, world
+            len(cache), cfg.train.batch_size, cfg.train.batch_seed, self.rank, world
         )
         self.prior_train: nn.Module = prior  # DDP-wrapped under torchrun
 

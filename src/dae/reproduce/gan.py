@@ -205,7 +205,9 @@ class GANTask(Task):
         torch.manual_seed(cfg.train.seed)
         self.model = build_gan_model(cfg, backbone)
         self.disc = Discriminator(cfg.model.disc_width, cfg.model.channels)
-        self.batches = ImageBatches(images, cfg.train.batch_size, cfg.train.seed, cfg.data.hflip)
+        self.batches = ImageBatches(
+            images, cfg.train.batch_size, cfg.train.batch_seed, cfg.data.hflip
+        )
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "disc": self.disc}

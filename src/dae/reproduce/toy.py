@@ -53,7 +53,9 @@ class ToyTask(Task):
         self.data: ToyData = make_toy_data(cfg.data, seed=cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
         self.model = ToyVAE(cfg.model)
-        self.sampler = EpochSampler(len(self.data.x_train), cfg.train.batch_size, cfg.train.seed)
+        self.sampler = EpochSampler(
+            len(self.data.x_train), cfg.train.batch_size, cfg.train.batch_seed
+        )
 
     def batch(self, step: int) -> torch.Tensor:
         return self.data.x_train[self.sampler.indices(step)]

@@ -100,7 +100,7 @@ class ImageTask(Task):
         _check_images(self.data, cfg.model)
         info = dist_info()
         self.sampler = EpochSampler(
-            len(self.data), cfg.train.batch_size, cfg.train.seed, info.rank, info.world_size
+            len(self.data), cfg.train.batch_size, cfg.train.batch_seed, info.rank, info.world_size
         )
         self.stream = stream_loader(self.data, self.sampler, cfg.data, cfg.train, self.device)
         self.skipped = SkippedImages()
@@ -156,7 +156,9 @@ class ImageTask(Task):
             x = to_float(self.stream.batch(step))
         else:
             index = self.sampler.indices(step)
-            x = float_batch(self.data, index, self.cfg.data.hflip, seed=self.cfg.train.seed + step)
+            x = float_batch(
+                self.data, index, self.cfg.data.hflip, seed=self.cfg.train.batch_seed + step
+            )
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x.to(self.device, non_blocking=True)

@@ -64,6 +64,13 @@ class TrainConfig:
     steps: int = field(default=1000, metadata={"help": "total optimisation steps (both stages)"})
     batch_size: int = field(default=128, metadata={"help": "batch size per process"})
     seed: int = field(default=0, metadata={"help": "seed for init, batches and sampling"})
+    data_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "seed for the batch order and flips alone; null: `seed`. Another data_seed "
+            "at one seed varies the data order at a fixed init"
+        },
+    )
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
     log_every: int = field(default=50, metadata={"help": "steps between log rows"})
     ckpt_every: int = field(
@@ -106,6 +113,11 @@ class TrainConfig:
             f"must be <= batch_size ({self.batch_size}): each micro-batch needs a sample, "
             f"got {self.grad_accum}",
         )
+        check(
+            self.data_seed is None or self.data_seed >= 0,
+            "data_seed",
+            f"must be >= 0 or null, got {self.data_seed}",
+        )
         check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         check(self.ckpt_every >= 0, "ckpt_every", f"must be >= 0, got {self.ckpt_every}")
         check(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
@@ -114,6 +126,11 @@ class TrainConfig:
             "precision",
             "fp16 needs a CUDA device (on CPU it runs ~1000x slower than fp32); use bf16",
         )
+
+    @property
+    def batch_seed(self) -> int:
+        """The seed of the batch order and flips."""
+        return self.seed if self.data_seed is None else self.data_seed
 
 
 @dataclass
@@ -332,9 +349,20 @@ class Trainer:
         return f"non-finite {name!r} loss in step {step + 1} ({stage}); stopped{where}"
 
     # -- the loop ---------------------------------------------------------------------------------
-    def fit(self) -> list[dict[str, Any]]:
-        """Train to `cfg.steps`; returns the logged rows."""
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.cfg.steps
+
+    def fit(self, until: int | None = None) -> list[dict[str, Any]]:
+        """Train to `cfg.steps`, or stop after step `until` (with a checkpoint there, the
+        schedule and lr decay still those of `cfg.steps`, so that `--resume` continues as if
+        never stopped); returns the logged rows."""
         cfg = self.cfg
+        stop = cfg.steps if until is None else min(until, cfg.steps)
+        if until is not None and until < self.step:
+            raise ValueError(
+                f"asked to stop after step {until}, but the run is at step {self.step}"
+            )
         main = self.dist.is_main
         logger = MetricsLogger(self.run if main else None, self.step, tensorboard=cfg.tensorboard)
         bar = progress_bar(
@@ -347,13 +375,14 @@ class Trainer:
         )
         try:
             with StepBoundaryInterrupt() as interrupt:
-                while self.step < cfg.steps:
+                while self.step < stop:
                     self._train_step(logger, bar)
                     interrupt.stop_if_asked(self.save, self.step, self.run_dir)
-                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < stop:
                         self.save()
                 self.save()
-            self.schedule.finish(self.task.model)
+            if self.finished:
+                self.schedule.finish(self.task.model)
         finally:
             bar.close()
             logger.close()
