@@ -5,9 +5,11 @@ DAE runs in orange. docs/results.md uses it for the better mode at S = 14,400, w
 that reach it show a three- to four-fold rise of the commitment loss as their test L1 drops.
 It also prints each run's jump step: the first step from which that averaged loss stays at least
 `--factor` times its lowest value before it (a rule, not a fit: it names when, not why).
+`--by seed` colours the lines by `train.seed` instead (DAE runs dashed): runs of one
+initialisation with other batch orders (`train.data_seed`) then share a colour.
 
 Usage: python scripts/plot_mode.py RUN [RUN ...] --out FIG.png [--start 6000] [--window 8]
-       [--factor 2.5]
+       [--factor 2.5] [--by arm|seed] [--end STEP]
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def jump_step(steps: list[int], values: list[float], factor: float = 2.5) -> int
     return None
 
 
-def plot(runs: list[str], out: Path, start: int, window: int) -> None:
+def plot(
+    runs: list[str], out: Path, start: int, window: int, by: str = "arm", end: int | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,17 +80,25 @@ def plot(runs: list[str], out: Path, start: int, window: int) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     labelled = set()
     for path in runs:
-        joint = Run(path).config().schedule.mode == "baseline"
+        config = Run(path).config()
+        joint = config.schedule.mode == "baseline"
         try:
-            series = mode_series(read_metrics(path), start, window)
+            rows = [r for r in read_metrics(path) if end is None or r["step"] <= end]
+            series = mode_series(rows, start, window)
         except ValueError as e:
             raise SystemExit(f"{path}: {e}") from None
-        label = None if joint in labelled else ("baseline (joint)" if joint else "DAE")
-        labelled.add(joint)
-        kw = {"color": "tab:blue" if joint else "tab:orange", "lw": 1, "alpha": 0.85}
+        if by == "seed":
+            key, seed = config.train.seed, config.train.seed
+            kw = {"color": f"C{seed % 10}", "ls": "-" if joint else "--", "lw": 1, "alpha": 0.85}
+            label = None if key in labelled else f"seed {seed}"
+        else:
+            key = joint
+            kw = {"color": "tab:blue" if joint else "tab:orange", "lw": 1, "alpha": 0.85}
+            label = None if key in labelled else ("baseline (joint)" if joint else "DAE")
+        labelled.add(key)
         top.plot(series["test_steps"], series["test_l1"], label=label, **kw)
         bottom.plot(series["commit_steps"], series["commitment"], **kw)
-        if not joint:  # the baselines end together: their names would overlap
+        if not joint and by == "arm":  # the baselines end together: names would overlap
             end = (series["test_steps"][-1], series["test_l1"][-1])
             top.annotate(Path(path).name.rsplit("-", 1)[-1], end, fontsize=7)
     top.set_ylabel("held-out test L1")
@@ -105,16 +117,22 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0, help="first step shown")
     ap.add_argument("--window", type=int, default=8, help="log rows averaged (commitment)")
     ap.add_argument("--factor", type=float, default=2.5, help="rise that counts as the jump")
+    ap.add_argument("--by", choices=["arm", "seed"], default="arm", help="what colours a line")
+    ap.add_argument("--end", type=int, help="last step shown and tabled (runs stopped early)")
     args = ap.parse_args()
-    plot(args.runs, args.out, args.start, args.window)
+    plot(args.runs, args.out, args.start, args.window, args.by, args.end)
     print(f"wrote {args.out}")
     print(f"| run | jump step (x{args.factor:g}) | commitment at the end | final test L1 |")
     print("|---|---:|---:|---:|")
-    for path in args.runs:
-        series = mode_series(read_metrics(path), 0, args.window)
+    names = [Path(path).name for path in args.runs]
+    for path, name in zip(args.runs, names, strict=True):
+        rows = [r for r in read_metrics(path) if args.end is None or r["step"] <= args.end]
+        series = mode_series(rows, 0, args.window)
         jump = jump_step(series["commit_steps"], series["commitment"], args.factor)
+        if names.count(name) > 1:  # the same run name in several folders (other batch orders)
+            name = f"{Path(path).parent.name}/{name}"
         print(
-            f"| {Path(path).name} | {jump if jump is not None else '—'} "
+            f"| {name} | {jump if jump is not None else '—'} "
             f"| {series['commitment'][-1]:.4f} | {series['test_l1'][-1]:.4f} |"
         )
 
