@@ -63,7 +63,9 @@ CHECKPOINT_VERSION = 1
 class TrainConfig:
     steps: int = field(default=1000, metadata={"help": "total optimisation steps (both stages)"})
     batch_size: int = field(default=128, metadata={"help": "batch size per process"})
-    seed: int = field(default=0, metadata={"help": "seed for init, batches and sampling"})
+    seed: int = field(
+        default=0, metadata={"help": "seed for init, sampling and (data_seed null) batches"}
+    )
     data_seed: int | None = field(
         default=None,
         metadata={
