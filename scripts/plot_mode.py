@@ -69,6 +69,11 @@ def jump_step(steps: list[int], values: list[float], factor: float = 2.5) -> int
     return None
 
 
+def rows_until(path: str, end: int | None) -> list[dict]:
+    """A run's metrics rows up to step `end` (all of them for None)."""
+    return [r for r in read_metrics(path) if end is None or r["step"] <= end]
+
+
 def plot(
     runs: list[str], out: Path, start: int, window: int, by: str = "arm", end: int | None = None
 ) -> None:
@@ -83,14 +88,13 @@ def plot(
         config = Run(path).config()
         joint = config.schedule.mode == "baseline"
         try:
-            rows = [r for r in read_metrics(path) if end is None or r["step"] <= end]
-            series = mode_series(rows, start, window)
+            series = mode_series(rows_until(path, end), start, window)
         except ValueError as e:
             raise SystemExit(f"{path}: {e}") from None
         if by == "seed":
-            key, seed = config.train.seed, config.train.seed
-            kw = {"color": f"C{seed % 10}", "ls": "-" if joint else "--", "lw": 1, "alpha": 0.85}
-            label = None if key in labelled else f"seed {seed}"
+            key = config.train.seed
+            kw = {"color": f"C{key % 10}", "ls": "-" if joint else "--", "lw": 1, "alpha": 0.85}
+            label = None if key in labelled else f"seed {key}"
         else:
             key = joint
             kw = {"color": "tab:blue" if joint else "tab:orange", "lw": 1, "alpha": 0.85}
@@ -99,8 +103,8 @@ def plot(
         top.plot(series["test_steps"], series["test_l1"], label=label, **kw)
         bottom.plot(series["commit_steps"], series["commitment"], **kw)
         if not joint and by == "arm":  # the baselines end together: names would overlap
-            end = (series["test_steps"][-1], series["test_l1"][-1])
-            top.annotate(Path(path).name.rsplit("-", 1)[-1], end, fontsize=7)
+            last = (series["test_steps"][-1], series["test_l1"][-1])
+            top.annotate(Path(path).name.rsplit("-", 1)[-1], last, fontsize=7)
     top.set_ylabel("held-out test L1")
     top.legend(fontsize=8)
     bottom.set_ylabel(f"training commitment loss\n(mean of {window} log rows)")
@@ -126,8 +130,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     names = [Path(path).name for path in args.runs]
     for path, name in zip(args.runs, names, strict=True):
-        rows = [r for r in read_metrics(path) if args.end is None or r["step"] <= args.end]
-        series = mode_series(rows, 0, args.window)
+        series = mode_series(rows_until(path, args.end), 0, args.window)
         jump = jump_step(series["commit_steps"], series["commitment"], args.factor)
         if names.count(name) > 1:  # the same run name in several folders (other batch orders)
             name = f"{Path(path).parent.name}/{name}"
