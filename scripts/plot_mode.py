@@ -17,56 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
+from dae.metrics.mode import FACTOR, WINDOW, jump_step, mode_series
 from dae.run import Run
 from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
-
-
-def mode_series(rows: list[dict], start: int = 0, window: int = 8) -> dict[str, list]:
-    """From a run's metrics rows: the test-L1 curve and the commitment loss averaged over the last
-    `window` log rows (trailing mean), both from `start` on. Stage 2 freezes the encoder and
-    codebook, so its commitment rows (if logged) say nothing about the latent and are left out."""
-    if not any("commitment" in r for r in rows):
-        raise ValueError("no `commitment` column in its metrics: not a VQ run")
-    if not any(r.get("commitment") for r in rows):
-        # fsq logs the column but has no commitment term: a zero minimum would make any value a jump
-        raise ValueError("its commitment loss is zero throughout (fsq has none): no mode to show")
-    test = [(r["step"], r["test_rec"]) for r in rows if "test_rec" in r and r["step"] >= start]
-    if not test:
-        raise ValueError(f"no held-out test L1 from step {start} on (train with log.test_every)")
-    logged = [
-        (r["step"], r["commitment"])
-        for r in rows
-        if "commitment" in r and r.get("stage") != "stage2"
-    ]
-    steps = [s for s, _ in logged]
-    values = np.array([c for _, c in logged], dtype=float)
-    means = [float(values[max(0, i + 1 - window) : i + 1].mean()) for i in range(len(values))]
-    kept = [(s, m) for s, m in zip(steps, means, strict=True) if s >= start]
-    return {
-        "test_steps": [s for s, _ in test],
-        "test_l1": [v for _, v in test],
-        "commit_steps": [s for s, _ in kept],
-        "commitment": [m for _, m in kept],
-    }
-
-
-def jump_step(steps: list[int], values: list[float], factor: float = 2.5) -> int | None:
-    """First step from which the values stay at least `factor` times the lowest value before it,
-    or None. The loss falls from its initial value to a plateau first, so the running minimum
-    follows it down; a rise that falls back (the codebook settling early on) is not the jump."""
-    if factor <= 1:
-        raise ValueError(f"factor must be > 1, got {factor}")
-    if len(steps) != len(values):
-        raise ValueError(f"{len(steps)} steps but {len(values)} values")
-    lowest = float("inf")
-    for i, value in enumerate(values):
-        if value >= factor * lowest and min(values[i:]) >= factor * lowest:
-            return steps[i]
-        lowest = min(lowest, value)
-    return None
 
 
 def rows_until(path: str, end: int | None) -> list[dict]:
@@ -119,8 +73,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--out", type=Path, required=True, help="figure file (.png)")
     ap.add_argument("--start", type=int, default=0, help="first step shown")
-    ap.add_argument("--window", type=int, default=8, help="log rows averaged (commitment)")
-    ap.add_argument("--factor", type=float, default=2.5, help="rise that counts as the jump")
+    ap.add_argument("--window", type=int, default=WINDOW, help="log rows averaged (commitment)")
+    ap.add_argument("--factor", type=float, default=FACTOR, help="rise that counts as the jump")
     ap.add_argument("--by", choices=["arm", "seed"], default="arm", help="what colours a line")
     ap.add_argument("--end", type=int, help="last step shown and tabled (runs stopped early)")
     args = ap.parse_args()

@@ -407,42 +407,6 @@ def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_code
     assert got["code_spacing"] == pytest.approx(5.0)
 
 
-def test_plot_mode_series_averages_stage1_commitment_and_keeps_test_curve():
-    pm = load_script("plot_mode")
-    rows = [
-        {"step": 50, "stage": "stage1", "commitment": 1.0},
-        {"step": 100, "stage": "stage1", "commitment": 3.0, "test_rec": 0.5},
-        {"step": 150, "stage": "stage1", "commitment": 5.0},
-        {"step": 200, "stage": "stage2", "commitment": 100.0, "test_rec": 0.4},  # frozen encoder
-    ]
-    got = pm.mode_series(rows, start=100, window=2)
-    assert got["test_steps"] == [100, 200] and got["test_l1"] == [0.5, 0.4]
-    # trailing means over two rows, stage 2 left out, rows before `start` only feed the mean
-    assert got["commit_steps"] == [100, 150]
-    assert got["commitment"] == [2.0, 4.0]
-    with pytest.raises(ValueError, match="not a VQ run"):
-        pm.mode_series([{"step": 50, "rec": 0.1, "test_rec": 0.2}])
-    with pytest.raises(ValueError, match="zero throughout"):
-        pm.mode_series([{"step": 50, "commitment": 0.0, "test_rec": 0.2}])
-    with pytest.raises(ValueError, match="no held-out test L1 from step 300"):
-        pm.mode_series(rows, start=300)
-
-
-def test_plot_mode_jump_step_is_the_first_rise_off_the_lowest_value():
-    pm = load_script("plot_mode")
-    steps = list(range(100, 1400, 100))
-    # falls from its initial value (no jump on the way down), rises early and falls back (not the
-    # jump), settles on a plateau, drifts up 1.6x, then jumps for good
-    values = [16.0, 0.02, 0.055, 0.03, 0.02, 0.016, 0.02, 0.021, 0.025, 0.032, 0.039, 0.041, 0.09]
-    assert pm.jump_step(steps, values, factor=2.5) == 1200
-    assert pm.jump_step(steps, values, factor=1.5) == 900
-    assert pm.jump_step(steps[:11], values[:11], factor=2.5) is None
-    with pytest.raises(ValueError, match="factor must be > 1"):
-        pm.jump_step(steps, values, factor=1.0)
-    with pytest.raises(ValueError, match="13 steps but 2 values"):
-        pm.jump_step(steps, values[:2])
-
-
 def write_cell_run(root: Path, name: str, seed: int, psnr: list[float]) -> Path:
     """A run of 100 * len(psnr) steps whose test PSNR is logged every 100 steps."""
     run = root / name

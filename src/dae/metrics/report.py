@@ -3,7 +3,8 @@
 Plots (PNG, matplotlib): loss curves across the DAE stages with the stages shaded (Figure 3),
 encoder/decoder Lipschitz complexity over training (Figure 4), codebook cosine-similarity
 histograms, eigenvalue decay and sorted code usage (Figure 6), the latent diagnostics (DCT
-spectrum, GMM BIC curve), and each run's reconstruction grid.
+spectrum, GMM BIC curve), each run's reconstruction grid, and for VQ runs the step at which the
+commitment loss jumped (the better codebook mode of docs/results.md, `dae.metrics.mode`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from dae.metrics.mode import run_mode
 from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
 from dae.train.run_folder import RunFolder
@@ -232,6 +234,36 @@ def _weights(evaluation: dict[str, Any]) -> str:
     return f"{evaluation['weights']} @ step {evaluation['step']}{stage}"
 
 
+def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
+    """The codebook-mode table of the VQ runs among `runs` (none: no lines)."""
+    modes = {}
+    for run in runs:
+        if RunFolder(run).metrics_path.is_file():
+            mode = run_mode(read_metrics(run))
+            if mode is not None:
+                modes[run] = mode
+    if not modes:
+        return []
+    first = next(iter(modes.values()))
+    lines = [
+        "## VQ codebook mode (training commitment loss)",
+        "",
+        f"The commitment loss averaged over {first['window']} log rows (stage 2, with the encoder "
+        f"frozen, left out). A rise to {first['factor']:g}x its lowest value that lasts to the "
+        "last row marks the better codebook mode of docs/results.md (lower test L1); in an "
+        "unfinished run it may still come, or fall back.",
+        "",
+        "| run | jump step | lowest before it | last (step) |",
+        "|---|---:|---:|---:|",
+    ]
+    for run, m in modes.items():
+        jump = "none" if m["jump_step"] is None else str(m["jump_step"])
+        lines.append(
+            f"| {labels[run]} | {jump} | {m['lowest']:.4g} | {m['last']:.4g} ({m['last_step']}) |"
+        )
+    return [*lines, ""]
+
+
 def write_report(runs: list[Path], out: Path) -> Path:
     """Write `out/report.md` and its PNGs; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -269,6 +301,7 @@ def write_report(runs: list[Path], out: Path) -> Path:
                 f"- {labels[run]}: {e['n']} held-out {e['data']} examples; {feats}; skipped: {notes}"
             )
         lines.append("")
+    lines += _mode_lines(runs, labels)
     missing = [run for run, e in evals.items() if not e]
     if missing:
         lines += [
