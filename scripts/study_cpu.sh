@@ -16,8 +16,8 @@
 # "--lipschitz-every 200" for the Lipschitz curves), PRECISION (auto: bf16 autocast on a CPU with
 # native bf16, fp32 elsewhere, where emulated bf16 runs at 0.3-0.4x; the studies of
 # docs/results.md ran in bf16 on a CPU with AVX512-BF16). Comparison (a) is queued before (b).
-# UNTIL (stop each run after that step, its lr schedule still S's, and leave it there; rerun
-# with a larger UNTIL, or none, to continue: a window on the start of a run).
+# UNTIL (stop each run after that step, its lr schedule still its own steps', and leave it
+# there; rerun with a larger UNTIL, or none, to continue: a window on the start of a run).
 # The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.
 # Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
 # that another invocation is training (flock on OUT/<run>.lock) is left to it.
@@ -71,7 +71,9 @@ one() {  # train one run, or resume it, or skip it when finished
   local mode=(); [[ -f $out/config.yaml ]] && mode=(--resume)
   echo "start: $out ${mode[*]}"
   # shellcheck disable=SC2086
-  $DAE train $@ $COMMON --out "$out" "${mode[@]}" > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
+  # appended, not replaced: a resumed run's log keeps what its earlier attempts said
+  echo "== $(date -u +%FT%TZ) start ${mode[*]}" >> "$out.log"
+  $DAE train $@ $COMMON --out "$out" "${mode[@]}" >> "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }
 export -f one; export COMMON DAE

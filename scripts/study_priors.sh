@@ -46,7 +46,7 @@ one() {  # family seed
   # shellcheck disable=SC2086
   $DAE compare-priors "$base" "$dae" "$preset" --out "$out" --n "$N" \
     --score "${SCORE:-classifier:$data}" --seed "$prior_seed" --set data.name=$data \
-    --set train.seed="$prior_seed" $args > "$out.log" 2>&1 \
+    --set train.seed="$prior_seed" $args >> "$out.log" 2>&1 \
     || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }

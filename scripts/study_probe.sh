@@ -24,7 +24,7 @@ one() {  # family seed
   pair_job "$out" "${runs[@]}" || return 0
   mkdir -p "$out"
   # shellcheck disable=SC2086
-  $DAE probe "${runs[@]}" --out "$out" $PROBE_ARGS > "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
+  $DAE probe "${runs[@]}" --out "$out" $PROBE_ARGS >> "$out.log" 2>&1 || echo "FAILED: $out (see $out.log)"
   echo "end: $out"
 }
 export -f one; export RUNS OUT PROBE_ARGS DAE VARIANT

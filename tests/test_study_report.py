@@ -609,3 +609,32 @@ def test_probe_gap_by_width(gap, tmp_path):
     partial.write_text(json.dumps(config))
     gaps, _ = gap.width_gaps(study, [full, other, partial], "dae-a", allow=("seed",))
     assert gaps[1.0] == {0: pytest.approx(0.1), 1: pytest.approx(-0.3)}
+
+
+def test_plot_mode_draws_and_tables_runs_cut_at_end(tmp_path, monkeypatch, capsys):
+    """plot_mode.py on a joint and a DAE run: the figure, and the jump table cut at --end (a jump
+    after it is not one yet)."""
+    pm = load_script("plot_mode")
+    values = [1.0] + [0.02] * 9 + [0.11] * 10  # the 8-row mean jumps at step 1300
+    runs = []
+    for name, mode in (("dae", "dae"), ("joint", "baseline")):  # runs after a DAE run's label
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(
+            f"kind: vqgan\ntrain:\n  steps: 2000\n  seed: 3\nschedule:\n  mode: {mode}\n"
+        )
+        rows = [
+            {"step": 100 * (i + 1), "stage": "joint", "commitment": v, "test_rec": 0.1}
+            for i, v in enumerate(values)
+        ]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append(str(run))
+    # --by arm labels the DAE run at its last point: that label once shadowed --end
+    for end, jump, by in ((None, "1300", "arm"), (1200, "—", "arm"), (1200, "—", "seed")):
+        out = tmp_path / f"mode-{end}-{by}.png"
+        argv = ["plot_mode.py", *runs, "--out", str(out), "--by", by]
+        monkeypatch.setattr("sys.argv", argv + ([] if end is None else ["--end", str(end)]))
+        pm.main()
+        assert out.stat().st_size > 10_000
+        table = capsys.readouterr().out
+        assert f"| joint | {jump} |" in table and f"| dae | {jump} |" in table

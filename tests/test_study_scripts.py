@@ -154,6 +154,10 @@ def test_study_cpu_until_stops_runs_and_a_rerun_without_it_finishes_them(tmp_pat
     checkpoint = (run / "checkpoints/last.pt").read_bytes()
     assert study(UNTIL="2") == [2] and (run / "checkpoints/last.pt").read_bytes() == checkpoint
     assert study() == [2, 4] and (run / "model.safetensors").is_file()
+    # one log a run, appended: each attempt's header and output, the stops' lines kept
+    log = (run.parent / f"{run.name}.log").read_text()
+    assert log.count("\n== ") + log.startswith("== ") == 3
+    assert log.count("stopped after step 2 of 4") == 2
 
 
 @pytest.mark.parametrize(("prior_seed", "expected"), [(None, "7"), ("101", "101")])

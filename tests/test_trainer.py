@@ -363,17 +363,27 @@ def test_cli_until_writes_no_final_weights_and_resume_finishes(tmp_path, capsys)
     run_dir = tmp_path / "run"
     args = ["train", "configs/toy_vae.yaml", "--out", str(run_dir)]
     args += ["--set", "train.steps=6", "--set", "train.progress=false"]
-    args += ["--set", "train.tensorboard=false"]
+    args += ["--set", "train.tensorboard=false", "--set", "train.log_every=1"]
     assert main([*args, "--until", "4"]) == 0
     assert f"stopped after step 4 of 6; --resume continues {run_dir}" in capsys.readouterr().out
     assert not (run_dir / "model.safetensors").exists()
     assert main([*args, "--resume", "--until", "3"]) == 2
     assert "--until: must not be before step 4" in capsys.readouterr().err
     checkpoint = (run_dir / "checkpoints/last.pt").read_bytes()
+    rows = read_metrics(run_dir)
+    # a kill after the checkpoint leaves rows past it; a rerun that is already there cuts them
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 5, "loss": 1.0}) + "\n")
     assert main([*args, "--resume", "--until", "4"]) == 0  # already there: left as it is
     assert (run_dir / "checkpoints/last.pt").read_bytes() == checkpoint
+    assert read_metrics(run_dir) == rows and rows[-1]["step"] == 4
     assert "stopped after step 4 of 6" in capsys.readouterr().out
     assert main([*args, "--resume"]) == 0
     assert (run_dir / "model.safetensors").exists()
-    assert main([*args, "--until", "0", "--overwrite"]) == 2
+    assert main([*args, "--resume", "--until", "5"]) == 2
+    assert f"must not be before step 6, where {run_dir} is (finished)" in capsys.readouterr().err
+    # refused before the folder is claimed: no config.yaml is left behind
+    fresh = tmp_path / "fresh"
+    assert main([*args[:3], str(fresh), *args[4:], "--until", "0"]) == 2
     assert "--until: must be >= 1, got 0" in capsys.readouterr().err
+    assert not fresh.exists()

@@ -49,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
             f"must be a multiple of train.log_every ({cfg.train.log_every}), got "
             f"{args.lipschitz_every}",
         )
-    if args.until is not None and args.until < 1:
-        raise ConfigError("--until", f"must be >= 1, got {args.until}")
     out = args.out or Path("runs") / Path(args.config).stem
     hooks = None
     if args.lipschitz_every:

@@ -35,8 +35,10 @@ def train(
     training, values the task measured (a KL-AE's `scaling_factor`) are in `cfg`, and
     `config.yaml` and the weights' header are written from it, so both hold the same config.
     `until`: stop after that step with a checkpoint and no final weights; `resume` continues (a
-    run already at that step is left as it is).
+    run already at that step keeps its checkpoint, and its log is cut back to it).
     """
+    if until is not None and until < 1:  # before the run folder is claimed: nothing to undo
+        raise ConfigError("--until", f"must be >= 1, got {until}")
     kind = get_kind(cfg.kind)
     run = RunFolder(out)
     pin_paths(cfg)  # an absolute data.root: evaluate/cache read the same data from anywhere
@@ -62,11 +64,8 @@ def train(
             hooks=hooks(task) if hooks else None,
         )
         if until is not None and until < trainer.step:
-            raise ConfigError("--until", f"must not be before step {trainer.step}, where {out} is")
-        if until is not None and until == trainer.step and not trainer.finished:
-            # already there: a script that re-runs its commands stops here again, untouched
-            finished = True
-            return trainer
+            where = f"where {out} is" + (" (finished)" if trainer.finished else "")
+            raise ConfigError("--until", f"must not be before step {trainer.step}, {where}")
         if resume and info.is_main:
             print(f"resuming {out} from step {trainer.step} of {cfg.train.steps}")
         trainer.fit(until)

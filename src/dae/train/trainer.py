@@ -366,6 +366,9 @@ class Trainer:
                 f"asked to stop after step {until}, but the run is at step {self.step}"
             )
         main = self.dist.is_main
+        start = self.step
+        # Opened even when no step is left to take: it rewinds the rows and events a killed run
+        # logged after its checkpoint, so the log ends where the run's state does.
         logger = MetricsLogger(self.run if main else None, self.step, tensorboard=cfg.tensorboard)
         bar = progress_bar(
             total=cfg.steps,
@@ -382,7 +385,8 @@ class Trainer:
                     interrupt.stop_if_asked(self.save, self.step, self.run_dir)
                     if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < stop:
                         self.save()
-                self.save()
+                if self.step > start:  # else the checkpoint it resumed from holds this state
+                    self.save()
             if self.finished:
                 self.schedule.finish(self.task.model)
         finally:
