@@ -88,6 +88,4 @@ def run_mode(
         "lowest": min(before),
         "last": values[-1],
         "last_step": steps[-1],
-        "window": window,
-        "factor": factor,
     }

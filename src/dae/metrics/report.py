@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dae.metrics.mode import run_mode
+from dae.metrics.mode import FACTOR, WINDOW, run_mode
 from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
 from dae.train.run_folder import RunFolder
@@ -244,12 +244,11 @@ def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
                 modes[run] = mode
     if not modes:
         return []
-    first = next(iter(modes.values()))
     lines = [
         "## VQ codebook mode (training commitment loss)",
         "",
-        f"The commitment loss averaged over {first['window']} log rows (stage 2, with the encoder "
-        f"frozen, left out). A rise to {first['factor']:g}x its lowest value that lasts to the "
+        f"The commitment loss averaged over {WINDOW} log rows (stage 2, with the encoder "
+        f"frozen, left out). A rise to {FACTOR:g}x its lowest value that lasts to the "
         "last row marks the better codebook mode of docs/results.md (lower test L1); in an "
         "unfinished run it may still come, or fall back.",
         "",
