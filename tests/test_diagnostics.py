@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from dae.metrics.diagnostics import (
+    channel_spectrum,
     equivariance_errors,
     gmm_modes,
     linear_probe_accuracy,
+    pca_dims,
     spectrum_report,
 )
 
@@ -33,6 +35,26 @@ def test_high_frequency_fraction_of_pure_low_and_high_frequency_latents():
     # white noise spreads evenly: 48 of the 63 non-DC frequencies of an 8x8 map are high
     noise = spectrum_report(torch.randn(512, 4, 8, 8, generator=gen))["hf_fraction"]
     assert noise == pytest.approx(48 / 63, abs=0.02)
+
+
+def test_channel_spectrum_of_a_latent_on_three_known_directions():
+    """Maps in 8 channels whose positions vary along three orthonormal directions with variances
+    4, 2 and 1 (exactly, by construction): fractions 4/7, 2/7, 1/7 and zeros, whatever the
+    rotation, and 99 % of the variance needs all three directions."""
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))[0][:, :3]
+    # coefficients with mean 0 and exact variances: +-a over a balanced set of positions
+    signs = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)
+    coeffs = signs.repeat(64, 1) * torch.tensor([2.0, 2**0.5, 1.0], dtype=torch.float64)
+    vectors = coeffs @ basis.T + 5.0  # a constant offset is not variance
+    maps = vectors.reshape(16, 4, 4, 8).movedim(-1, 1)  # (N, C, h, w), every position a sample
+    fractions = channel_spectrum(maps)
+    expected = torch.tensor([4, 2, 1, 0, 0, 0, 0, 0], dtype=torch.float64) / 7
+    assert torch.allclose(fractions, expected, atol=1e-12)
+    assert torch.allclose(channel_spectrum(vectors), expected, atol=1e-12)  # (N, C) vectors
+    assert pca_dims(fractions) == 3
+    assert pca_dims(fractions, kept=0.5) == 1 and pca_dims(fractions, kept=6 / 7) == 2
+    assert pca_dims(channel_spectrum(torch.ones(4, 8, 2, 2))) == 0  # a constant latent
 
 
 def test_an_exactly_equivariant_autoencoder_has_zero_error_and_a_positional_one_does_not():

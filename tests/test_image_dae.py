@@ -189,6 +189,7 @@ def test_test_every_logs_held_out_l1_of_the_active_decoder(data_root):
     from dataclasses import replace
 
     from dae.data.images import float_batch, load_from_config
+    from dae.metrics.diagnostics import channel_spectrum, pca_dims
     from dae.metrics.reconstruction import reconstruct
 
     overrides = ["disc.start=100", "train.log_every=2", "log.test_every=2", "log.test_images=16"]
@@ -203,6 +204,9 @@ def test_test_every_logs_held_out_l1_of_the_active_decoder(data_root):
     with torch.no_grad():
         x_hat = reconstruct(task.model, x).float().clamp(-1, 1)
     assert rows[-1]["test_rec"] == pytest.approx((x_hat - x).abs().mean().item(), rel=1e-5)
+    spectrum = channel_spectrum(task.model.latent(x))
+    assert rows[-1]["test_latent_dims"] == pca_dims(spectrum)
+    assert 1 <= rows[-1]["test_latent_dims"] <= task.model.cfg.embed_dim
 
 
 def test_test_every_must_be_a_multiple_of_log_every(data_root):

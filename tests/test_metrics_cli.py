@@ -191,6 +191,9 @@ def test_evaluate_image_vq_run(tmp_path, monkeypatch):
     # the latent diagnostics: two well separated classes are linearly separable
     assert m["linear_probe_acc"] >= 0.9 and 0 <= m["latent_hf_fraction"] <= 1
     assert {"equivariance_encoder_scale", "equivariance_decoder_rot90"} <= set(m)
+    channels = result["diagnostics"]["channel_spectrum"]  # fractions, largest first
+    assert len(channels) == 2 and sum(channels) == pytest.approx(1.0)  # TinyVQ: 2 channels
+    assert channels == sorted(channels, reverse=True) and 1 <= m["latent_pca_dims"] <= len(channels)
     assert (run / "eval_recon.png").is_file()
     # Mode-collapsed samples: inside the real manifold (precision 1) but covering half of it.
     assert m["sample_precision"] == 1.0 and m["sample_recall"] <= 0.5 and m["sample_FD-pixels"] > 0

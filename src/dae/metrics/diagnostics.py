@@ -3,6 +3,10 @@
 - DCT power spectrum of the latents and its high-frequency fraction: high-frequency content makes
   latents harder to diffuse (Skorokhodov et al. 2025, "Improving the Diffusability of
   Autoencoders").
+- Channel spectrum: the eigenvalues of the latent's channel covariance, and how many principal
+  directions hold 99 % of its variance. A VQ latent can collapse onto a few of its channels'
+  directions (the codes then tile a plane in a 64-dimensional space); on CIFAR-10 the "better
+  codebook mode" of docs/results.md is a third direction opening.
 - Equivariance error of the encoder and the decoder under x0.5 scaling and 90-degree rotation
   (EQ-VAE, Kouzelis et al. 2025).
 - Linear-probe accuracy of the flattened latents (logistic regression, scikit-learn).
@@ -49,6 +53,25 @@ def spectrum_report(latents: torch.Tensor) -> dict[str, float | list[float]]:
         "spectrum": spectrum,
         "hf_fraction": float(power[high].sum()) / total if total > 0 else 0.0,
     }
+
+
+def channel_spectrum(latents: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) maps or (N, C) vectors -> the C eigenvalues of the channel covariance (every
+    position of every map one sample), largest first, as fractions of their sum."""
+    x = latents.detach().double()
+    x = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.ndim == 4 else x.reshape(len(x), -1)
+    eig = torch.linalg.eigvalsh(torch.cov(x.T).reshape(x.shape[1], x.shape[1])).flip(0)
+    eig = eig.clamp_min(0.0)  # rounding can leave the null directions slightly negative
+    total = eig.sum()
+    return eig / total if total > 0 else eig
+
+
+def pca_dims(fractions: torch.Tensor, kept: float = 0.99) -> int:
+    """How many of the leading `channel_spectrum` directions it takes to hold `kept` of the
+    variance (0 for a constant latent)."""
+    if float(fractions.sum()) <= 0:
+        return 0
+    return int((fractions.cumsum(0) < kept - 1e-12).sum()) + 1
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -130,6 +153,9 @@ def latent_diagnostics(
     metrics: dict[str, float] = {}
     details: dict[str, object] = {}
     skipped: dict[str, str] = {}
+    channels = channel_spectrum(z_test)
+    metrics["latent_pca_dims"] = pca_dims(channels)
+    details["channel_spectrum"] = channels.tolist()
     if z_test.ndim == 4:
         spectrum = spectrum_report(z_test)
         metrics["latent_hf_fraction"] = spectrum["hf_fraction"]

@@ -185,19 +185,25 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
 
 
 def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
-    """Radial DCT power spectrum of the latents and the GMM BIC curve of every run that has them."""
+    """Radial DCT power spectrum of the latents, their channel spectrum and the GMM BIC curve of
+    every run that has them."""
     found = {run: e["diagnostics"] for run, e in evals.items() if e and e.get("diagnostics")}
     if not found:
         return False
     plt = _plt()
     labels = run_labels(list(evals))
-    fig, (s_ax, b_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (s_ax, c_ax, b_ax) = plt.subplots(1, 3, figsize=(15, 3.8))
     for i, (run, diag) in enumerate(found.items()):
         metrics = evals[run]["metrics"]
         hf = metrics.get("latent_hf_fraction", float("nan"))
         curves = [  # (axis, values from x = 1, legend); the spectrum's DC term is removed (zero)
             (s_ax, diag.get("dct_spectrum", [0.0])[1:], f"{labels[run]} (HF {hf:.2f})"),
             (b_ax, diag["gmm"]["bic"], f"{labels[run]} ({metrics.get('gmm_modes')} modes)"),
+            (  # an eval.json written before the channel spectrum existed draws no curve
+                c_ax,
+                [max(v, 1e-6) for v in diag.get("channel_spectrum", [])[:16]],  # log axis
+                f"{labels[run]} ({metrics.get('latent_pca_dims')} dims)",
+            ),
         ]
         for ax, values, label in curves:
             if values:
@@ -208,10 +214,17 @@ def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
         xlabel="radial frequency sqrt(i² + j²)",
         ylabel="mean power",
     )
+    c_ax.set_yscale("log")
+    c_ax.set(
+        title="channel spectrum of the latents (first 16)",
+        xlabel="principal direction",
+        ylabel="fraction of the variance",
+    )
+    c_ax.axhline(0.01, color="0.6", lw=0.8, ls=":")  # below it, a direction hardly counts
     b_ax.set(
         title="GMM on a PCA of the latents", xlabel="components", ylabel="BIC (lower is better)"
     )
-    for ax in (s_ax, b_ax):
+    for ax in (s_ax, c_ax, b_ax):
         if ax.get_legend_handles_labels()[0]:  # a run without this statistic draws no curve
             ax.legend(fontsize=7)
     fig.tight_layout()

@@ -30,6 +30,7 @@ from dae.losses.gan import adaptive_weight, discriminator_loss, generator_loss
 from dae.losses.kl import KLLossConfig, KLObjective
 from dae.losses.reconstruction import Reconstruction
 from dae.losses.vq import VQLossConfig
+from dae.metrics.diagnostics import channel_spectrum, pca_dims
 from dae.metrics.reconstruction import reconstruct
 from dae.schedule import ScheduleConfig, StagePlan
 from dae.train.distributed import dist_info, resolve_device, wrap_ddp
@@ -343,7 +344,8 @@ class ReconstructionGrid:
 
 class TestReconstruction:
     """Every `log.test_every` steps: L1 and PSNR of a fixed test-split subset through the active
-    decoder (`test_rec`, `test_psnr` in metrics.jsonl), so convergence is judged on held-out data.
+    decoder (`test_rec`, `test_psnr` in metrics.jsonl), so convergence is judged on held-out data,
+    and the number of channel directions holding 99 % of its latent's variance (`test_latent_dims`).
     It draws no random numbers, so a resumed run logs the same values."""
 
     def __init__(self, task: ImageTask):
@@ -367,14 +369,19 @@ class TestReconstruction:
         model = self.task.model
         was_training = model.training
         model.eval()
-        l1, se, n = 0.0, 0.0, 0
+        l1, se, n, latents = 0.0, 0.0, 0, []
         for start in range(0, len(self.images), 250):
             x = float_batch(self.images, torch.arange(start, min(start + 250, len(self.images))))
             x = x.to(self.task.device)
-            x_hat = reconstruct(model, x).float().clamp(-1, 1)
+            z = model.latent(x)  # `reconstruct`'s two halves, so that the latent can be kept
+            x_hat = model.decode(z).float().clamp(-1, 1)
             l1 += (x_hat - x).abs().mean((1, 2, 3)).sum().item()
             se += ((x_hat - x) / 2).pow(2).mean((1, 2, 3)).clamp_min(1e-10).log10().sum().item()
             n += len(x)
+            latents.append(z.float().cpu())
         model.train(was_training)
         logs["test_rec"] = l1 / n
         logs["test_psnr"] = -10.0 * se / n  # mean per-image PSNR on [0, 1] pixels
+        # how many directions of its channel space the latent uses: a VQ latent collapsed onto a
+        # plane shows 2 here, whatever its embed_dim (see dae.metrics.diagnostics)
+        logs["test_latent_dims"] = pca_dims(channel_spectrum(torch.cat(latents)))
