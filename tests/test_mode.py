@@ -78,15 +78,17 @@ def test_report_tables_the_vq_runs_jump(tmp_path):
     jumped, flat, kl = tmp_path / "jumped", tmp_path / "flat", tmp_path / "kl"
     # the default window averages 8 log rows: 0.02 for nine rows, then 0.11 (5.5x): the mean
     # passes 2.5 x 0.02 at the third row of the rise, (5 x 0.02 + 3 x 0.11) / 8 = 0.054
-    write_run(jumped, rows_of([1.0] + [0.02] * 9 + [0.11] * 10))
-    write_run(flat, rows_of([1.0] + [0.02] * 19))
+    rows = rows_of([1.0] + [0.02] * 9 + [0.11] * 10)
+    rows[9]["test_latent_dims"], rows[-1]["test_latent_dims"] = 2, 3  # the last logged counts
+    write_run(jumped, rows)
+    write_run(flat, rows_of([1.0] + [0.02] * 19))  # logged without held-out rows
     write_run(kl, [{"step": s, "rec": 0.1} for s in STEPS])
     md = write_report([jumped, flat, kl], tmp_path / "out").read_text()
     assert "## VQ codebook mode" in md
     table = [line for line in md.splitlines() if line.startswith(("| jumped", "| flat", "| kl"))]
     assert table == [
-        "| jumped | 1300 | 0.02 | 0.11 (2000) |",
-        "| flat | none | 0.02 | 0.02 (2000) |",
+        "| jumped | 1300 | 0.02 | 0.11 (2000) | 3 |",
+        "| flat | none | 0.02 | 0.02 (2000) | – |",
     ]
     md = write_report([kl], tmp_path / "out_kl").read_text()
     assert "codebook mode" not in md

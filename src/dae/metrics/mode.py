@@ -3,7 +3,9 @@
 docs/results.md found two modes of the CIFAR-10 VQ models: runs that reach the better one show a
 three- to four-fold rise of the commitment loss (the mean squared distance of the encoder's
 outputs from their codes) while their test L1 drops. `jump_step` names when that rise happens,
-by a rule rather than a fit; `dae report` and `scripts/plot_mode.py` both use it.
+by a rule rather than a fit; `dae report` and `scripts/plot_mode.py` both use it. What the jump
+is: a third direction of the latent's channel space coming into use (`test_latent_dims`, logged
+with the held-out rows, goes from 2 to 3 on those runs).
 """
 
 from __future__ import annotations
@@ -83,9 +85,11 @@ def run_mode(
         return None
     jump = jump_step(steps, values, factor)
     before = values[: steps.index(jump)] if jump is not None else values
+    dims = [r["test_latent_dims"] for r in rows if "test_latent_dims" in r]
     return {
         "jump_step": jump,
         "lowest": min(before),
         "last": values[-1],
         "last_step": steps[-1],
+        "latent_dims": dims[-1] if dims else None,  # the last held-out row's, where logged
     }

@@ -263,15 +263,17 @@ def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
         f"The commitment loss averaged over {WINDOW} log rows (stage 2, with the encoder "
         f"frozen, left out). A rise to {FACTOR:g}x its lowest value that lasts to the "
         "last row marks the better codebook mode of docs/results.md (lower test L1); in an "
-        "unfinished run it may still come, or fall back.",
+        "unfinished run it may still come, or fall back. Latent dims: the last held-out "
+        "row's `test_latent_dims` (channel directions holding 99 % of the latent's variance).",
         "",
-        "| run | jump step | lowest before it | last (step) |",
-        "|---|---:|---:|---:|",
+        "| run | jump step | lowest before it | last (step) | latent dims |",
+        "|---|---:|---:|---:|---:|",
     ]
     for run, m in modes.items():
         jump = "none" if m["jump_step"] is None else str(m["jump_step"])
+        last = f"{m['last']:.4g} ({m['last_step']})"
         lines.append(
-            f"| {labels[run]} | {jump} | {m['lowest']:.4g} | {m['last']:.4g} ({m['last_step']}) |"
+            f"| {labels[run]} | {jump} | {m['lowest']:.4g} | {last} | {_fmt(m['latent_dims'])} |"
         )
     return [*lines, ""]
 
