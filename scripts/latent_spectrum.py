@@ -1,0 +1,122 @@
+"""Channel spectra of VQ runs' latents (docs/results.md, "What the better mode is").
+
+For each run (or each kept checkpoint of a run), encode the first N images of the seeded test
+subset that training's held-out rows use, and print one JSON line: the fractions of the variance
+held by the leading principal directions of the encoder output z (before quantisation) and of
+the code vectors (dae's latent), and how many directions hold 99 % (`dae.metrics.diagnostics`).
+
+    python scripts/latent_spectrum.py RUN [RUN=CHECKPOINT.pt ...] [-n 2000] [--plot F.png]
+
+`RUN=CHECKPOINT.pt` reads RUN's config with the weights of another checkpoint of it (a copy kept
+while it trained). `--plot` draws the fraction of z's variance in direction `--direction` (3 by
+default) against the step, one line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from dae.data.images import float_batch, load_from_config
+from dae.metrics.diagnostics import channel_spectrum, pca_dims
+from dae.metrics.mode import run_mode
+from dae.run import Run
+from dae.schedule import DAESchedule
+from dae.train.checkpoint import load_checkpoint, load_state
+
+
+def load(arg: str) -> tuple[Run, torch.nn.Module, int]:
+    """(run, its autoencoder in eval mode, the step of its weights) for `RUN` or `RUN=CKPT`."""
+    folder, _, ckpt = arg.partition("=")
+    run = Run(folder)
+    if not ckpt:
+        loaded = run.autoencoder("auto")
+        return run, loaded.model, loaded.step
+    kind, cfg = run.kind_and_config()
+    model = kind.model(cfg)
+    schedule = DAESchedule(cfg.schedule, cfg.train.steps)
+    schedule.prepare(model)  # the checkpoint holds a DAE run's aux decoder too
+    payload = load_checkpoint(Path(ckpt))
+    load_state(model, payload["modules"]["model"], ckpt)
+    schedule.finish(model)
+    return run, model.eval(), payload["step"]
+
+
+@torch.no_grad()
+def measure(arg: str, n: int, keep: int = 4) -> dict:
+    run, model, step = load(arg)
+    if not hasattr(model, "quantize"):
+        raise SystemExit(f"{arg}: not a VQ run (no quantiser)")
+    cfg = run.config()
+    test = load_from_config(replace(cfg.data, split="test", val_fraction=0.0))
+    index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n]
+    x = float_batch(test.subset(index), torch.arange(min(n, len(test))))
+    z = torch.cat([model.encode(x[i : i + 250]) for i in range(0, len(x), 250)])
+    q = model.quantize.lookup(model.quantize.nearest(z))
+    x_hat = torch.cat([model.decode(q[i : i + 250]) for i in range(0, len(q), 250)])
+    z_frac, q_frac = channel_spectrum(z), channel_spectrum(q)
+    mode = (
+        run_mode([json.loads(line) for line in open(run.metrics_path)]) if "=" not in arg else None
+    )
+    return {
+        "run": arg,
+        "step": step,
+        "jump_step": mode["jump_step"] if mode else None,
+        "z_fractions": [round(float(v), 6) for v in z_frac[:keep]],
+        "code_fractions": [round(float(v), 6) for v in q_frac[:keep]],
+        "z_dims": pca_dims(z_frac),
+        "code_dims": pca_dims(q_frac),
+        "test_l1": round(float((x_hat.float().clamp(-1, 1) - x).abs().mean()), 5),
+    }
+
+
+def plot(rows: list[dict], direction: int, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        lines.setdefault(r["run"].partition("=")[0], []).append(
+            (r["step"], max(r["z_fractions"][direction - 1], 1e-6))
+        )
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, points in lines.items():
+        points.sort()
+        ax.plot(*zip(*points, strict=True), ".-", label=label)
+    ax.axhline(0.01, color="0.6", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set(
+        xlabel="step",
+        ylabel=f"fraction of z's variance in direction {direction}",
+        title="the latent's channel spectrum along training",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="RUN folders, or RUN=CHECKPOINT.pt")
+    p.add_argument("-n", type=int, default=2000, help="test images (default 2000)")
+    p.add_argument("--plot", type=Path, help="PNG of one direction's share against the step")
+    p.add_argument("--direction", type=int, default=3, help="which direction --plot shows")
+    args = p.parse_args(argv)
+    rows = []
+    for arg in args.runs:
+        rows.append(measure(arg, args.n, keep=max(4, args.direction)))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.plot:
+        plot(rows, args.direction, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
