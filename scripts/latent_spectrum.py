@@ -83,7 +83,8 @@ def plot(rows: list[dict], direction: int, out: Path) -> None:
 
     lines: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
-        lines.setdefault(r["run"].partition("=")[0], []).append(
+        folder = Path(r["run"].partition("=")[0])
+        lines.setdefault(f"{folder.parent.name}/{folder.name}", []).append(
             (r["step"], max(r["z_fractions"][direction - 1], 1e-6))
         )
     fig, ax = plt.subplots(figsize=(7, 4))
