@@ -4,8 +4,8 @@ docs/results.md found two modes of the CIFAR-10 VQ models: runs that reach the b
 three- to four-fold rise of the commitment loss (the mean squared distance of the encoder's
 outputs from their codes) while their test L1 drops. `jump_step` names when that rise happens,
 by a rule rather than a fit; `dae report` and `scripts/plot_mode.py` both use it. What the jump
-is: a third direction of the latent's channel space coming into use (`test_latent_dims`, logged
-with the held-out rows, goes from 2 to 3 on those runs).
+is, on those runs: a third direction of the latent's channel space coming into use
+(`test_latent_dims`, logged with the held-out rows, goes from 2 to 3).
 """
 
 from __future__ import annotations
