@@ -17,52 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from dae.data.images import float_batch, load_from_config
+from dae.data.images import float_batch
 from dae.metrics.diagnostics import channel_spectrum, pca_dims
 from dae.metrics.mode import run_mode
 from dae.run import Run
-from dae.schedule import DAESchedule
-from dae.train.checkpoint import load_checkpoint, load_state
-
-
-def load(arg: str) -> tuple[Run, torch.nn.Module, int]:
-    """(run, its autoencoder in eval mode, the step of its weights) for `RUN` or `RUN=CKPT`."""
-    folder, _, ckpt = arg.partition("=")
-    run = Run(folder)
-    if not ckpt:
-        loaded = run.autoencoder("auto")
-        return run, loaded.model, loaded.step
-    kind, cfg = run.kind_and_config()
-    model = kind.model(cfg)
-    schedule = DAESchedule(cfg.schedule, cfg.train.steps)
-    schedule.prepare(model)  # the checkpoint holds a DAE run's aux decoder too
-    payload = load_checkpoint(Path(ckpt))
-    load_state(model, payload["modules"]["model"], ckpt)
-    schedule.finish(model)
-    return run, model.eval(), payload["step"]
+from dae.train.image_task import held_out_images
 
 
 @torch.no_grad()
 def measure(arg: str, n: int, keep: int = 4) -> dict:
-    run, model, step = load(arg)
+    folder, _, ckpt = arg.partition("=")
+    run = Run(folder)
+    loaded = run.autoencoder("checkpoint", checkpoint=ckpt) if ckpt else run.autoencoder("auto")
+    model, step = loaded.model, loaded.step
     if not hasattr(model, "quantize"):
         raise SystemExit(f"{arg}: not a VQ run (no quantiser)")
-    cfg = run.config()
-    test = load_from_config(replace(cfg.data, split="test", val_fraction=0.0))
-    index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n]
-    x = float_batch(test.subset(index), torch.arange(min(n, len(test))))
+    images = held_out_images(loaded.cfg.data, n)
+    x = float_batch(images, torch.arange(len(images)))
     z = torch.cat([model.encode(x[i : i + 250]) for i in range(0, len(x), 250)])
     q = model.quantize.lookup(model.quantize.nearest(z))
     x_hat = torch.cat([model.decode(q[i : i + 250]) for i in range(0, len(q), 250)])
     z_frac, q_frac = channel_spectrum(z), channel_spectrum(q)
-    mode = (
-        run_mode([json.loads(line) for line in open(run.metrics_path)]) if "=" not in arg else None
-    )
+    mode = None if ckpt else run_mode([json.loads(line) for line in open(run.metrics_path)])
     return {
         "run": arg,
         "step": step,

@@ -51,15 +51,18 @@ class Run(RunFolder):
         if kind.family != family:
             raise ConfigError("kind", f"{self.path} is a {cfg.kind} run, not a {family} run")
 
-    def autoencoder(self, weights: Weights = "auto") -> Loaded:
-        """The run's autoencoder with `weights` loaded, full decoder active, in eval mode."""
+    def autoencoder(
+        self, weights: Weights = "auto", checkpoint: str | Path | None = None
+    ) -> Loaded:
+        """The run's autoencoder with `weights` loaded, full decoder active, in eval mode
+        (`checkpoint`: another checkpoint file of this run, with weights="checkpoint")."""
         kind, cfg = self.kind_and_config()
         self._expect(kind, cfg, "autoencoder")
         build_cfg = _without_init_from(cfg)
         model = kind.model(build_cfg) if kind.model else kind.task(build_cfg).model
         schedule = DAESchedule(cfg.schedule, cfg.train.steps)
         schedule.prepare(model)  # a DAE run's weights hold its aux decoder
-        state, source, payload = self.state(weights)
+        state, source, payload = self.state(weights, checkpoint=checkpoint)
         load_state(model, state, f"model of {self.path} ({source})")
         schedule.finish(model)
         step = payload.get("step", cfg.train.steps)

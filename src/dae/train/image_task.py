@@ -342,6 +342,14 @@ class ReconstructionGrid:
         )
 
 
+def held_out_images(data: ImageDataConfig, n: int) -> LabelledImages | StreamImages:
+    """The first `n` of a seeded permutation of the test split: the same subset for every run and
+    seed (a streamed split keeps file names, decoded per use)."""
+    test = load_from_config(replace(data, split="test", val_fraction=0.0))
+    index = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n]
+    return test.subset(index)
+
+
 class TestReconstruction:
     """Every `log.test_every` steps: L1 and PSNR of a fixed test-split subset through the active
     decoder (`test_rec`, `test_psnr` in metrics.jsonl), so convergence is judged on held-out data,
@@ -356,10 +364,7 @@ class TestReconstruction:
             "log.test_every",
             f"must be a multiple of train.log_every ({cfg.train.log_every})",
         )
-        test = load_from_config(replace(cfg.data, split="test", val_fraction=0.0))
-        gen = torch.Generator().manual_seed(0)  # the same subset for every run and seed
-        index = torch.randperm(len(test), generator=gen)[: cfg.log.test_images]
-        self.images = test.subset(index)  # a streamed split keeps file names, decoded per use
+        self.images = held_out_images(cfg.data, cfg.log.test_images)
 
     @torch.no_grad()
     def __call__(self, trainer: Any, logs: dict[str, float]) -> None:

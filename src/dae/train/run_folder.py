@@ -144,15 +144,21 @@ class RunFolder:
             saved["data"]["root"] = absolute_path(saved["data"].get("root"))
         return saved
 
-    def checkpoint(self) -> dict[str, Any]:
-        return load_checkpoint(self.checkpoint_path)
+    def checkpoint(self, path: str | Path | None = None) -> dict[str, Any]:
+        """`checkpoints/last.pt`, or another checkpoint file of this run (a copy kept earlier)."""
+        return load_checkpoint(self.checkpoint_path if path is None else path)
 
-    def state(self, weights: Weights = "auto", module: str = "model") -> tuple[dict, str, dict]:
+    def state(
+        self, weights: Weights = "auto", module: str = "model", checkpoint: str | Path | None = None
+    ) -> tuple[dict, str, dict]:
         """(state dict, where it came from, checkpoint payload or {}) of `module`.
 
         final: `model.safetensors`; ema: `model_ema.safetensors`, else the checkpoint's EMA;
-        checkpoint: `checkpoints/last.pt`; auto: final if present, else the checkpoint.
+        checkpoint: `checkpoints/last.pt` (or the file `checkpoint`); auto: final if present,
+        else the checkpoint.
         """
+        if checkpoint is not None and weights != "checkpoint":
+            raise ValueError(f"a checkpoint file goes with weights='checkpoint', not {weights!r}")
         if weights == "ema":
             if self.ema_weights_path.is_file():
                 return load_weights(self.ema_weights_path)[0], "ema", {}
@@ -164,9 +170,11 @@ class RunFolder:
             return payload["ema"], f"ema@{payload['step']}", payload
         if weights == "final" or (weights == "auto" and self.weights_path.is_file()):
             return load_weights(self.weights_path)[0], "final", {}
-        payload = self.checkpoint()
+        payload = self.checkpoint(checkpoint)
         if module not in payload.get("modules", {}):
-            raise CheckpointError(f"{self.checkpoint_path}: has no weights for {module!r}")
+            raise CheckpointError(
+                f"{checkpoint or self.checkpoint_path}: has no weights for {module!r}"
+            )
         source = f"checkpoint@{payload['step']}/{payload.get('stage')}"
         return payload["modules"][module], source, payload
 
