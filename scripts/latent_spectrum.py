@@ -24,25 +24,47 @@ import torch
 from dae.data.images import float_batch
 from dae.metrics.diagnostics import channel_spectrum, pca_dims
 from dae.metrics.mode import run_mode
-from dae.run import Run
+from dae.run import Loaded, Run
 from dae.train.image_task import held_out_images
+
+
+def load(arg: str) -> tuple[Run, Loaded]:
+    """`RUN` (its final weights) or `RUN=CHECKPOINT.pt` (RUN's config, a kept checkpoint's
+    weights) -> the run and its autoencoder."""
+    folder, _, ckpt = arg.partition("=")
+    run = Run(folder)
+    loaded = run.autoencoder("checkpoint", checkpoint=ckpt) if ckpt else run.autoencoder("auto")
+    if not hasattr(loaded.model, "quantize"):
+        raise SystemExit(f"{arg}: not a VQ run (no quantiser)")
+    return run, loaded
+
+
+def by_run(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by run folder (its parent/name, the legend label), each group by step."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        folder = Path(r["run"].partition("=")[0])
+        groups.setdefault(f"{folder.parent.name}/{folder.name}", []).append(r)
+    return {label: sorted(rs, key=lambda r: r["step"]) for label, rs in groups.items()}
+
+
+def save(fig, ax, out: Path) -> None:
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 @torch.no_grad()
 def measure(arg: str, n: int, keep: int = 4) -> dict:
-    folder, _, ckpt = arg.partition("=")
-    run = Run(folder)
-    loaded = run.autoencoder("checkpoint", checkpoint=ckpt) if ckpt else run.autoencoder("auto")
+    run, loaded = load(arg)
     model, step = loaded.model, loaded.step
-    if not hasattr(model, "quantize"):
-        raise SystemExit(f"{arg}: not a VQ run (no quantiser)")
     images = held_out_images(loaded.cfg.data, n)
     x = float_batch(images, torch.arange(len(images)))
     z = torch.cat([model.encode(x[i : i + 250]) for i in range(0, len(x), 250)])
     q = model.quantize.lookup(model.quantize.nearest(z))
     x_hat = torch.cat([model.decode(q[i : i + 250]) for i in range(0, len(q), 250)])
     z_frac, q_frac = channel_spectrum(z), channel_spectrum(q)
-    mode = None if ckpt else run_mode([json.loads(line) for line in open(run.metrics_path)])
+    mode = None if "=" in arg else run_mode([json.loads(line) for line in open(run.metrics_path)])
     return {
         "run": arg,
         "step": step,
@@ -61,16 +83,10 @@ def plot(rows: list[dict], direction: int, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines: dict[str, list[tuple[int, float]]] = {}
-    for r in rows:
-        folder = Path(r["run"].partition("=")[0])
-        lines.setdefault(f"{folder.parent.name}/{folder.name}", []).append(
-            (r["step"], max(r["z_fractions"][direction - 1], 1e-6))
-        )
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label, points in lines.items():
-        points.sort()
-        ax.plot(*zip(*points, strict=True), ".-", label=label)
+    for label, rs in by_run(rows).items():
+        share = [max(r["z_fractions"][direction - 1], 1e-6) for r in rs]
+        ax.plot([r["step"] for r in rs], share, ".-", label=label)
     ax.axhline(0.01, color="0.6", lw=0.8, ls=":")
     ax.set_yscale("log")
     ax.set(
@@ -78,9 +94,7 @@ def plot(rows: list[dict], direction: int, out: Path) -> None:
         ylabel=f"fraction of z's variance in direction {direction}",
         title="the latent's channel spectrum along training",
     )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save(fig, ax, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,9 @@ from dae.metrics.diagnostics import (
     gmm_modes,
     linear_probe_accuracy,
     pca_dims,
+    principal_directions,
     spectrum_report,
+    variance_growth,
 )
 
 
@@ -55,6 +57,45 @@ def test_channel_spectrum_of_a_latent_on_three_known_directions():
     assert pca_dims(fractions) == 3
     assert pca_dims(fractions, kept=0.5) == 1 and pca_dims(fractions, kept=6 / 7) == 2
     assert pca_dims(channel_spectrum(torch.ones(4, 8, 2, 2))) == 0  # a constant latent
+
+
+def test_principal_directions_and_the_variance_growth_of_known_forces():
+    """Latent vectors spread along three orthonormal directions (variances 4, 2, 1): the
+    principal directions recover them, a force -c (z - mean) along one direction grows the spread
+    there at rate 2c, and a commitment-like pull 2b (z - q) onto codes q in the plane of the first
+    two shrinks it along the third at rate 4b and leaves the plane alone."""
+    gen = torch.Generator().manual_seed(1)
+    basis = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))[0][:, :3]
+    signs = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)
+    coeffs = signs.repeat(64, 1) * torch.tensor([2.0, 2**0.5, 1.0], dtype=torch.float64)
+    z = coeffs @ basis.T + 3.0
+    maps = z.reshape(16, 4, 4, 8).movedim(-1, 1)
+    var, directions = principal_directions(maps)
+    n = len(z)
+    expected = torch.tensor([4.0, 2, 1, 0, 0, 0, 0, 0], dtype=torch.float64) * n / (n - 1)
+    assert torch.allclose(var, expected, atol=1e-10)  # torch.cov: the unbiased variance
+    # each leading direction is one of the basis vectors, up to sign
+    assert torch.allclose((directions[:, :3].T @ basis).abs(), torch.eye(3, dtype=torch.float64))
+    top = directions[:, :3]
+    centred = z - z.mean(0)
+    push = -0.5 * (centred @ top[:, :1]) @ top[:, :1].T  # -c (z - mean) along u1, c = 0.5
+    rates = variance_growth(z, push, top)
+    assert torch.allclose(rates, torch.tensor([1.0, 0, 0], dtype=torch.float64), atol=1e-12)
+    on_plane = z.mean(0) + (centred @ top[:, :2]) @ top[:, :2].T
+    pull = 2 * 0.25 * (z - on_plane)  # the gradient of 0.25 |z - sg(q)|^2 per vector
+    rates = variance_growth(maps, pull.reshape(16, 4, 4, 8).movedim(-1, 1), top)
+    assert torch.allclose(rates, torch.tensor([0.0, 0, -1.0], dtype=torch.float64), atol=1e-12)
+    # pooled: the rate of a subspace's total variance, whatever its basis: the push grows the
+    # spread along u1 (variance 4 of 7) at rate 1, so the total at 4/7; off the plane the pull
+    # is the whole story (the null directions add no variance)
+    pooled = variance_growth(z, push, top, pooled=True)
+    assert pooled.shape == (1,) and float(pooled) == pytest.approx(4 / 7, abs=1e-12)
+    mixed = top @ torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))[0]
+    assert float(variance_growth(z, push, mixed, pooled=True)) == pytest.approx(4 / 7, abs=1e-12)
+    off = variance_growth(maps, pull.reshape(16, 4, 4, 8).movedim(-1, 1), directions[:, 2:], True)
+    assert float(off) == pytest.approx(-1.0, abs=1e-12)
+    # a direction the latent does not vary along has no spread to grow: rate 0, not a division
+    assert variance_growth(z, push, directions[:, 3:5]).abs().max() == 0
 
 
 def test_an_exactly_equivariant_autoencoder_has_zero_error_and_a_positional_one_does_not():

@@ -1,5 +1,7 @@
-"""scripts/latent_spectrum.py on a tiny MNIST VQ run: it agrees with what training logged on the
-same test subset, and a kept checkpoint reads as the run it came from."""
+"""scripts/latent_spectrum.py and scripts/latent_push.py on a tiny MNIST VQ run trained the DAE
+way (Dropout2d weak decoder): the spectrum agrees with what training logged on the same test
+subset, a kept checkpoint reads as the run it came from, and the forces on the latent are the
+gradients they name."""
 
 from __future__ import annotations
 
@@ -9,23 +11,27 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from dae.cli import main
+from dae.data.images import float_batch
+from dae.metrics.diagnostics import principal_directions, variance_growth
+from dae.run import Run
+from dae.train.image_task import held_out_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "latent_spectrum", ROOT / "scripts/latent_spectrum.py"
-    )
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"scripts/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_spectrum_of_a_run_and_of_its_kept_checkpoint(tmp_path, data_root, capsys):
-    run = tmp_path / "run"
+def train_tiny(out: Path, data_root: Path) -> list[dict]:
+    """4 steps of a DAE MNIST VQGAN (stage 1 with channel dropout 0.5), checkpoints kept; its
+    metrics rows."""
     sets = [
         f"data.root={data_root}",
         "model.ch=16",
@@ -41,14 +47,20 @@ def test_spectrum_of_a_run_and_of_its_kept_checkpoint(tmp_path, data_root, capsy
         "log.test_images=40",
         "log.image_every=0",
         "schedule.mode=dae",
+        "schedule.weak_decoder=dropout2d",
     ]
     args = [a for s in sets for a in ("--set", s)]
-    assert main(["train", "configs/mnist_vqgan.yaml", "--out", str(run), *args]) == 0
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert main(["train", "configs/mnist_vqgan.yaml", "--out", str(out), *args]) == 0
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_spectrum_of_a_run_and_of_its_kept_checkpoint(tmp_path, data_root, capsys):
+    run = tmp_path / "run"
+    rows = train_tiny(run, data_root)
     kept = tmp_path / "kept.pt"
     shutil.copy(run / "checkpoints" / "last.pt", kept)
     capsys.readouterr()
-    script, png = load_script(), tmp_path / "spectrum.png"
+    script, png = load_script("latent_spectrum"), tmp_path / "spectrum.png"
     assert script.main([str(run), f"{run}={kept}", "-n", "40", "--plot", str(png)]) == 0
     final, checkpoint = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     # the same 40 images, the same full decoder: training's last held-out row, recomputed
@@ -58,4 +70,47 @@ def test_spectrum_of_a_run_and_of_its_kept_checkpoint(tmp_path, data_root, capsy
     assert final["z_fractions"] == checkpoint["z_fractions"]  # the last checkpoint = the weights
     assert final["z_fractions"] == sorted(final["z_fractions"], reverse=True)
     assert 0 < sum(final["code_fractions"]) <= 1 + 1e-6
+    assert png.stat().st_size > 5_000
+
+
+def test_forces_on_the_latent_are_the_gradients_of_the_loss_terms(tmp_path, data_root, capsys):
+    run = tmp_path / "run"
+    train_tiny(run, data_root)
+    script = load_script("latent_push")
+    loaded = Run(run).autoencoder("auto")
+    model, cfg = loaded.model, loaded.cfg
+    x = float_batch(held_out_images(cfg.data, 24), torch.arange(24))
+    before = model.decode(model.latent(x)).detach()
+    torch.manual_seed(0)
+    f = script.forces(model, x, cfg, masks=2, dropout=0.5)
+    # the model is left as found: full decoder, no dropout, eval mode
+    assert torch.equal(model.decode(model.latent(x)).detach(), before)
+    # independently: z_q straight through (forward the code, backward the identity), per image
+    z = model.encode(x).detach().requires_grad_()
+    q = model.quantize.lookup(model.quantize.nearest(z))
+    rec = (model.decode(z + (q - z).detach()) - x).abs().mean() * len(x)
+    (expected,) = torch.autograd.grad(rec, z)
+    assert torch.allclose(f["rec_full"], expected, rtol=1e-4, atol=1e-6)
+    # the commitment term codebook_weight * beta * mean |z - q|^2, summed over images
+    per_image = z[0].numel()
+    pull = cfg.loss.codebook_weight * cfg.model.beta * 2 * (z - q).detach() / per_image
+    assert torch.allclose(f["commitment"], pull, rtol=1e-4, atol=1e-8)
+    assert not torch.allclose(f["rec_dropout"], f["rec_full"])  # the masks act
+    torch.manual_seed(0)
+    again = script.forces(model, x, cfg, masks=2, dropout=0.5)
+    assert torch.equal(again["rec_dropout"], f["rec_dropout"])  # seeded masks: deterministic
+    # the script's rows: those forces along z's principal directions, on its own test subset
+    capsys.readouterr()
+    assert script.main([str(run), "-n", "24", "--masks", "2", "--directions", "3"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["step"] == 4
+    _, directions = principal_directions(f["z"])
+    rates = variance_growth(f["z"], f["commitment"], directions[:, :3])
+    assert row["commitment"] == pytest.approx(rates.tolist(), rel=1e-3)
+    assert set(row) >= {"rec_full", "rec_dropout", "z_fractions", "rec_full_off_plane"}
+    off = variance_growth(f["z"], f["commitment"], directions[:, 2:], pooled=True)
+    assert row["commitment_off_plane"] == pytest.approx(float(off), rel=1e-3)
+    rows, png = tmp_path / "push.jsonl", tmp_path / "push.png"
+    rows.write_text(json.dumps(row) + "\n" + json.dumps({**row, "step": 8}) + "\n")
+    assert script.main(["--from-jsonl", str(rows), "--plot", str(png)]) == 0
     assert png.stat().st_size > 5_000

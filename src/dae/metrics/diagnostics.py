@@ -6,7 +6,9 @@
 - Channel spectrum: the eigenvalues of the latent's channel covariance, and how many principal
   directions hold 99 % of its variance. A VQ latent can collapse onto a few of its channels'
   directions (the codes then tile a plane in a 64-dimensional space); on CIFAR-10 the "better
-  codebook mode" of docs/results.md is a third direction opening.
+  codebook mode" of docs/results.md is a third direction opening. `variance_growth` measures
+  how a loss term's gradient on the latent would grow or shrink its spread along given
+  directions (scripts/latent_push.py: the decoder's push against the commitment's pull).
 - Equivariance error of the encoder and the decoder under x0.5 scaling and 90-degree rotation
   (EQ-VAE, Kouzelis et al. 2025).
 - Linear-probe accuracy of the flattened latents (logistic regression, scikit-learn).
@@ -58,12 +60,48 @@ def spectrum_report(latents: torch.Tensor) -> dict[str, float | list[float]]:
 def channel_spectrum(latents: torch.Tensor) -> torch.Tensor:
     """(N, C, h, w) maps or (N, C) vectors -> the C eigenvalues of the channel covariance (every
     position of every map one sample), largest first, as fractions of their sum."""
-    x = latents.detach().double()
-    x = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.ndim == 4 else x.reshape(len(x), -1)
+    x = _channel_rows(latents)
     eig = torch.linalg.eigvalsh(torch.cov(x.T).reshape(x.shape[1], x.shape[1])).flip(0)
     eig = eig.clamp_min(0.0)  # rounding can leave the null directions slightly negative
     total = eig.sum()
     return eig / total if total > 0 else eig
+
+
+def principal_directions(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, h, w) maps or (N, C) vectors -> (C,) variances along the channel covariance's
+    eigenvectors, largest first, and (C, C) those unit directions as columns (float64)."""
+    x = _channel_rows(latents)
+    eig, vec = torch.linalg.eigh(torch.cov(x.T).reshape(x.shape[1], x.shape[1]))
+    return eig.flip(0).clamp_min(0.0), vec.flip(1)
+
+
+def variance_growth(
+    latents: torch.Tensor, grad: torch.Tensor, directions: torch.Tensor, pooled: bool = False
+) -> torch.Tensor:
+    """How fast a gradient step on the latent itself changes its variance along each direction:
+    `-2 cov(z.u, g.u) / var(z.u)` for every column u of `directions`, g the loss gradient at z.
+
+    A step z -> z - lr * g changes the variance along u by lr times that (relative) rate, to first
+    order: positive where the loss pushes the latent's spread out along u, negative where it pulls
+    it in (the commitment term's pull onto codes that lie in a plane, -2 beta' off it). Only the
+    force on z: the encoder moves z through its own weights, which this leaves out. `pooled`:
+    one rate for the total variance of the subspace the directions span (orthonormal columns),
+    which does not depend on how its directions are ordered or mixed."""
+    z, g = _channel_rows(latents), _channel_rows(grad)
+    centred = z - z.mean(0)
+    zu, gu = centred @ directions.double(), g @ directions.double()
+    var, cov = zu.pow(2).mean(0), (zu * gu).mean(0)
+    if pooled:
+        var, cov = var.sum().reshape(1), cov.sum().reshape(1)
+    # a direction the latent does not vary along (to rounding) has no spread to grow: rate 0
+    spread = var > 1e-12 * centred.pow(2).sum(1).mean()
+    return torch.where(spread, -2 * cov / var.clamp_min(1e-300), 0.0)
+
+
+def _channel_rows(latents: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) or (N, C) -> (rows, C) float64, every position of every map one row."""
+    x = latents.detach().double()
+    return x.movedim(1, -1).reshape(-1, x.shape[1]) if x.ndim == 4 else x.reshape(len(x), -1)
 
 
 def pca_dims(fractions: torch.Tensor, kept: float = 0.99) -> int:

@@ -1,0 +1,137 @@
+"""The forces on a VQ latent along its principal directions (docs/results.md, "What pushes the
+latent off its plane").
+
+For each run (or kept checkpoint of a run), encode the first N images of the seeded test subset
+that training's held-out rows use, and take the gradients of the training loss's two terms with
+respect to the encoder output z: the reconstruction term (L1, through the straight-through
+estimator, so it is the decoder's pull on z) and the commitment term (codebook_weight * beta *
+|z - sg(q)|^2, the pull back onto the codes). For the leading principal directions of z, print
+how fast each force alone would change z's variance along them (`variance_growth`: positive
+pushes the spread out, negative pulls it in), and for the whole subspace off the plane of the
+leading two (`*_off_plane`: its total variance), once with the full decoder and once with the
+run's stage-1 channel dropout (`schedule.dropout_p`, averaged over `--masks` draws): the same
+weights as a decoder that is weak, and as one that is not.
+
+    python scripts/latent_push.py RUN [RUN=CHECKPOINT.pt ...] [-n 1000] [--masks 8] [--plot F]
+    python scripts/latent_push.py --from-jsonl ROWS.jsonl --plot F.png   # plot earlier rows
+
+The rates are per image (the gradient of the sum of per-image mean losses), so they compare
+between terms, runs and steps; a training step of batch B and lr eta moves z's variance along a
+direction by about eta / B times the summed rates of its images, before the encoder's own
+weights (which this leaves out) turn the force on z into a step of z.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from dae.data.images import float_batch
+from dae.metrics.diagnostics import principal_directions, variance_growth
+from dae.train.image_task import held_out_images
+
+sys.path.insert(0, str(Path(__file__).parent))
+from latent_spectrum import by_run, load, save  # noqa: E402  (a sibling script)
+
+
+def forces(model, x: torch.Tensor, cfg, masks: int, dropout: float) -> dict[str, torch.Tensor]:
+    """Per-image gradients on z of the reconstruction term (full decoder, and with `dropout`
+    averaged over `masks` draws) and of the commitment term, with z itself."""
+    z = model.encode(x).detach().requires_grad_()
+    q = model.quantize.quantize(z)
+    n = len(x)
+    commit = cfg.loss.codebook_weight * cfg.model.beta * q.losses.commitment * n
+    (g_commit,) = torch.autograd.grad(commit, z, retain_graph=True)
+    rec = (model.decode(q.z_q) - x).abs().mean() * n
+    (g_full,) = torch.autograd.grad(rec, z, retain_graph=True)
+    out = {"z": z.detach(), "commitment": g_commit, "rec_full": g_full}
+    if dropout > 0 and masks > 0:
+        model.set_decoder_dropout(dropout)
+        model.decoder.train()  # channel dropout acts only in training mode
+        g_weak = torch.zeros_like(z)
+        for _ in range(masks):
+            rec = (model.decode(q.z_q) - x).abs().mean() * n
+            g_weak += torch.autograd.grad(rec, z, retain_graph=True)[0] / masks
+        model.set_decoder_dropout(0.0)
+        model.decoder.eval()
+        out["rec_dropout"] = g_weak
+    return out
+
+
+def measure(arg: str, n: int, masks: int, keep: int = 4, seed: int = 0) -> dict:
+    _, loaded = load(arg)
+    model, cfg = loaded.model, loaded.cfg
+    dropout = cfg.schedule.dropout_p if cfg.schedule.weak_decoder == "dropout2d" else 0.0
+    images = held_out_images(cfg.data, n)
+    x = float_batch(images, torch.arange(len(images)))
+    torch.manual_seed(seed)  # the dropout masks
+    f = forces(model, x, cfg, masks, dropout)
+    var, directions = principal_directions(f["z"])
+    row = {
+        "run": arg,
+        "step": loaded.step,
+        "stage": loaded.stage,
+        "z_fractions": [round(float(v / var.sum()), 6) for v in var[:keep]],
+        "z_off_plane": round(float(var[2:].sum() / var.sum()), 6),
+    }
+    for name in ("rec_full", "rec_dropout", "commitment"):
+        if name in f:
+            rates = variance_growth(f["z"], f[name], directions[:, :keep])
+            row[name] = [float(f"{float(r):.4g}") for r in rates]
+            # everything off the plane of the two leading directions, however it is ordered
+            off = variance_growth(f["z"], f[name], directions[:, 2:], pooled=True)
+            row[f"{name}_off_plane"] = float(f"{float(off):.4g}")
+    return row
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    """Off the plane, per run folder against the step: the decoder's push (solid) and the
+    commitment's pull (dashed, its size); where the solid line is above, the spread grows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (label, rs) in enumerate(by_run(rows).items()):
+        steps = [r["step"] for r in rs]
+        color = f"C{i}"
+        ax.plot(steps, [r["rec_full_off_plane"] for r in rs], "o-", color=color, label=label)
+        pull = [-r["commitment_off_plane"] for r in rs]
+        ax.plot(steps, pull, "s--", color=color, mfc="none")
+    ax.set(
+        xlabel="step",
+        ylabel="variance growth rate off the plane, per image",
+        title="decoder's push (solid) against commitment's pull (dashed)",
+    )
+    save(fig, ax, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="*", help="RUN folders, or RUN=CHECKPOINT.pt")
+    p.add_argument("-n", type=int, default=1000, help="test images (default 1000)")
+    p.add_argument("--masks", type=int, default=8, help="dropout draws averaged (default 8)")
+    p.add_argument("--directions", type=int, default=4, help="leading directions reported")
+    p.add_argument("--plot", type=Path, help="PNG of the off-plane push and pull per step")
+    p.add_argument("--from-jsonl", type=Path, help="plot the rows of an earlier run's output")
+    args = p.parse_args(argv)
+    if not args.runs and not args.from_jsonl:
+        p.error("give RUN folders (or RUN=CHECKPOINT.pt), or --from-jsonl")
+    rows = []
+    if args.from_jsonl:
+        rows = [json.loads(line) for line in args.from_jsonl.read_text().splitlines() if line]
+    for arg in args.runs:
+        rows.append(measure(arg, args.n, args.masks, keep=args.directions))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.plot:
+        plot(rows, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
