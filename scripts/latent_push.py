@@ -52,14 +52,28 @@ def forces(model, x: torch.Tensor, cfg, masks: int, dropout: float) -> dict[str,
     if dropout > 0 and masks > 0:
         model.set_decoder_dropout(dropout)
         model.decoder.train()  # channel dropout acts only in training mode
-        g_weak = torch.zeros_like(z)
+        draws = []
         for _ in range(masks):
             rec = (model.decode(q.z_q) - x).abs().mean() * n
-            g_weak += torch.autograd.grad(rec, z, retain_graph=True)[0] / masks
+            draws.append(torch.autograd.grad(rec, z, retain_graph=True)[0])
         model.set_decoder_dropout(0.0)
         model.decoder.eval()
-        out["rec_dropout"] = g_weak
+        out["rec_masks"] = torch.stack(draws)
+        out["rec_dropout"] = out["rec_masks"].mean(0)
     return out
+
+
+def off_plane_noise(f: dict[str, torch.Tensor], off: torch.Tensor) -> float:
+    """The dropout masks' scatter of the gradient off the plane, relative to the full decoder's
+    gradient there: sqrt(mean_m |P (g_m - mean g)|^2 / |P g_full|^2), P the projection on `off`
+    (orthonormal columns). The mean push with dropout is reported beside the full decoder's;
+    this is the noise the masks add on top, which spreads z along weakly held directions."""
+
+    def energy(g: torch.Tensor) -> torch.Tensor:  # |P g|^2 over every position of every map
+        return (g.detach().double().movedim(1, -1).reshape(-1, g.shape[1]) @ off).pow(2).sum()
+
+    scatter = torch.stack([energy(g - f["rec_dropout"]) for g in f["rec_masks"]])
+    return float((scatter.mean() / energy(f["rec_full"])).sqrt())
 
 
 def measure(arg: str, n: int, masks: int, keep: int = 4, seed: int = 0) -> dict:
@@ -85,6 +99,8 @@ def measure(arg: str, n: int, masks: int, keep: int = 4, seed: int = 0) -> dict:
             # everything off the plane of the two leading directions, however it is ordered
             off = variance_growth(f["z"], f[name], directions[:, 2:], pooled=True)
             row[f"{name}_off_plane"] = float(f"{float(off):.4g}")
+    if "rec_masks" in f and len(f["rec_masks"]) > 1:
+        row["dropout_noise_off_plane"] = float(f"{off_plane_noise(f, directions[:, 2:]):.4g}")
     return row
 
 

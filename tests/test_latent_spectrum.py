@@ -99,6 +99,14 @@ def test_forces_on_the_latent_are_the_gradients_of_the_loss_terms(tmp_path, data
     torch.manual_seed(0)
     again = script.forces(model, x, cfg, masks=2, dropout=0.5)
     assert torch.equal(again["rec_dropout"], f["rec_dropout"])  # seeded masks: deterministic
+    # the masks' scatter off the plane, against a known one: draws g +- e around g = the full
+    # decoder's gradient, e off the plane (channel 0 dropped by the projection): |e| / |g|
+    g, e = torch.randn(2, 3, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    off = torch.eye(4, dtype=torch.float64)[:, 1:]
+    g[:, 0], e[:, 0] = 0.0, 7.0
+    known = {"rec_masks": torch.stack([g + e, g - e]), "rec_dropout": g, "rec_full": g}
+    ratio = (e[:, 1:].pow(2).sum() / g.pow(2).sum()).sqrt()
+    assert script.off_plane_noise(known, off) == pytest.approx(float(ratio), rel=1e-6)
     # the script's rows: those forces along z's principal directions, on its own test subset
     capsys.readouterr()
     assert script.main([str(run), "-n", "24", "--masks", "2", "--directions", "3"]) == 0
@@ -108,6 +116,7 @@ def test_forces_on_the_latent_are_the_gradients_of_the_loss_terms(tmp_path, data
     rates = variance_growth(f["z"], f["commitment"], directions[:, :3])
     assert row["commitment"] == pytest.approx(rates.tolist(), rel=1e-3)
     assert set(row) >= {"rec_full", "rec_dropout", "z_fractions", "rec_full_off_plane"}
+    assert row["dropout_noise_off_plane"] > 0  # two masks scatter
     off = variance_growth(f["z"], f["commitment"], directions[:, 2:], pooled=True)
     assert row["commitment_off_plane"] == pytest.approx(float(off), rel=1e-3)
     rows, png = tmp_path / "push.jsonl", tmp_path / "push.png"
