@@ -13,7 +13,7 @@ run's stage-1 channel dropout (`schedule.dropout_p`, averaged over `--masks` dra
 weights as a decoder that is weak, and as one that is not.
 
     python scripts/latent_push.py RUN [RUN=CHECKPOINT.pt ...] [-n 1000] [--masks 8] [--plot F]
-    python scripts/latent_push.py --from-jsonl ROWS.jsonl --plot F.png   # plot earlier rows
+    python scripts/latent_push.py --from-jsonl ROWS.jsonl --plot F.png [--by-name]
 
 The rates are per image (the gradient of the sum of per-image mean losses), so they compare
 between terms, runs and steps; a training step of batch B and lr eta moves z's variance along a
@@ -104,26 +104,26 @@ def measure(arg: str, n: int, masks: int, keep: int = 4, seed: int = 0) -> dict:
     return row
 
 
-def plot(rows: list[dict], out: Path) -> None:
-    """Off the plane, per run folder against the step: the decoder's push (solid) and the
-    commitment's pull (dashed, its size); where the solid line is above, the spread grows."""
+def plot(rows: list[dict], out: Path, name_only: bool = False) -> None:
+    """Per run folder against the step: above, the decoder's push off the plane (solid) and the
+    commitment's pull (dashed, its size; where the solid line is above, the spread grows);
+    below, the share of z's variance off the plane."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (label, rs) in enumerate(by_run(rows).items()):
-        steps = [r["step"] for r in rs]
-        color = f"C{i}"
+    fig, (ax, share) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[3, 2])
+    for i, (label, rs) in enumerate(by_run(rows, name_only).items()):
+        steps, color = [r["step"] for r in rs], f"C{i}"
         ax.plot(steps, [r["rec_full_off_plane"] for r in rs], "o-", color=color, label=label)
-        pull = [-r["commitment_off_plane"] for r in rs]
-        ax.plot(steps, pull, "s--", color=color, mfc="none")
+        ax.plot(steps, [-r["commitment_off_plane"] for r in rs], "s--", color=color, mfc="none")
+        share.plot(steps, [max(r["z_off_plane"], 1e-6) for r in rs], "o-", color=color)
     ax.set(
-        xlabel="step",
-        ylabel="variance growth rate off the plane, per image",
-        title="decoder's push (solid) against commitment's pull (dashed)",
+        ylabel="variance growth rate, per image",
+        title="off the plane: the decoder's push (solid), the commitment's pull (dashed)",
     )
+    share.set(xlabel="step", ylabel="share of z's variance", yscale="log")
     save(fig, ax, out)
 
 
@@ -135,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--directions", type=int, default=4, help="leading directions reported")
     p.add_argument("--plot", type=Path, help="PNG of the off-plane push and pull per step")
     p.add_argument("--from-jsonl", type=Path, help="plot the rows of an earlier run's output")
+    p.add_argument(
+        "--by-name",
+        action="store_true",
+        help="one line per run folder name (copies of a run in several folders joined)",
+    )
     args = p.parse_args(argv)
     if not args.runs and not args.from_jsonl:
         p.error("give RUN folders (or RUN=CHECKPOINT.pt), or --from-jsonl")
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(measure(arg, args.n, args.masks, keep=args.directions))
         print(json.dumps(rows[-1]), flush=True)
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, args.by_name)
     return 0
 
 

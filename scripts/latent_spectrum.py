@@ -39,12 +39,14 @@ def load(arg: str) -> tuple[Run, Loaded]:
     return run, loaded
 
 
-def by_run(rows: list[dict]) -> dict[str, list[dict]]:
-    """Rows grouped by run folder (its parent/name, the legend label), each group by step."""
+def by_run(rows: list[dict], name_only: bool = False) -> dict[str, list[dict]]:
+    """Rows grouped by run folder (its parent/name, the legend label; `name_only`: its name, so
+    that copies of one run kept in several folders make one line), each group by step."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
         folder = Path(r["run"].partition("=")[0])
-        groups.setdefault(f"{folder.parent.name}/{folder.name}", []).append(r)
+        label = folder.name if name_only else f"{folder.parent.name}/{folder.name}"
+        groups.setdefault(label, []).append(r)
     return {label: sorted(rs, key=lambda r: r["step"]) for label, rs in groups.items()}
 
 
