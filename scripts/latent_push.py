@@ -1,11 +1,12 @@
-"""The forces on a VQ latent along its principal directions (docs/results.md, "What pushes the
-latent off its plane").
+"""The forces on a VQ latent along its principal directions (docs/results.md, "What holds the
+latent on its plane").
 
 For each run (or kept checkpoint of a run), encode the first N images of the seeded test subset
 that training's held-out rows use, and take the gradients of the training loss's two terms with
 respect to the encoder output z: the reconstruction term (L1, through the straight-through
-estimator, so it is the decoder's pull on z) and the commitment term (codebook_weight * beta *
-|z - sg(q)|^2, the pull back onto the codes). For the leading principal directions of z, print
+estimator, so it is the decoder's force on z; runs trained with LPIPS are refused) and the
+commitment term (codebook_weight * beta * |z - sg(q)|^2, the pull back onto the codes). For the
+leading principal directions of z, print
 how fast each force alone would change z's variance along them (`variance_growth`: positive
 pushes the spread out, negative pulls it in), and for the whole subspace off the plane of the
 leading two (`*_off_plane`: its total variance), once with the full decoder and once with the
@@ -79,6 +80,8 @@ def off_plane_noise(f: dict[str, torch.Tensor], off: torch.Tensor) -> float:
 def measure(arg: str, n: int, masks: int, keep: int = 4, seed: int = 0) -> dict:
     _, loaded = load(arg)
     model, cfg = loaded.model, loaded.cfg
+    if cfg.loss.perceptual_weight > 0:
+        raise SystemExit(f"{arg}: trained with LPIPS; the forces here are of the L1 term alone")
     dropout = cfg.schedule.dropout_p if cfg.schedule.weak_decoder == "dropout2d" else 0.0
     images = held_out_images(cfg.data, n)
     x = float_batch(images, torch.arange(len(images)))

@@ -83,7 +83,7 @@ def variance_growth(
 
     A step z -> z - lr * g changes the variance along u by lr times that (relative) rate, to first
     order: positive where the loss pushes the latent's spread out along u, negative where it pulls
-    it in (the commitment term's pull onto codes that lie in a plane, -2 beta' off it). Only the
+    it in (a commitment gradient 2b (z - q) onto codes lying in a plane: -4b off it). Only the
     force on z: the encoder moves z through its own weights, which this leaves out. `pooled`:
     one rate for the total variance of the subspace the directions span (orthonormal columns),
     which does not depend on how its directions are ordered or mixed."""
