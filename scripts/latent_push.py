@@ -11,7 +11,12 @@ how fast each force alone would change z's variance along them (`variance_growth
 pushes the spread out, negative pulls it in), and for the whole subspace off the plane of the
 leading two (`*_off_plane`: its total variance), once with the full decoder and once with the
 run's stage-1 channel dropout (`schedule.dropout_p`, averaged over `--masks` draws): the same
-weights as a decoder that is weak, and as one that is not.
+weights as a decoder that is weak, and as one that is not. A run whose weak decoder is the
+half-width auxiliary one (`schedule.weak_decoder: aux`), read in stage 1, is read through that
+decoder (`rec_full` is then its push; the row's `decoder` says which): the full decoder is still
+at its initialisation there, and a checkpoint at the stage boundary has stage-1 weights. Beside z's own share of variance off the plane (`z_off_plane`), the
+codes it is quantised to (`q_off_plane`: their variance along the same directions, as a share of
+z's total): how far out of z's plane the codes pulling z back lie.
 
     python scripts/latent_push.py RUN [RUN=CHECKPOINT.pt ...] [-n 1000] [--masks 8] [--plot F]
     python scripts/latent_push.py --from-jsonl ROWS.jsonl --plot F.png [--by-name]
@@ -32,7 +37,8 @@ from pathlib import Path
 import torch
 
 from dae.data.images import float_batch
-from dae.metrics.diagnostics import principal_directions, variance_growth
+from dae.metrics.diagnostics import principal_directions, variance_along, variance_growth
+from dae.schedule import DAESchedule
 from dae.train.image_task import held_out_images
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,7 +55,7 @@ def forces(model, x: torch.Tensor, cfg, masks: int, dropout: float) -> dict[str,
     (g_commit,) = torch.autograd.grad(commit, z, retain_graph=True)
     rec = (model.decode(q.z_q) - x).abs().mean() * n
     (g_full,) = torch.autograd.grad(rec, z, retain_graph=True)
-    out = {"z": z.detach(), "commitment": g_commit, "rec_full": g_full}
+    out = {"z": z.detach(), "q": q.z_q.detach(), "commitment": g_commit, "rec_full": g_full}
     if dropout > 0 and masks > 0:
         model.set_decoder_dropout(dropout)
         model.decoder.train()  # channel dropout acts only in training mode
@@ -82,18 +88,34 @@ def measure(arg: str, n: int, masks: int, keep: int = 4, seed: int = 0) -> dict:
     model, cfg = loaded.model, loaded.cfg
     if cfg.loss.perceptual_weight > 0:
         raise SystemExit(f"{arg}: trained with LPIPS; the forces here are of the L1 term alone")
-    dropout = cfg.schedule.dropout_p if cfg.schedule.weak_decoder == "dropout2d" else 0.0
+    weak = cfg.schedule.weak_decoder if cfg.schedule.mode == "dae" else None
+    dropout = cfg.schedule.dropout_p if weak == "dropout2d" else 0.0
+    # an aux run trains its half-width decoder in stage 1, the full one (at its initialisation
+    # until then) in stage 2: weights whose last step was a stage-1 step are read through the aux
+    # one (a checkpoint's own `stage` is the next step's, "stage2" at the boundary)
+    last = loaded.step - 1 if loaded.stage is not None else cfg.train.steps - 1
+    aux = weak == "aux" and DAESchedule(cfg.schedule, cfg.train.steps).stage_at(last) == "stage1"
+    model.use_aux_decoder = aux
     images = held_out_images(cfg.data, n)
     x = float_batch(images, torch.arange(len(images)))
     torch.manual_seed(seed)  # the dropout masks
-    f = forces(model, x, cfg, masks, dropout)
+    try:
+        f = forces(model, x, cfg, masks, dropout)
+    finally:
+        model.use_aux_decoder = False
     var, directions = principal_directions(f["z"])
+    # the codes' spread along z's directions off the plane, as a share of z's whole variance
+    q_off = (
+        variance_along(f["q"], directions[:, 2:]).sum() / variance_along(f["z"], directions).sum()
+    )
     row = {
         "run": arg,
         "step": loaded.step,
         "stage": loaded.stage,
+        "decoder": f"aux ({cfg.schedule.aux_width:g} width)" if aux else "full",
         "z_fractions": [round(float(v / var.sum()), 6) for v in var[:keep]],
         "z_off_plane": round(float(var[2:].sum() / var.sum()), 6),
+        "q_off_plane": float(f"{float(q_off):.4g}"),
     }
     for name in ("rec_full", "rec_dropout", "commitment"):
         if name in f:
@@ -110,7 +132,7 @@ def measure(arg: str, n: int, masks: int, keep: int = 4, seed: int = 0) -> dict:
 def plot(rows: list[dict], out: Path, name_only: bool = False) -> None:
     """Per run folder against the step: above, the decoder's push off the plane (solid) and the
     commitment's pull (dashed, its size; where the solid line is above, the spread grows);
-    below, the share of z's variance off the plane."""
+    below, the share of z's variance off the plane (solid) and the codes' (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,11 +144,13 @@ def plot(rows: list[dict], out: Path, name_only: bool = False) -> None:
         ax.plot(steps, [r["rec_full_off_plane"] for r in rs], "o-", color=color, label=label)
         ax.plot(steps, [-r["commitment_off_plane"] for r in rs], "s--", color=color, mfc="none")
         share.plot(steps, [max(r["z_off_plane"], 1e-6) for r in rs], "o-", color=color)
+        if all("q_off_plane" in r for r in rs):  # rows of before the codes' share was kept
+            share.plot(steps, [max(r["q_off_plane"], 1e-6) for r in rs], "s--", color=color)
     ax.set(
         ylabel="variance growth rate, per image",
         title="off the plane: the decoder's push (solid), the commitment's pull (dashed)",
     )
-    share.set(xlabel="step", ylabel="share of z's variance", yscale="log")
+    share.set(xlabel="step", ylabel="off the plane, share of z's variance", yscale="log")
     save(fig, ax, out)
 
 

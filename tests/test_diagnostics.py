@@ -16,6 +16,7 @@ from dae.metrics.diagnostics import (
     pca_dims,
     principal_directions,
     spectrum_report,
+    variance_along,
     variance_growth,
 )
 
@@ -96,6 +97,12 @@ def test_principal_directions_and_the_variance_growth_of_known_forces():
     assert float(off) == pytest.approx(-1.0, abs=1e-12)
     # a direction the latent does not vary along has no spread to grow: rate 0, not a division
     assert variance_growth(z, push, directions[:, 3:5]).abs().max() == 0
+    # variance along given directions: a latent's own spectrum (biased), and codes in the plane
+    # of the first two spread there as z does, and not at all off it
+    assert torch.allclose(variance_along(maps, directions), var * (n - 1) / n, atol=1e-10)
+    along = variance_along(on_plane, directions)
+    assert torch.allclose(along[:2], var[:2] * (n - 1) / n, atol=1e-10)
+    assert along[2:].abs().max() < 1e-20
 
 
 def test_an_exactly_equivariant_autoencoder_has_zero_error_and_a_positional_one_does_not():

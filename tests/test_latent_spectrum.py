@@ -29,9 +29,9 @@ def load_script(name: str):
     return module
 
 
-def train_tiny(out: Path, data_root: Path) -> list[dict]:
-    """4 steps of a DAE MNIST VQGAN (stage 1 with channel dropout 0.5), checkpoints kept; its
-    metrics rows."""
+def train_tiny(out: Path, data_root: Path, weak: str = "dropout2d", flags=()) -> list[dict]:
+    """4 steps of a DAE MNIST VQGAN (stage 1, steps 1-2, with channel dropout 0.5, or `weak`),
+    `flags` passed on (--until, --resume); its metrics rows."""
     sets = [
         f"data.root={data_root}",
         "model.ch=16",
@@ -47,10 +47,10 @@ def train_tiny(out: Path, data_root: Path) -> list[dict]:
         "log.test_images=40",
         "log.image_every=0",
         "schedule.mode=dae",
-        "schedule.weak_decoder=dropout2d",
+        f"schedule.weak_decoder={weak}",
     ]
     args = [a for s in sets for a in ("--set", s)]
-    assert main(["train", "configs/mnist_vqgan.yaml", "--out", str(out), *args]) == 0
+    assert main(["train", "configs/mnist_vqgan.yaml", "--out", str(out), *args, *flags]) == 0
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
@@ -123,3 +123,45 @@ def test_forces_on_the_latent_are_the_gradients_of_the_loss_terms(tmp_path, data
     rows.write_text(json.dumps(row) + "\n" + json.dumps({**row, "step": 8}) + "\n")
     assert script.main(["--from-jsonl", str(rows), "--plot", str(png)]) == 0
     assert png.stat().st_size > 5_000
+
+
+def test_an_aux_run_is_read_through_its_half_width_decoder_in_stage_1(tmp_path, data_root, capsys):
+    """In stage 1 an aux run trains its half-width decoder while the full one sits at its
+    initialisation: the push is the aux decoder's gradient, and the codes' share off the plane
+    is their variance along z's own off-plane directions."""
+    run = tmp_path / "run"
+    train_tiny(run, data_root, weak="aux", flags=["--until", "2"])  # the end of stage 1, kept
+    kept = tmp_path / "step2.pt"
+    shutil.copy(run / "checkpoints" / "last.pt", kept)
+    train_tiny(run, data_root, weak="aux", flags=["--resume"])
+    script = load_script("latent_push")
+    capsys.readouterr()
+    assert script.main([f"{run}={kept}", str(run), "-n", "24", "--masks", "0"]) == 0
+    first, final = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    # the checkpoint at the boundary: its next step is stage 2's, its weights stage 1's
+    assert first["stage"] == "stage2" and first["step"] == 2
+    assert first["decoder"] == "aux (0.5 width)"
+    assert final["step"] == 4 and final["decoder"] == "full"
+    assert "rec_dropout" not in first  # no channel dropout in an aux run
+    loaded = Run(run).autoencoder("checkpoint", checkpoint=kept)
+    model, cfg = loaded.model, loaded.cfg
+    x = float_batch(held_out_images(cfg.data, 24), torch.arange(24))
+    z = model.encode(x).detach().requires_grad_()
+    q = model.quantize.lookup(model.quantize.nearest(z)).detach()
+    _, directions = principal_directions(z)
+
+    def push(decoder) -> float:  # off the plane, through the straight-through estimator
+        rec = (decoder(z + (q - z).detach()) - x).abs().mean() * len(x)
+        (grad,) = torch.autograd.grad(rec, z)
+        return float(variance_growth(z, grad, directions[:, 2:], pooled=True))
+
+    assert first["rec_full_off_plane"] == pytest.approx(push(model.aux_decoder), rel=1e-3)
+    # the full decoder, untrained in stage 1, pushes otherwise
+    assert first["rec_full_off_plane"] != pytest.approx(push(model.decode_full), rel=1e-3)
+
+    def rows(t: torch.Tensor) -> torch.Tensor:  # centred (positions, channels)
+        t = t.detach().double()
+        return (t - t.mean((0, 2, 3), keepdim=True)).movedim(1, -1).reshape(-1, t.shape[1])
+
+    q_off = (rows(q) @ directions[:, 2:]).pow(2).sum(1).mean() / rows(z).pow(2).sum(1).mean()
+    assert first["q_off_plane"] == pytest.approx(float(q_off), rel=1e-3)

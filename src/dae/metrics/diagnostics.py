@@ -75,6 +75,14 @@ def principal_directions(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return eig.flip(0).clamp_min(0.0), vec.flip(1)
 
 
+def variance_along(latents: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) maps or (N, C) vectors -> their (biased) variance along each column of
+    `directions` (float64): for a latent's own `principal_directions`, its spectrum; for another
+    latent (the codes a VQ latent is quantised to), how far that one spreads along them."""
+    x = _channel_rows(latents)
+    return ((x - x.mean(0)) @ directions.double()).pow(2).mean(0)
+
+
 def variance_growth(
     latents: torch.Tensor, grad: torch.Tensor, directions: torch.Tensor, pooled: bool = False
 ) -> torch.Tensor:
