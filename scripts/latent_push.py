@@ -14,9 +14,10 @@ run's stage-1 channel dropout (`schedule.dropout_p`, averaged over `--masks` dra
 weights as a decoder that is weak, and as one that is not. A run whose weak decoder is the
 half-width auxiliary one (`schedule.weak_decoder: aux`), read in stage 1, is read through that
 decoder (`rec_full` is then its push; the row's `decoder` says which): the full decoder is still
-at its initialisation there, and a checkpoint at the stage boundary has stage-1 weights. Beside z's own share of variance off the plane (`z_off_plane`), the
-codes it is quantised to (`q_off_plane`: their variance along the same directions, as a share of
-z's total): how far out of z's plane the codes pulling z back lie.
+at its initialisation there, and a checkpoint at the stage boundary has stage-1 weights. Beside
+z's own share of variance off the plane (`z_off_plane`), the codes it is quantised to
+(`q_off_plane`: their variance along the same directions, as a share of z's total): how far out
+of z's plane the codes pulling z back lie.
 
     python scripts/latent_push.py RUN [RUN=CHECKPOINT.pt ...] [-n 1000] [--masks 8] [--plot F]
     python scripts/latent_push.py --from-jsonl ROWS.jsonl --plot F.png [--by-name]
