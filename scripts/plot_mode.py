@@ -6,10 +6,12 @@ that reach it show a three- to four-fold rise of the commitment loss as their te
 It also prints each run's jump step: the first step from which that averaged loss stays at least
 `--factor` times its lowest value before it (a rule, not a fit: it names when, not why).
 `--by seed` colours the lines by `train.seed` instead (DAE runs dashed): runs of one
-initialisation with other batch orders (`train.data_seed`) then share a colour.
+initialisation with other batch orders (`train.data_seed`) then share a colour. `--by recipe`
+colours them by schedule: joint, or DAE with its weak decoder and stage-1 share, so that two DAE
+recipes (a half-width decoder with 75 % and 90 % stage 1, say) can be told apart.
 
 Usage: python scripts/plot_mode.py RUN [RUN ...] --out FIG.png [--start 6000] [--window 8]
-       [--factor 2.5] [--by arm|seed] [--end STEP]
+       [--factor 2.5] [--by arm|seed|recipe] [--end STEP]
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ def rows_until(path: str, end: int | None) -> list[dict]:
     return [r for r in read_metrics(path) if end is None or r["step"] <= end]
 
 
+def recipe(config) -> str:
+    """The schedule a run trained with, as a legend label."""
+    s = config.schedule
+    if s.mode == "baseline":
+        return "joint"
+    return f"DAE, {s.weak_decoder} weak decoder, {s.stage1_fraction:.0%} stage 1"
+
+
 def plot(
     runs: list[str], out: Path, start: int, window: int, by: str = "arm", end: int | None = None
 ) -> None:
@@ -38,6 +48,7 @@ def plot(
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     labelled = set()
+    recipes: list[str] = []  # in order of first appearance: each keeps one colour
     for path in runs:
         config = Run(path).config()
         joint = config.schedule.mode == "baseline"
@@ -49,6 +60,11 @@ def plot(
             key = config.train.seed
             kw = {"color": f"C{key % 10}", "ls": "-" if joint else "--", "lw": 1, "alpha": 0.85}
             label = None if key in labelled else f"seed {key}"
+        elif by == "recipe":
+            key = recipe(config)
+            recipes += [] if key in recipes else [key]
+            kw = {"color": f"C{recipes.index(key) % 10}", "lw": 1, "alpha": 0.85}
+            label = None if key in labelled else key
         else:
             key = joint
             kw = {"color": "tab:blue" if joint else "tab:orange", "lw": 1, "alpha": 0.85}
@@ -75,7 +91,9 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0, help="first step shown")
     ap.add_argument("--window", type=int, default=WINDOW, help="log rows averaged (commitment)")
     ap.add_argument("--factor", type=float, default=FACTOR, help="rise that counts as the jump")
-    ap.add_argument("--by", choices=["arm", "seed"], default="arm", help="what colours a line")
+    ap.add_argument(
+        "--by", choices=["arm", "seed", "recipe"], default="arm", help="what colours a line"
+    )
     ap.add_argument("--end", type=int, help="last step shown and tabled (runs stopped early)")
     args = ap.parse_args()
     plot(args.runs, args.out, args.start, args.window, args.by, args.end)

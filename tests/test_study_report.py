@@ -630,7 +630,8 @@ def test_plot_mode_draws_and_tables_runs_cut_at_end(tmp_path, monkeypatch, capsy
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         runs.append(str(run))
     # --by arm labels the DAE run at its last point: that label once shadowed --end
-    for end, jump, by in ((None, "1300", "arm"), (1200, "—", "arm"), (1200, "—", "seed")):
+    cases = ((None, "1300", "arm"), (1200, "—", "arm"), (1200, "—", "seed"), (1200, "—", "recipe"))
+    for end, jump, by in cases:
         out = tmp_path / f"mode-{end}-{by}.png"
         argv = ["plot_mode.py", *runs, "--out", str(out), "--by", by]
         monkeypatch.setattr("sys.argv", argv + ([] if end is None else ["--end", str(end)]))
@@ -638,3 +639,6 @@ def test_plot_mode_draws_and_tables_runs_cut_at_end(tmp_path, monkeypatch, capsy
         assert out.stat().st_size > 10_000
         table = capsys.readouterr().out
         assert f"| joint | {jump} |" in table and f"| dae | {jump} |" in table
+    configs = [pm.Run(run).config() for run in runs]
+    # the schedule's defaults: the half-width (aux) weak decoder, half the steps in stage 1
+    assert [pm.recipe(c) for c in configs] == ["DAE, aux weak decoder, 50% stage 1", "joint"]
