@@ -6,17 +6,16 @@ that training's held-out rows use, and take the gradients of the training loss's
 respect to the encoder output z: the reconstruction term (L1, through the straight-through
 estimator, so it is the decoder's force on z; runs trained with LPIPS are refused) and the
 commitment term (codebook_weight * beta * |z - sg(q)|^2, the pull back onto the codes). For the
-leading principal directions of z, print how fast each force alone would change z's variance
-along them (`variance_growth`: positive pushes the spread out, negative pulls it in), and for
-the whole subspace off the plane of the leading two (`*_off_plane`: its total variance), once
-with the full decoder and once with the run's stage-1 channel dropout (`schedule.dropout_p`,
-averaged over `--masks` draws): the same weights as a decoder that is weak, and as one that is
-not. A run whose weak decoder is the
-half-width auxiliary one (`schedule.weak_decoder: aux`), read in stage 1, is read through that
-decoder (`rec_full` is then its push; the row's `decoder` says which): the full decoder is still
-at its initialisation there, and a checkpoint at the stage boundary has stage-1 weights. Beside
-z's own share of variance off the plane (`z_off_plane`), the codes it is quantised to
-(`q_off_plane`: their variance along the same directions, as a share of z's total): how far out
+leading principal directions of z, print how fast each force alone would change z's variance along
+them (`variance_growth`: positive pushes the spread out, negative pulls it in), and for the whole
+subspace off the plane of the leading two (`*_off_plane`: its total variance), once with the full
+decoder and once with the run's stage-1 channel dropout (`schedule.dropout_p`, averaged over
+`--masks` draws): the same weights as a decoder that is weak, and as one that is not. A run whose
+weak decoder is the half-width auxiliary one (`schedule.weak_decoder: aux`), read in stage 1, is
+read through that decoder (`rec_full` is then its push; the row's `decoder` says which): the full
+decoder is still at its initialisation there, and a checkpoint at the stage boundary has stage-1
+weights. Beside z's own share of variance off the plane (`z_off_plane`), the codes it is quantised
+to (`q_off_plane`: their variance along the same directions, as a share of z's total): how far out
 of z's plane the codes pulling z back lie.
 
     python scripts/latent_push.py RUN [RUN=CHECKPOINT.pt ...] [-n 1000] [--masks 8] [--plot F]

@@ -62,7 +62,8 @@ def plot(
             label = None if key in labelled else f"seed {key}"
         elif by == "recipe":
             key = recipe(config)
-            recipes += [] if key in recipes else [key]
+            if key not in recipes:
+                recipes.append(key)
             kw = {"color": f"C{recipes.index(key) % 10}", "lw": 1, "alpha": 0.85}
             label = None if key in labelled else key
         else:
