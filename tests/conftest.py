@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -29,3 +30,16 @@ def data_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (set DAE_DATA)")
     return root
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """`load_script("plot_mode")` imports scripts/plot_mode.py (scripts/ is not a package)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / f"scripts/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

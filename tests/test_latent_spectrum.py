@@ -5,7 +5,6 @@ gradients they name."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -18,15 +17,6 @@ from dae.data.images import float_batch
 from dae.metrics.diagnostics import principal_directions, variance_growth
 from dae.run import Run
 from dae.train.image_task import held_out_images
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"scripts/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_tiny(out: Path, data_root: Path, weak: str = "dropout2d", flags=()) -> list[dict]:
@@ -54,7 +44,7 @@ def train_tiny(out: Path, data_root: Path, weak: str = "dropout2d", flags=()) ->
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_spectrum_of_a_run_and_of_its_kept_checkpoint(tmp_path, data_root, capsys):
+def test_spectrum_of_a_run_and_of_its_kept_checkpoint(tmp_path, data_root, capsys, load_script):
     run = tmp_path / "run"
     rows = train_tiny(run, data_root)
     kept = tmp_path / "kept.pt"
@@ -73,7 +63,9 @@ def test_spectrum_of_a_run_and_of_its_kept_checkpoint(tmp_path, data_root, capsy
     assert png.stat().st_size > 5_000
 
 
-def test_forces_on_the_latent_are_the_gradients_of_the_loss_terms(tmp_path, data_root, capsys):
+def test_forces_on_the_latent_are_the_gradients_of_the_loss_terms(
+    tmp_path, data_root, capsys, load_script
+):
     run = tmp_path / "run"
     train_tiny(run, data_root)
     script = load_script("latent_push")
@@ -125,7 +117,9 @@ def test_forces_on_the_latent_are_the_gradients_of_the_loss_terms(tmp_path, data
     assert png.stat().st_size > 5_000
 
 
-def test_an_aux_run_is_read_through_its_half_width_decoder_in_stage_1(tmp_path, data_root, capsys):
+def test_an_aux_run_is_read_through_its_half_width_decoder_in_stage_1(
+    tmp_path, data_root, capsys, load_script
+):
     """In stage 1 an aux run trains its half-width decoder while the full one sits at its
     initialisation: the push is the aux decoder's gradient, and the codes' share off the plane
     is their variance along z's own off-plane directions."""

@@ -4,7 +4,6 @@ by decoder width."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,28 +11,19 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"scripts/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def report():
+def report(load_script):
     return load_script("study_report")
 
 
 @pytest.fixture(scope="module")
-def arms():
+def arms(load_script):
     return load_script("study_arms")
 
 
 @pytest.fixture(scope="module")
-def gap():
+def gap(load_script):
     return load_script("plot_probe_gap")
 
 
@@ -383,7 +373,7 @@ def test_a_dae_arm_is_labelled_with_the_schedule_its_runs_were_trained_with(repo
     assert "| baseline (joint), S steps | 2 |" in tuned
 
 
-def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_codes():
+def test_quantisation_error_measures_how_far_encoder_outputs_sit_from_their_codes(load_script):
     qe = load_script("quantisation_error")
 
     class Rounding(torch.nn.Module):  # encoder = identity, two codes
@@ -419,7 +409,7 @@ def write_cell_run(root: Path, name: str, seed: int, psnr: list[float]) -> Path:
     return run
 
 
-def test_cells_pair_any_runs_by_seed_and_find_their_probes(tmp_path):
+def test_cells_pair_any_runs_by_seed_and_find_their_probes(tmp_path, load_script):
     """Cells hold any runs (here a baseline at two settings): each run's last test PSNR, the probe's
     full-width PSNR found by the run's path, and each pair of cells compared seed by seed."""
     cells = load_script("study_cells")
@@ -462,7 +452,9 @@ def test_cells_pair_any_runs_by_seed_and_find_their_probes(tmp_path):
         cells.probed_psnr([probe, other])
 
 
-def test_plot_prior_samples_titles_each_grid_with_its_score_and_names_a_missing_one(tmp_path):
+def test_plot_prior_samples_titles_each_grid_with_its_score_and_names_a_missing_one(
+    tmp_path, load_script
+):
     from PIL import Image
 
     ps = load_script("plot_prior_samples")
@@ -493,7 +485,7 @@ def test_plot_prior_samples_titles_each_grid_with_its_score_and_names_a_missing_
         ps.panels(tmp_path / "fig")
 
 
-def test_fd_noise_chunks_are_disjoint_seeded_and_biased_up_at_small_n():
+def test_fd_noise_chunks_are_disjoint_seeded_and_biased_up_at_small_n(load_script):
     fdn = load_script("fd_noise")
     gen = torch.Generator().manual_seed(0)
     real = {"pool": torch.randn(20000, 8, generator=gen)}
@@ -512,7 +504,9 @@ def test_fd_noise_chunks_are_disjoint_seeded_and_biased_up_at_small_n():
         fdn.chunk_scores(fake, real, 3000, seed=0)
 
 
-def test_fd_noise_scores_samples_and_real_chunks_end_to_end(data_root, tmp_path, capsys):
+def test_fd_noise_scores_samples_and_real_chunks_end_to_end(
+    data_root, tmp_path, capsys, load_script
+):
     import numpy as np
 
     fdn = load_script("fd_noise")
@@ -611,7 +605,7 @@ def test_probe_gap_by_width(gap, tmp_path):
     assert gaps[1.0] == {0: pytest.approx(0.1), 1: pytest.approx(-0.3)}
 
 
-def test_plot_mode_draws_and_tables_runs_cut_at_end(tmp_path, monkeypatch, capsys):
+def test_plot_mode_draws_and_tables_runs_cut_at_end(tmp_path, monkeypatch, capsys, load_script):
     """plot_mode.py on a joint and a DAE run: the figure, and the jump table cut at --end (a jump
     after it is not one yet)."""
     pm = load_script("plot_mode")
