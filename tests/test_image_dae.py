@@ -71,6 +71,8 @@ def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, r
     assert gan_steps == [2, 4] and [r["step"] for r in rows if "g_loss" in r] == [2, 4]
     # the first stage-2 step does not train the discriminator: any change is the reset
     assert bit_identical(seen[2]["disc"], seen[3]["disc"]) is not reset
+    # and the GAN step of stage 2 does train it
+    assert not bit_identical(seen[3]["disc"], seen[4]["disc"])
 
 
 @pytest.mark.parametrize("quantizer", list(QUANTIZER_MODELS))
