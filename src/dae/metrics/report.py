@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from dae.metrics.discriminator import MIN_GAP, NEAR_CHANCE, TAIL, WON, discriminator_health
 from dae.metrics.mode import FACTOR, WINDOW, run_mode
 from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
@@ -132,12 +133,7 @@ def plot_curves(
 
 def _model_kind(run: Path) -> str:
     """The run's `kind:` (vqgan, kl, toy_vae, ...) from its config.yaml; "?" if unreadable."""
-    import yaml
-
-    try:
-        return str(yaml.safe_load((run / "config.yaml").read_text()).get("kind", "?"))
-    except (OSError, yaml.YAMLError, AttributeError):
-        return "?"
+    return str(_run_config(run).get("kind", "?"))
 
 
 def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
@@ -247,6 +243,62 @@ def _weights(evaluation: dict[str, Any]) -> str:
     return f"{evaluation['weights']} @ step {evaluation['step']}{stage}"
 
 
+def _run_config(run: Path) -> dict[str, Any]:
+    """The run's config.yaml as a dict ({} if unreadable)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def discriminator_verdicts(runs: list[Path]) -> dict[Path, list[dict[str, Any]]]:
+    """`discriminator_health` of each run that trained a discriminator, with its loss and factor."""
+    verdicts = {}
+    for run in runs:
+        if not RunFolder(run).metrics_path.is_file():
+            continue
+        disc = _run_config(run).get("disc") or {}
+        health = discriminator_health(
+            read_metrics(run), disc.get("loss", "hinge"), float(disc.get("factor", 1.0))
+        )
+        if health:
+            verdicts[run] = health
+    return verdicts
+
+
+def _discriminator_lines(
+    verdicts: dict[Path, list[dict[str, Any]]], labels: dict[Path, str]
+) -> list[str]:
+    """The discriminator table (no GAN in any run: no lines)."""
+    if not verdicts:
+        return []
+    lines = [
+        "## Discriminator (training log)",
+        "",
+        f"Means over the last {TAIL:.0%} of each stage's GAN log rows. At chance: `d_loss` within "
+        f"{1 - NEAR_CHANCE:.0%} of the loss of logits 0 and real and fake logits less than "
+        f"{MIN_GAP:g} apart, so the GAN term gave the decoder no signal; won outright: `d_loss` "
+        f"below {WON:.0%} of chance, where the adaptive weight shrinks the generator term to "
+        "nothing.",
+        "",
+        "| run | stage | GAN rows (steps) | averaged from | d_loss | chance | logit real − fake "
+        "| adaptive weight | verdict |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for run, health in verdicts.items():
+        for h in health:
+            verdict = h["verdict"] if h["verdict"] == "learning" else f"**{h['verdict']}**"
+            lines.append(
+                f"| {labels[run]} | {h['stage']} | {h['first_step']}–{h['last_step']} "
+                f"| {h['tail_from']} | {h['d_loss']:.3g} | {h['chance']:.3g} "
+                f"| {h['logit_gap']:.3g} | {_fmt(h['d_weight'])} | {verdict} |"
+            )
+    return [*lines, ""]
+
+
 def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
     """The codebook-mode table of the VQ runs among `runs` (none: no lines)."""
     modes = {}
@@ -316,6 +368,7 @@ def write_report(runs: list[Path], out: Path) -> Path:
             )
         lines.append("")
     lines += _mode_lines(runs, labels)
+    lines += _discriminator_lines(discriminator_verdicts(runs), labels)
     missing = [run for run, e in evals.items() if not e]
     if missing:
         lines += [

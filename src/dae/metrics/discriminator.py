@@ -1,0 +1,96 @@
+"""Did a run's discriminator give its decoder a signal? Read off the training log, stage by stage.
+
+A GAN term helps only while its discriminator tells real from reconstructed images without
+winning outright. docs/results.md's GAN pilot found both failures: DAE's stage-2 discriminator,
+reset with 2,600 GAN steps left, stayed at chance (hinge `d_loss` ~1, real and fake logits equal),
+so FD-classifier stayed where the no-GAN run's was; its stage-1 discriminator beat the half-width
+decoder outright (`d_loss` 0, adaptive generator weight ~1e-4). The joint model's discriminator
+also sat at chance for its first ~4,000 GAN steps before it learned. Each log row holds one
+step's values, so a verdict averages the last `TAIL` of a stage's GAN rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+# d_loss of a discriminator whose logits are 0 for every image, per unit `disc.factor`
+CHANCE = {"hinge": 1.0, "vanilla": math.log(2.0)}
+TAIL = 0.5  # share of a stage's GAN rows averaged: its end, once the discriminator had time
+NEAR_CHANCE = 0.95  # mean d_loss at least this share of chance ...
+MIN_GAP = 0.1  # ... and mean logit(real) - logit(fake) below this: "at chance"
+WON = 0.05  # mean d_loss below this share of chance: "won outright"
+
+
+def discriminator_health(
+    rows: list[dict[str, Any]], loss: str = "hinge", factor: float = 1.0
+) -> list[dict[str, Any]]:
+    """One verdict per stage that trained a discriminator (`d_loss` logged), in log order.
+
+    Each: stage, first/last GAN step, rows (GAN log rows), tail_from (first step averaged),
+    d_loss, chance, logit_gap (mean logit(real) - logit(fake)), d_weight (mean adaptive
+    generator weight, None if not logged) and verdict: "at chance", "won outright" or "learning".
+    """
+    if loss not in CHANCE:
+        raise ValueError(f"unknown discriminator loss {loss!r} (known: {', '.join(CHANCE)})")
+    stages: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if "d_loss" in row:
+            stages.setdefault(str(row.get("stage", "joint")), []).append(row)
+    chance = CHANCE[loss] * factor
+    out = []
+    for stage, gan in stages.items():
+        tail = gan[len(gan) - max(1, math.ceil(TAIL * len(gan))) :]
+        d_loss = float(np.mean([r["d_loss"] for r in tail]))
+        gap = float(np.mean([r["logits_real"] - r["logits_fake"] for r in tail]))
+        weights = [r["d_weight"] for r in tail if "d_weight" in r]
+        if d_loss >= NEAR_CHANCE * chance and gap < MIN_GAP:
+            verdict = "at chance"
+        elif d_loss < WON * chance:
+            verdict = "won outright"
+        else:
+            verdict = "learning"
+        out.append(
+            {
+                "stage": stage,
+                "first_step": gan[0]["step"],
+                "last_step": gan[-1]["step"],
+                "rows": len(gan),
+                "tail_from": tail[0]["step"],
+                "d_loss": d_loss,
+                "chance": chance,
+                "logit_gap": gap,
+                "d_weight": float(np.mean(weights)) if weights else None,
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+# verdict -> (what the discriminator did, what it means); "learning" is not warned about
+ADVICE = {
+    "at chance": (
+        "sat at chance",
+        "its GAN term gave the decoder no signal: give it more GAN steps (an earlier "
+        "disc.start, a longer stage, or schedule.stage2.reset_discriminator=false) or a wider "
+        "discriminator (disc.ndf)",
+    ),
+    "won outright": (
+        "won outright",
+        "the adaptive weight shrank the generator term to nothing: no signal either",
+    ),
+}
+
+
+def warning_text(label: str, health: dict[str, Any]) -> str | None:
+    """A one-line warning for a stage whose discriminator gave no signal (None if it learned)."""
+    if health["verdict"] not in ADVICE:
+        return None
+    did, advice = ADVICE[health["verdict"]]
+    return (
+        f"{label}: the {health['stage']} discriminator {did} over steps "
+        f"{health['tail_from']}-{health['last_step']} (d_loss {health['d_loss']:.3g}, chance "
+        f"{health['chance']:.3g}; logit gap {health['logit_gap']:.3g}): {advice}"
+    )

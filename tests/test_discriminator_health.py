@@ -1,0 +1,98 @@
+"""dae.metrics.discriminator: whether a run's discriminator gave its decoder a signal, stage by
+stage, and the table and warnings `dae report` writes from it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+
+from dae.cli import main
+from dae.metrics.discriminator import discriminator_health, warning_text
+from dae.metrics.report import write_report
+
+
+def gan_rows(stage, steps, d_loss, real, fake, weight=0.5):
+    return [
+        {"step": s, "stage": stage, "rec": 0.1, "d_loss": d, "logits_real": r,
+         "logits_fake": f, "g_loss": -f, "d_weight": weight}
+        for s, d, r, f in zip(steps, d_loss, real, fake, strict=True)
+    ]  # fmt: skip
+
+
+def dae_rows():
+    """Stage 1: no GAN rows before 200, then the discriminator wins; stage 2: it learns early and
+    falls back to chance for its last half."""
+    rows = [{"step": 100, "stage": "stage1", "rec": 0.2}]
+    rows += gan_rows(
+        "stage1", [200, 300, 400, 500], [0.5, 0.01, 0.0, 0.02], [1, 5, 6, 5], [-1, -5, -6, -5]
+    )
+    rows += gan_rows("stage2", [600, 700, 800, 900], [0.6, 0.7, 1.0, 0.99], [0.6, 0.4, 0.05, 0.2], [-0.4, -0.3, 0.03, 0.17])  # fmt: skip
+    return rows
+
+
+def test_each_stage_gets_a_verdict_from_the_end_of_its_gan_rows():
+    stage1, stage2 = discriminator_health(dae_rows())
+    assert (stage1["stage"], stage1["first_step"], stage1["last_step"]) == ("stage1", 200, 500)
+    assert stage1["rows"] == 4 and stage1["tail_from"] == 400  # the last half: 400, 500
+    assert stage1["d_loss"] == pytest.approx(0.01) and stage1["logit_gap"] == pytest.approx(11)
+    assert stage1["verdict"] == "won outright" and stage1["d_weight"] == pytest.approx(0.5)
+    # the learning start (600, 700) is not averaged: d_loss (1.0 + 0.99) / 2, gap (0.02 + 0.03) / 2
+    assert stage2["tail_from"] == 800 and stage2["d_loss"] == pytest.approx(0.995)
+    assert stage2["logit_gap"] == pytest.approx(0.025) and stage2["verdict"] == "at chance"
+    # a discriminator between the two is learning; an odd count averages the larger half
+    (joint,) = discriminator_health(
+        gan_rows("joint", [1, 2, 3], [1.0, 0.5, 0.4], [1, 1, 1], [0, 0, 0])
+    )
+    assert joint["tail_from"] == 2 and joint["d_loss"] == pytest.approx(0.45)
+    assert joint["verdict"] == "learning" and warning_text("run", joint) is None
+    assert discriminator_health([{"step": 1, "rec": 0.1}]) == []  # no GAN, no verdict
+
+
+def test_chance_scales_with_the_loss_and_its_factor():
+    # vanilla's chance is log 2 per unit factor: 0.69 is at chance there, learning under hinge
+    rows = gan_rows("joint", [1, 2], [0.69, 0.69], [0.0, 0.0], [0.0, 0.0])
+    assert discriminator_health(rows, "vanilla")[0]["verdict"] == "at chance"
+    assert discriminator_health(rows, "vanilla")[0]["chance"] == pytest.approx(math.log(2))
+    assert discriminator_health(rows, "hinge")[0]["verdict"] == "learning"
+    doubled = gan_rows("joint", [1, 2], [2.0, 2.0], [0.0, 0.0], [0.0, 0.0])
+    assert discriminator_health(doubled, "hinge", factor=2.0)[0]["verdict"] == "at chance"
+    # equal d_loss but logits apart: a discriminator telling images apart is not at chance
+    apart = gan_rows("joint", [1, 2], [1.0, 1.0], [0.5, 0.5], [0.0, 0.0])
+    assert discriminator_health(apart)[0]["verdict"] == "learning"
+    with pytest.raises(ValueError, match="unknown discriminator loss 'wgan'"):
+        discriminator_health(rows, "wgan")
+
+
+def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path, capsys):
+    dae, joint, plain = tmp_path / "dae", tmp_path / "joint", tmp_path / "plain"
+    for run, rows, disc in [
+        (dae, dae_rows(), {"loss": "hinge", "factor": 1.0}),
+        (joint, gan_rows("joint", [1, 2], [0.5, 0.3], [1.0, 1.2], [-1.0, -0.8]), {"loss": "hinge"}),
+        (plain, [{"step": 1, "rec": 0.1}], {"loss": "hinge"}),
+    ]:
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (run / "config.yaml").write_text(yaml.safe_dump({"kind": "vqgan", "disc": disc}))
+    md = write_report([dae, joint, plain], tmp_path / "out").read_text()
+    table = [line for line in md.splitlines() if line.startswith(("| dae", "| joint", "| plain"))]
+    assert table == [
+        "| dae | stage1 | 200–500 | 400 | 0.01 | 1 | 11 | 0.5 | **won outright** |",
+        "| dae | stage2 | 600–900 | 800 | 0.995 | 1 | 0.025 | 0.5 | **at chance** |",
+        "| joint | joint | 1–2 | 2 | 0.3 | 1 | 2 | 0.5 | learning |",
+    ]
+    assert main(["report", str(dae), str(joint), str(plain), "--out", str(tmp_path / "cli")]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        "warning: dae: the stage1 discriminator won outright over steps 400-500 (d_loss 0.01, "
+        "chance 1; logit gap 11): the adaptive weight shrank the generator term to nothing: no "
+        "signal either",
+        "warning: dae: the stage2 discriminator sat at chance over steps 800-900 (d_loss 0.995, "
+        "chance 1; logit gap 0.025): its GAN term gave the decoder no signal: give it more GAN "
+        "steps (an earlier disc.start, a longer stage, or schedule.stage2.reset_discriminator="
+        "false) or a wider discriminator (disc.ndf)",
+    ]
+    md = write_report([plain], tmp_path / "none").read_text()
+    assert "Discriminator" not in md
