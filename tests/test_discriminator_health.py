@@ -96,3 +96,28 @@ def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path,
     ]
     md = write_report([plain], tmp_path / "none").read_text()
     assert "Discriminator" not in md
+
+
+def test_dae_train_warns_when_its_discriminator_never_left_chance(tmp_path, capsys, monkeypatch):
+    import dae.metrics.discriminator as health
+    from dae.config import to_dict
+    from image_utils import synthetic_images, tiny_config, write_image_folder
+
+    images = write_image_folder(tmp_path / "images", synthetic_images(8))
+    # lr 1e-9: the discriminator keeps its initial logits, d_loss 0.94-0.95 and 0.10-0.12 apart
+    # on this tiny model; the bounds of "at chance" widened to take them in
+    monkeypatch.setattr(health, "NEAR_CHANCE", 0.9)
+    monkeypatch.setattr(health, "MIN_GAP", 0.2)
+    cfg = tiny_config(
+        "vqgan",
+        data={"name": "folder", "root": str(images), "image_size": 16, "workers": 0},
+        optim={"lr": 1e-9},
+    )
+    config = tmp_path / "gan.yaml"
+    config.write_text(yaml.safe_dump(to_dict(cfg)))
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: run: the joint discriminator sat at chance over steps 3-4 (d_loss 0.94" in err
+    # a run stopped early (--until) is not judged: its discriminator may still learn
+    assert main(["train", str(config), "--out", str(tmp_path / "early"), "--until", "3"]) == 0
+    assert "warning" not in capsys.readouterr().err

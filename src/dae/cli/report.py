@@ -19,17 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dae.metrics.discriminator import warning_text
-    from dae.metrics.report import discriminator_verdicts, run_labels, write_report
+    from dae.metrics.report import discriminator_warnings, write_report
 
     for run_dir in args.runs:
         if not run_dir.is_dir():
             raise MissingFileError(f"run folder not found: {run_dir}")
     print(f"wrote {write_report(args.runs, args.out)}")
-    labels = run_labels(args.runs)
-    for run, health in discriminator_verdicts(args.runs).items():
-        for h in health:
-            text = warning_text(labels[run], h)
-            if text:
-                print(f"warning: {text}", file=sys.stderr)
+    for text in discriminator_warnings(args.runs):
+        print(f"warning: {text}", file=sys.stderr)
     return 0

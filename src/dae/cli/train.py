@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dae.cli import add_overrides
@@ -62,4 +63,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"stopped after step {trainer.step} of {cfg.train.steps}; --resume continues {out}")
     elif trainer.dist.is_main:
         print(f"trained {cfg.train.steps} steps; run folder: {out}")
+        from dae.metrics.report import discriminator_warnings
+
+        # A GAN term whose discriminator sat at chance cost compute and gave nothing: say so now,
+        # not when someone reads the log.
+        for text in discriminator_warnings([out]):
+            print(f"warning: {text}", file=sys.stderr)
     return 0

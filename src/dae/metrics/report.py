@@ -13,7 +13,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dae.metrics.discriminator import MIN_GAP, NEAR_CHANCE, TAIL, WON, discriminator_health
+from dae.metrics.discriminator import (
+    MIN_GAP,
+    NEAR_CHANCE,
+    TAIL,
+    WON,
+    discriminator_health,
+    warning_text,
+)
 from dae.metrics.mode import FACTOR, WINDOW, run_mode
 from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
@@ -267,6 +274,17 @@ def discriminator_verdicts(runs: list[Path]) -> dict[Path, list[dict[str, Any]]]
         if health:
             verdicts[run] = health
     return verdicts
+
+
+def discriminator_warnings(runs: list[Path]) -> list[str]:
+    """`warning_text` for each stage, of each run, whose discriminator gave no signal."""
+    labels = run_labels(runs)
+    return [
+        text
+        for run, health in discriminator_verdicts(runs).items()
+        for h in health
+        if (text := warning_text(labels[run], h))
+    ]
 
 
 def _discriminator_lines(
