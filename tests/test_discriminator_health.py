@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dae.cli import main
-from dae.metrics.discriminator import discriminator_health, warning_text
+from dae.metrics.discriminator import discriminator_health, smoothed_gan_rows, warning_text
 from dae.metrics.report import write_report
 
 
@@ -66,6 +66,20 @@ def test_chance_scales_with_the_loss_and_its_factor():
         discriminator_health(rows, "wgan")
 
 
+def test_plotted_curves_are_trailing_means_within_each_stage():
+    rows = dae_rows()
+    got = smoothed_gan_rows(rows, window=2)
+    assert [r["step"] for r in got] == [200, 300, 400, 500, 600, 600, 700, 800, 900]
+    assert [r["d_loss"] for r in got[:4]] == pytest.approx([0.5, 0.255, 0.005, 0.01])
+    # a NaN row breaks the line at stage 2's start; its first mean is its own row alone
+    assert math.isnan(got[4]["d_loss"]) and math.isnan(got[4]["logit real - fake"])
+    assert got[5]["d_loss"] == pytest.approx(0.6) and got[5]["logit real - fake"] == pytest.approx(
+        1.0
+    )
+    assert got[8]["logit real - fake"] == pytest.approx(0.025)
+    assert smoothed_gan_rows([{"step": 1, "rec": 0.1}]) == []
+
+
 def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path, capsys):
     dae, joint, plain = tmp_path / "dae", tmp_path / "joint", tmp_path / "plain"
     for run, rows, disc in [
@@ -83,6 +97,8 @@ def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path,
         "| dae | stage2 | 600–900 | 800 | 0.995 | 1 | 0.025 | 0.5 | **at chance** |",
         "| joint | joint | 1–2 | 2 | 0.3 | 1 | 2 | 0.5 | learning |",
     ]
+    assert "![Discriminator: d_loss and logit real − fake" in md
+    assert (tmp_path / "out" / "discriminator.png").stat().st_size > 0
     assert main(["report", str(dae), str(joint), str(plain), "--out", str(tmp_path / "cli")]) == 0
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [
@@ -95,7 +111,7 @@ def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path,
         "false) or a wider discriminator (disc.ndf)",
     ]
     md = write_report([plain], tmp_path / "none").read_text()
-    assert "Discriminator" not in md
+    assert "Discriminator" not in md and not (tmp_path / "none" / "discriminator.png").exists()
 
 
 def test_dae_train_warns_when_its_discriminator_never_left_chance(tmp_path, capsys, monkeypatch):

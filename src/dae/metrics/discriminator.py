@@ -22,6 +22,36 @@ TAIL = 0.5  # share of a stage's GAN rows averaged: its end, once the discrimina
 NEAR_CHANCE = 0.95  # mean d_loss at least this share of chance ...
 MIN_GAP = 0.1  # ... and mean logit(real) - logit(fake) below this: "at chance"
 WON = 0.05  # mean d_loss below this share of chance: "won outright"
+SMOOTH = 20  # GAN log rows per point of the plotted curves (1,000 steps at log_every 50)
+
+
+def _gan_rows_by_stage(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    stages: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if "d_loss" in row:
+            stages.setdefault(str(row.get("stage", "joint")), []).append(row)
+    return stages
+
+
+def smoothed_gan_rows(rows: list[dict[str, Any]], window: int = SMOOTH) -> list[dict[str, Any]]:
+    """`d_loss` and logit(real) - logit(fake) as trailing means over `window` GAN log rows, within
+    each stage (a stage's discriminator is not averaged with the one before it)."""
+    out: list[dict[str, Any]] = []
+    for gan in _gan_rows_by_stage(rows).values():
+        if out:  # NaN breaks the drawn line between one stage's discriminator and the next
+            out.append({"step": gan[0]["step"], "d_loss": math.nan, "logit real - fake": math.nan})
+        for i, row in enumerate(gan):
+            last = gan[max(0, i + 1 - window) : i + 1]
+            out.append(
+                {
+                    "step": row["step"],
+                    "d_loss": float(np.mean([r["d_loss"] for r in last])),
+                    "logit real - fake": float(
+                        np.mean([r["logits_real"] - r["logits_fake"] for r in last])
+                    ),
+                }
+            )
+    return out
 
 
 def discriminator_health(
@@ -35,10 +65,7 @@ def discriminator_health(
     """
     if loss not in CHANCE:
         raise ValueError(f"unknown discriminator loss {loss!r} (known: {', '.join(CHANCE)})")
-    stages: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if "d_loss" in row:
-            stages.setdefault(str(row.get("stage", "joint")), []).append(row)
+    stages = _gan_rows_by_stage(rows)
     chance = CHANCE[loss] * factor
     out = []
     for stage, gan in stages.items():

@@ -9,16 +9,20 @@ commitment loss jumped (the better codebook mode of docs/results.md, `dae.metric
 
 from __future__ import annotations
 
+import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dae.metrics.discriminator import (
     MIN_GAP,
     NEAR_CHANCE,
+    SMOOTH,
     TAIL,
     WON,
     discriminator_health,
+    smoothed_gan_rows,
     warning_text,
 )
 from dae.metrics.mode import FACTOR, WINDOW, run_mode
@@ -71,20 +75,30 @@ def _numeric_keys(
 
 
 def plot_curves(
-    runs: list[Path], out: Path, prefix: str, exclude: str | None, title: str, log_y: bool
+    runs: list[Path],
+    out: Path,
+    prefix: str,
+    exclude: str | None,
+    title: str,
+    log_y: bool,
+    derive: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
 ) -> bool:
-    """One panel per metric key, one line per run, stages shaded; False if there is nothing to draw."""
+    """One panel per metric key, one line per run, stages shaded; False if there is nothing to draw.
+
+    `derive` turns a run's log rows into the rows drawn (e.g. smoothed); stages come from the log.
+    """
     histories = {
         run: read_metrics(run) if RunFolder(run).metrics_path.is_file() else [] for run in runs
     }
-    keys = sorted({k for rows in histories.values() for k in _numeric_keys(rows, prefix, exclude)})
+    drawn = {run: derive(rows) if derive else rows for run, rows in histories.items()}
+    keys = sorted({k for rows in drawn.values() for k in _numeric_keys(rows, prefix, exclude)})
     # A VQ run's "loss" and a KL run's are on other scales: one panel per key and model kind.
     kinds = {run: _model_kind(run) for run in runs}
     panels = [
         (key, kind)
         for key in keys
         for kind in sorted(set(kinds.values()))
-        if any(key in r for run in runs if kinds[run] == kind for r in histories[run])
+        if any(key in r for run in runs if kinds[run] == kind for r in drawn[run])
     ]
     mixed = len(set(kinds.values())) > 1
     if not panels:
@@ -102,7 +116,7 @@ def plot_curves(
     n_rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.4 * n_rows), squeeze=False)
     for ax, (key, kind) in zip(axes.flat, panels, strict=False):
-        for i, (run, rows) in enumerate(histories.items()):
+        for i, (run, rows) in enumerate(drawn.items()):
             if kinds[run] != kind:
                 continue
             pts = [(r["step"], r[key]) for r in rows if key in r]
@@ -117,7 +131,7 @@ def plot_curves(
                     ax.axvline(a, color=f"C{i}", ls="--", lw=1)
         ax.set_title(f"{key} ({kind})" if mixed else key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
-        if log_y and all(r.get(key, 1) > 0 for rows in histories.values() for r in rows):
+        if log_y and all(r.get(key, 1) > 0 for rows in drawn.values() for r in rows):
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
@@ -126,13 +140,24 @@ def plot_curves(
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
+    spare = len(panels) < n_rows * cols  # an empty panel slot holds the legend
+    ncol = 1 if spare else min(4, len(handles))
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        fontsize=7,
+        loc="lower right" if spare else "lower center",
+        ncol=ncol,
+    )
     fig.suptitle(
         f"{title} (shaded: stages of {', '.join(sorted(labels[r] for r in shaded.values()))}: "
         "stage 1 orange, stage 2 blue; dashed: other runs' stage changes)",
         fontsize=10,
     )
-    fig.tight_layout()
+    # otherwise a strip below the panels, so that the legend covers no curve
+    strip = 0.0 if spare else 0.13 * math.ceil(len(handles) / ncol) / (n_rows + 0.5)
+    # and a strip above them for the title (matplotlib's tight_layout leaves it overlapping)
+    fig.tight_layout(rect=(0, strip, 1, 1 - 0.35 / fig.get_figheight()))
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return True
@@ -403,6 +428,11 @@ def write_report(runs: list[Path], out: Path) -> Path:
             "lipschitz.png",
             "Lipschitz complexity of encoder and decoder during training (paper Figure 4)",
             lambda p: plot_curves(runs, p, "lipschitz/", None, "Lipschitz complexity", log_y=True),
+        ),
+        (
+            "discriminator.png",
+            f"Discriminator: d_loss and logit real − fake, means over {SMOOTH} GAN log rows",
+            lambda p: plot_curves(runs, p, "", None, "discriminator", False, smoothed_gan_rows),
         ),
         ("codebook.png", "Codebook analysis (paper Figure 6)", lambda p: plot_codebooks(evals, p)),
         (
