@@ -191,3 +191,28 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
         want.mean_diff
     )
     assert "| dae-aux_width-0.5 | mse ↓ |" in (out / "sweep.md").read_text()
+
+
+def test_runs_whose_discriminator_gave_no_signal_are_named_under_the_table(tmp_path):
+    from dae.sweep.report import markdown
+
+    runs = plan_runs(TOY, tmp_path, seeds=1, grid=parse_grid(["schedule.aux_width=0.5"]))
+    for run, (d_loss, gap) in zip(runs, [(0.4, 2.0), (1.0, 0.0)], strict=True):
+        _fake_run(run, 0.1, 20.0, None)
+        rows = [
+            {"step": s, "stage": "stage2", "d_loss": d_loss, "logits_real": gap, "logits_fake": 0.0}
+            for s in (50, 100)
+        ]
+        (run.dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = [run_record(r) for r in runs]
+    assert records[0]["discriminator"][0]["verdict"] == "learning"
+    assert records[1]["discriminator"] == [
+        {"stage": "stage2", "verdict": "at chance", "d_loss": 1.0, "chance": 1.0,
+         "logit_gap": 0.0, "tail_from": 100, "last_step": 100}
+    ]  # fmt: skip
+    md = markdown(summarize_sweep(records, {"config": "toy", "seeds": 1, "protocol": "p",
+                                            "budget": "b"}))  # fmt: skip
+    assert md.endswith(
+        "tables and plots them):\n\n- dae-aux_width-0.5 seed 0: stage2 at chance over steps "
+        "100–100 (d_loss 1, chance 1; logit real − fake 0)\n"
+    )

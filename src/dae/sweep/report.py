@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import format_p, paired_test, summarize
 from dae.sweep.plan import BASELINE, SweepRun
 from dae.sweep.runner import PROBE_DIR
@@ -82,6 +83,14 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     proxy = {"source": f"probe:{proxy_key}", "value": probe[proxy_key]} if proxy_key else None
     if proxy is None and FALLBACK_PROXY in metrics:
         proxy = {"source": f"eval:{FALLBACK_PROXY}", "value": metrics[FALLBACK_PROXY]}
+    # stages whose discriminator gave the decoder no signal are named beside the table
+    discriminator = [
+        {
+            k: h[k]
+            for k in ("stage", "verdict", "d_loss", "chance", "logit_gap", "tail_from", "last_step")
+        }
+        for h in discriminator_verdicts([run.dir]).get(run.dir, [])
+    ]
     return {
         "variant": run.variant.name,
         "weakness": run.variant.weakness,
@@ -93,6 +102,7 @@ def run_record(run: SweepRun) -> dict[str, Any]:
         "metrics": metrics,
         "probe": {f"probe/{k}": v for k, v in probe.items()},
         "proxy": proxy,
+        "discriminator": discriminator,
     }
 
 
@@ -188,6 +198,25 @@ def markdown(summary: dict[str, Any]) -> str:
             )
     if not summary["proxy_sources"]:
         lines += ["", "No generation proxy: no probe results and no `lipschitz` evaluation."]
+    silent = [
+        (r, h)
+        for r in summary["runs"]
+        for h in r.get("discriminator", [])
+        if h["verdict"] != "learning"
+    ]
+    if silent:
+        lines += [
+            "",
+            "Discriminators that gave the decoder no signal (means over the last half of each "
+            "stage's GAN log rows; `dae report RUN` tables and plots them):",
+            "",
+        ]
+        lines += [
+            f"- {r['variant']} seed {r['seed']}: {h['stage']} {h['verdict']} over steps "
+            f"{h['tail_from']}–{h['last_step']} (d_loss {h['d_loss']:.3g}, chance "
+            f"{h['chance']:.3g}; logit real − fake {h['logit_gap']:.3g})"
+            for r, h in silent
+        ]
     return "\n".join(lines) + "\n"
 
 
