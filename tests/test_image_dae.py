@@ -242,3 +242,16 @@ def test_logged_restarts_are_the_codes_a_stage1_batch_left_unused_and_none_in_st
     cfg = tiny_config("vqgan", model=quantizer_model("fsq", 0))
     rows = Trainer(VQGANTask(cfg, synthetic_images(16)), None, cfg.train, cfg.optim).fit()
     assert all("codes_restarted" not in r for r in rows)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_shared_batch_puts_real_and_reconstructed_images_in_one_discriminator_batch(shared):
+    cfg = tiny_config("vqgan", disc={"start": 0, "shared_batch": shared}, train={"steps": 1})
+    task = VQGANTask(cfg, synthetic_images(16))
+    seen: list[int] = []
+    task.disc.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    rows = Trainer(task, DAESchedule(cfg.schedule, 1), cfg.train, cfg.optim).fit()
+    batch = cfg.train.batch_size
+    # the generator's term, then the discriminator's step: each in one batch of 2B, or B + B
+    assert seen == ([2 * batch] * 2 if shared else [batch] * 3)
+    assert {"g_loss", "d_loss", "logits_real", "logits_fake"} <= rows[0].keys()

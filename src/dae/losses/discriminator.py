@@ -21,6 +21,14 @@ class DiscriminatorConfig:
         default=0, metadata={"help": "disc_start: stage step at which the GAN terms switch on"}
     )
     factor: float = field(default=1.0, metadata={"help": "disc_factor once active"})
+    shared_batch: bool = field(
+        default=False,
+        metadata={
+            "help": "real and reconstructed images in one discriminator batch, so BatchNorm's "
+            "statistics cover both (taming passes them separately, which normalises away every "
+            "difference of the two batches' channel means)"
+        },
+    )
 
     def __post_init__(self) -> None:
         check(self.n_layers >= 1, "n_layers", f"must be >= 1, got {self.n_layers}")

@@ -200,7 +200,7 @@ class ImageTask(Task):
         if gan_on:
             # The discriminator's own gradients from this term are discarded (its optimiser
             # zeroes them), so it runs unwrapped: no DDP all-reduce for nothing.
-            g_loss = generator_loss(self.disc(x_hat.contiguous()))
+            g_loss = generator_loss(self._fake_logits(x, x_hat))
             weight = adaptive_weight(
                 rec_term, g_loss, self.model.last_layer(), self.cfg.disc.weight
             )
@@ -210,12 +210,23 @@ class ImageTask(Task):
         logs["loss"] = loss.item()
         return loss, logs
 
+    def _fake_logits(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """The discriminator's logits on `x_hat`; with `disc.shared_batch` in a batch with the
+        real `x`, as its own step sees them, so that BatchNorm normalises both steps alike."""
+        if not self.cfg.disc.shared_batch:
+            return self.disc(x_hat.contiguous())
+        return self.disc(torch.cat([x.detach(), x_hat]).contiguous())[len(x) :]
+
     def _disc_loss(self, x: torch.Tensor, ctx: StepContext):
         fake = ctx.outputs.pop(ctx.micro, None)
         if fake is None:  # the autoencoder's loss was not finite and its step skipped: skip D's too
             return None, {}
-        logits_real = self.disc_train(x.contiguous())
-        logits_fake = self.disc_train(fake.contiguous())
+        if self.cfg.disc.shared_batch:
+            logits = self.disc_train(torch.cat([x, fake]).contiguous())
+            logits_real, logits_fake = logits[: len(x)], logits[len(x) :]
+        else:
+            logits_real = self.disc_train(x.contiguous())
+            logits_fake = self.disc_train(fake.contiguous())
         d_loss = self.cfg.disc.factor * discriminator_loss(
             self.cfg.disc.loss, logits_real, logits_fake
         )
