@@ -103,12 +103,12 @@ def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path,
     warnings = capsys.readouterr().err.splitlines()
     assert warnings == [
         "warning: dae: the stage1 discriminator won outright over steps 400-500 (d_loss 0.01, "
-        "chance 1; logit gap 11): the adaptive weight shrank the generator term to nothing: no "
-        "signal either",
+        "chance 1; logit gap 11): the adaptive weight shrank the generator term to almost "
+        "nothing",
         "warning: dae: the stage2 discriminator sat at chance over steps 800-900 (d_loss 0.995, "
-        "chance 1; logit gap 0.025): its GAN term gave the decoder no signal: give it more GAN "
-        "steps (an earlier disc.start, a longer stage, or schedule.stage2.reset_discriminator="
-        "false) or a wider discriminator (disc.ndf)",
+        "chance 1; logit gap 0.025): it did not tell real from reconstructed batches apart, so "
+        "its GAN term may have done little (compare FD-classifier with a run without it); "
+        "disc.shared_batch=true, more GAN steps or a wider discriminator (disc.ndf) help it learn",
     ]
     md = write_report([plain], tmp_path / "none").read_text()
     assert "Discriminator" not in md and not (tmp_path / "none" / "discriminator.png").exists()

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained {cfg.train.steps} steps; run folder: {out}")
         from dae.metrics.report import discriminator_warnings
 
-        # A GAN term whose discriminator sat at chance cost compute and gave nothing: say so now,
-        # not when someone reads the log.
+        # A discriminator that sat at chance or won outright may have made the GAN term cost
+        # compute for little: say so now, not when someone reads the log.
         for text in discriminator_warnings([out]):
             print(f"warning: {text}", file=sys.stderr)
     return 0

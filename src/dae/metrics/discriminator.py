@@ -1,12 +1,15 @@
-"""Did a run's discriminator give its decoder a signal? Read off the training log, stage by stage.
+"""Did a run's discriminator tell real from reconstructed images? Read off the training log,
+stage by stage.
 
-A GAN term helps only while its discriminator tells real from reconstructed images without
-winning outright. docs/results.md's GAN pilot found both failures: DAE's stage-2 discriminator,
-reset with 2,600 GAN steps left, stayed at chance (hinge `d_loss` ~1, real and fake logits equal),
-so FD-classifier stayed where the no-GAN run's was; its stage-1 discriminator beat the half-width
-decoder outright (`d_loss` 0, adaptive generator weight ~1e-4). The joint model's discriminator
-also sat at chance for its first ~4,000 GAN steps before it learned. Each log row holds one
-step's values, so a verdict averages the last `TAIL` of a stage's GAN rows.
+A GAN term works through a discriminator that separates real from reconstructed images without
+winning outright. docs/results.md's GAN pilot found both extremes: DAE's stage-2 discriminator,
+reset with 2,600 GAN steps left, stayed at chance (hinge `d_loss` ~1, real and fake logits equal)
+and FD-classifier stayed where the no-GAN run's was; its stage-1 discriminator beat the half-width
+decoder outright (`d_loss` 0, adaptive generator weight ~1e-4). At chance is a symptom, not proof
+of a useless term: a GAN in balance sits there too, and with 13,400 GAN steps a stage-2
+discriminator within 0.05 of chance still took FD-classifier from ~50 to 11 and 28. So a verdict
+says what the discriminator did; FD-classifier with and without the GAN says what the term did.
+Each log row holds one step's values, so a verdict averages the last `TAIL` of a stage's GAN rows.
 """
 
 from __future__ import annotations
@@ -100,19 +103,20 @@ def discriminator_health(
 ADVICE = {
     "at chance": (
         "sat at chance",
-        "its GAN term gave the decoder no signal: give it more GAN steps (an earlier "
-        "disc.start, a longer stage, or schedule.stage2.reset_discriminator=false) or a wider "
-        "discriminator (disc.ndf)",
+        "it did not tell real from reconstructed batches apart, so its GAN term may have done "
+        "little (compare FD-classifier with a run without it); disc.shared_batch=true, more GAN "
+        "steps or a wider discriminator (disc.ndf) help it learn",
     ),
     "won outright": (
         "won outright",
-        "the adaptive weight shrank the generator term to nothing: no signal either",
+        "the adaptive weight shrank the generator term to almost nothing",
     ),
 }
 
 
 def warning_text(label: str, health: dict[str, Any]) -> str | None:
-    """A one-line warning for a stage whose discriminator gave no signal (None if it learned)."""
+    """A one-line warning for a stage whose discriminator sat at chance or won outright (None if
+    it was learning)."""
     if health["verdict"] not in ADVICE:
         return None
     did, advice = ADVICE[health["verdict"]]

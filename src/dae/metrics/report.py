@@ -302,7 +302,7 @@ def discriminator_verdicts(runs: list[Path]) -> dict[Path, list[dict[str, Any]]]
 
 
 def discriminator_warnings(runs: list[Path]) -> list[str]:
-    """`warning_text` for each stage, of each run, whose discriminator gave no signal."""
+    """`warning_text` for each stage, of each run, whose discriminator sat at chance or won."""
     labels = run_labels(runs)
     return [
         text
@@ -323,7 +323,8 @@ def _discriminator_lines(
         "",
         f"Means over the last {TAIL:.0%} of each stage's GAN log rows. At chance: `d_loss` within "
         f"{1 - NEAR_CHANCE:.0%} of the loss of logits 0 and real and fake logits less than "
-        f"{MIN_GAP:g} apart, so the GAN term gave the decoder no signal; won outright: `d_loss` "
+        f"{MIN_GAP:g} apart (a blind discriminator, or a decoder that keeps up with it: compare "
+        "FD-classifier with a run without the GAN); won outright: `d_loss` "
         f"below {WON:.0%} of chance, where the adaptive weight shrinks the generator term to "
         "nothing.",
         "",

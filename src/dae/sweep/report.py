@@ -83,7 +83,7 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     proxy = {"source": f"probe:{proxy_key}", "value": probe[proxy_key]} if proxy_key else None
     if proxy is None and FALLBACK_PROXY in metrics:
         proxy = {"source": f"eval:{FALLBACK_PROXY}", "value": metrics[FALLBACK_PROXY]}
-    # stages whose discriminator gave the decoder no signal are named beside the table
+    # stages whose discriminator sat at chance or won outright are named beside the table
     discriminator = [
         {
             k: h[k]
@@ -207,7 +207,7 @@ def markdown(summary: dict[str, Any]) -> str:
     if silent:
         lines += [
             "",
-            "Discriminators that gave the decoder no signal (means over the last half of each "
+            "Discriminators at chance or won outright (means over the last half of each "
             "stage's GAN log rows; `dae report RUN` tables and plots them):",
             "",
         ]
