@@ -43,6 +43,9 @@ else
   PROBE_EXTRA=${PROBE_EXTRA:-"--batch-size 128 --prior-batch-size 128"}
 fi
 PRECISION=${PRECISION:-bf16}
+# true: real and reconstructed images in one discriminator batch (docs/results.md, "The GAN pilot
+# with one discriminator batch"); false, taming's two batches, as the 26-epoch H200 run had.
+SHARED_BATCH=${SHARED_BATCH:-false}
 LR=${LR:-4e-4}                   # the preset's 2e-4 is for batch 32 on CPU; cosine to 5 % per stage
 TEST_EVERY=${TEST_EVERY:-$(( LOG_EVERY * 5 ))}   # held-out test L1/PSNR curve points
 EPOCH_STEPS=$(( (EPOCHS * N_TRAIN + BATCH - 1) / BATCH ))
@@ -100,7 +103,8 @@ common_sets() {  # the `--set`s every training of this study shares
     train.progress=false train.tensorboard=false "train.log_every=$LOG_EVERY" \
     "train.ckpt_every=$(( steps / 4 > 0 ? steps / 4 : 1 ))" log.image_every=100000 \
     "log.test_every=$TEST_EVERY" "log.test_images=$(( N_TEST < 1000 ? N_TEST : 1000 ))" \
-    "optim.lr=$LR" optim.decay=cosine optim.final_lr_fraction=0.05
+    "optim.lr=$LR" optim.decay=cosine optim.final_lr_fraction=0.05 \
+    "disc.shared_batch=$SHARED_BATCH"
 }
 
 calibrate() {  # "seconds-per-step steps probe-steps", with JOBS runs sharing the device, GAN on

@@ -112,6 +112,7 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
         # The H200 default is bf16; on a CPU without native bf16 emulated bf16 runs at 0.3-0.4x,
         # which made this test a third of the suite's time there. auto resolves to fp32 on such a CPU.
         "PRECISION": "auto",
+        "SHARED_BATCH": "true",
     }
     # The wheel folder is for machines without diffusers; here it is installed.
     if importlib.util.find_spec("diffusers") is not None:
@@ -129,6 +130,7 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["train"]["channels_last"] and cfg["train"]["precision"] == "auto"
+    assert cfg["disc"]["shared_batch"] is True
     assert "PRECISION=${PRECISION:-bf16}" in script.read_text()  # the GPU study's default
     assert cfg["train"]["steps"] == 4 and cfg["data"]["root"].endswith("c10_tiny.npz")
     assert cfg["optim"]["decay"] == "cosine" and cfg["log"]["test_every"] == 2
