@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dae.errors import ConfigError, RunFolderError
 from dae.metrics.discriminator import (
     MIN_GAP,
     NEAR_CHANCE,
@@ -276,14 +277,11 @@ def _weights(evaluation: dict[str, Any]) -> str:
 
 
 def _run_config(run: Path) -> dict[str, Any]:
-    """The run's config.yaml as a dict ({} if unreadable)."""
-    import yaml
-
+    """The run's config.yaml as a dict ({} if missing or unreadable: a report still draws)."""
     try:
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        return RunFolder(run).read_config()
+    except (RunFolderError, ConfigError, OSError):
         return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def discriminator_verdicts(runs: list[Path]) -> dict[Path, list[dict[str, Any]]]:
