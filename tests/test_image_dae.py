@@ -75,11 +75,20 @@ def test_stage2_freezes_encoder_and_codebook_and_trains_only_the_decoder(weak, r
     assert not bit_identical(seen[3]["disc"], seen[4]["disc"])
 
 
-@pytest.mark.parametrize("quantizer", list(QUANTIZER_MODELS))
-def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path, quantizer):
+@pytest.mark.parametrize(
+    "quantizer, disc_norm", [(q, "batch") for q in QUANTIZER_MODELS] + [("vq", "actnorm")]
+)
+def test_resumed_vqgan_run_equals_an_uninterrupted_one(tmp_path, quantizer, disc_norm):
     cfg = tiny_config(
         "vqgan",
-        schedule={"mode": "dae", "weak_decoder": "dropout2d"},
+        # actnorm: the discriminator initialised in stage 1 is kept across the interruption, so
+        # its checkpoint must say that it was initialised
+        schedule={
+            "mode": "dae",
+            "weak_decoder": "dropout2d",
+            "stage2": {"reset_discriminator": disc_norm == "batch"},
+        },
+        disc={"norm": disc_norm},
         train={"steps": 4, "grad_accum": 2, "ema_decay": 0.9},
         data={"hflip": True},
         # the usage window spans the interruption

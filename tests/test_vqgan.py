@@ -9,7 +9,7 @@ from torch import nn
 
 from dae.autoencoder.registry import build_image_autoencoder
 from dae.autoencoder.vqgan import VQGAN, Quantizer, VQGANConfig
-from dae.losses.discriminator import PatchDiscriminator
+from dae.losses.discriminator import ActNorm, DiscriminatorConfig, PatchDiscriminator
 from dae.losses.gan import adaptive_weight, discriminator_loss
 from dae.losses.lpips import LPIPS
 from dae.losses.reconstruction import Reconstruction, ReconstructionConfig
@@ -217,3 +217,44 @@ def test_separate_batchnorm_batches_hide_a_contrast_change_that_one_shared_batch
         both = d(torch.cat([x, fake]))
         shared = (both[:32].mean() - both[32:].mean()).abs().item()
     assert separate < 1e-3 and shared > 0.1
+
+
+@pytest.mark.parametrize("norm", ["actnorm", "none"])
+def test_a_discriminator_without_batchnorm_scores_each_image_on_its_own(norm):
+    """`disc.norm` actnorm / none: an image's logits do not depend on the rest of its batch, so a
+    half-contrast batch in its own pass is told apart as in a shared one (BatchNorm: 2e-4)."""
+    torch.manual_seed(0)
+    d = PatchDiscriminator(3, ndf=16, n_layers=3, norm=norm).train()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    x = torch.rand(32, 3, 32, 32) * 2 - 1
+    fake = x * 0.5
+    with torch.no_grad():
+        real_alone, fake_alone = d(x), d(fake)  # actnorm: the first batch sets its map
+        both = d(torch.cat([x, fake]))
+    torch.testing.assert_close(both, torch.cat([real_alone, fake_alone]))
+    gap = (real_alone.mean() - fake_alone.mean()).abs().item()
+    if norm == "actnorm":  # scale-free: the gap is that of a net normalised to unit activations
+        assert gap > 0.1
+    else:  # no norm: a positively homogeneous net (zero biases at init) scales with its input
+        torch.testing.assert_close(fake_alone, 0.5 * real_alone)
+
+
+def test_actnorm_sets_unit_statistics_from_its_first_training_batch_only():
+    norm = ActNorm(3)
+    x = torch.randn(8, 3, 5, 5) * torch.tensor([2.0, 0.5, 3.0]).view(1, 3, 1, 1) + 4.0
+    with torch.no_grad():
+        norm.eval()(x)  # eval mode does not initialise
+        assert norm.initialized.item() == 0
+        y = norm.train()(x)
+        torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+        torch.testing.assert_close(y.std((0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
+        assert norm.initialized.item() == 1 and "initialized" in norm.state_dict()
+        before = [t.clone() for t in (norm.loc, norm.scale)]
+        norm(x * 10)  # later batches leave the map alone
+        assert all(torch.equal(a, b) for a, b in zip(before, (norm.loc, norm.scale)))
+    d = PatchDiscriminator(3, ndf=8, n_layers=2, norm="actnorm")
+    d(torch.randn(2, 3, 16, 16))
+    d.reset_parameters()  # a stage-2 reset re-initialises from the next batch
+    assert all(m.initialized.item() == 0 for m in d.modules() if isinstance(m, ActNorm))
+    with pytest.raises(ValueError, match="norm"):
+        DiscriminatorConfig(norm="group")

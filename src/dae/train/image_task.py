@@ -108,7 +108,9 @@ class ImageTask(Task):
         if cfg.model.init_from:
             load_pretrained(model, cfg.model.init_from)
         self.model = model.to(self.device)
-        self.disc = PatchDiscriminator(cfg.model.in_channels, cfg.disc.ndf, cfg.disc.n_layers)
+        self.disc = PatchDiscriminator(
+            cfg.model.in_channels, cfg.disc.ndf, cfg.disc.n_layers, cfg.disc.norm
+        )
         self.disc.to(self.device)
         self.reconstruction = Reconstruction(cfg.loss).to(self.device)
         # Weights are identical on every rank (same seed); training noise (dropout masks,
