@@ -149,3 +149,26 @@ def test_classifier_key_is_stable():
     assert replace(cfg, []).key() == cfg.key()  # 2 and 2.0 name the same network
     assert replace(cfg, ["threads=4"]).key() == cfg.key()  # threads do not change the weights
     assert replace(cfg, ["epochs=3"]).key() != cfg.key()
+
+
+@pytest.mark.parametrize("omp", [None, "1"])
+def test_classifier_threads_yield_to_omp_num_threads_and_are_restored(monkeypatch, omp):
+    """The CIFAR-10 preset trains with 2 threads, but a job given OMP_NUM_THREADS=1 (two jobs on
+    two cores) keeps its one; either way the caller's thread count comes back afterwards."""
+    import dae.metrics.classifier as classifier
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    seen = []
+    monkeypatch.setattr(
+        classifier, "_train_classifier", lambda *a: seen.append(torch.get_num_threads())
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        classifier.train_classifier(classifier.ClassifierConfig(threads=2))
+        assert seen == [3 if omp else 2] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,10 @@ class ClassifierConfig:
     seed: int = field(default=0, metadata={"help": "init and batch-order seed"})
     limit: int = field(default=0, metadata={"help": "use only the first N training images (tests)"})
     threads: int = field(
-        default=0, metadata={"help": "torch threads while training; 0 keeps the default"}
+        default=0,
+        metadata={
+            "help": "torch threads while training; 0, or OMP_NUM_THREADS set, keeps the default"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -160,13 +164,27 @@ def accuracy(
     return correct / len(images)
 
 
-@torch.enable_grad()  # also when called from inside an evaluation's no_grad
 def train_classifier(
     cfg: ClassifierConfig, root: str | Path | None = None, log=print
 ) -> tuple[ClassifierNet, dict]:
-    """Train on the dataset's train split; returns the net and `{"test_accuracy", "seconds", ...}`."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    """Train on the dataset's train split; returns the net and `{"test_accuracy", "seconds", ...}`.
+    Trains with `cfg.threads` torch threads unless OMP_NUM_THREADS is set: a user who gave each of
+    several jobs one thread should not find this one taking two cores. The caller's thread count
+    is restored afterwards (an evaluation that trained it goes on as it was)."""
+    threads = 0 if os.environ.get("OMP_NUM_THREADS") else cfg.threads
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _train_classifier(cfg, root, log)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@torch.enable_grad()  # also when called from inside an evaluation's no_grad
+def _train_classifier(
+    cfg: ClassifierConfig, root: str | Path | None, log
+) -> tuple[ClassifierNet, dict]:
     torch.manual_seed(cfg.seed)
     train, test = load_images(cfg.dataset, "train", root), load_images(cfg.dataset, "test", root)
     if cfg.limit:
