@@ -104,8 +104,8 @@ ADVICE = {
     "at chance": (
         "sat at chance",
         "it did not tell real from reconstructed batches apart, so its GAN term may have done "
-        "little (compare FD-classifier with a run without it); disc.shared_batch=true, more GAN "
-        "steps or a wider discriminator (disc.ndf) help it learn",
+        "little (compare FD-classifier with a run without it); a discriminator without BatchNorm "
+        "(disc.norm=actnorm), more GAN steps or a wider one (disc.ndf) help it learn",
     ),
     "won outright": (
         "won outright",
