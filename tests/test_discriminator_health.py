@@ -10,7 +10,12 @@ import pytest
 import yaml
 
 from dae.cli import main
-from dae.metrics.discriminator import discriminator_health, smoothed_gan_rows, warning_text
+from dae.metrics.discriminator import (
+    discriminator_health,
+    settled_from,
+    smoothed_gan_rows,
+    warning_text,
+)
 from dae.metrics.report import write_report
 
 
@@ -80,6 +85,22 @@ def test_plotted_curves_are_trailing_means_within_each_stage():
     assert smoothed_gan_rows([{"step": 1, "rec": 0.1}]) == []
 
 
+def test_settled_from_is_where_the_discriminator_stayed_off_chance():
+    # an early win (steps 1-3), chance (4-5: d_loss 1, logits equal), then learning for good (6-)
+    rows = gan_rows(
+        "joint", range(1, 9), [0.2, 0.3, 1.0, 1.0, 1.0, 0.8, 0.7, 0.6],
+        [3, 3, 0, 0, 0, 0.5, 0.6, 0.8], [0] * 8,
+    )  # fmt: skip
+    # trailing pairs: step 3's mean still has step 2's win in it, step 6's (0.9, gap 0.25) is off
+    assert settled_from(rows, chance=1.0, window=2) == 6
+    assert settled_from(rows, chance=1.0, window=1) == 6
+    assert settled_from(rows[:5], chance=1.0, window=2) is None  # it ends at chance
+    assert settled_from(rows, chance=2.0, window=2) == 1  # under another chance, never at it
+    # the verdict's table entry: where it settled, or none for a stage that ends at chance
+    stage1, stage2 = discriminator_health(dae_rows())
+    assert stage1["settled_from"] == 200 and stage2["settled_from"] is None
+
+
 def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path, capsys):
     dae, joint, plain = tmp_path / "dae", tmp_path / "joint", tmp_path / "plain"
     for run, rows, disc in [
@@ -93,9 +114,9 @@ def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path,
     md = write_report([dae, joint, plain], tmp_path / "out").read_text()
     table = [line for line in md.splitlines() if line.startswith(("| dae", "| joint", "| plain"))]
     assert table == [
-        "| dae | stage1 | 200–500 | 400 | 0.01 | 1 | 11 | 0.5 | **won outright** |",
-        "| dae | stage2 | 600–900 | 800 | 0.995 | 1 | 0.025 | 0.5 | **at chance** |",
-        "| joint | joint | 1–2 | 2 | 0.3 | 1 | 2 | 0.5 | learning |",
+        "| dae | stage1 | 200–500 | 400 | 0.01 | 1 | 11 | 0.5 | 200 | **won outright** |",
+        "| dae | stage2 | 600–900 | 800 | 0.995 | 1 | 0.025 | 0.5 | – | **at chance** |",
+        "| joint | joint | 1–2 | 2 | 0.3 | 1 | 2 | 0.5 | 1 | learning |",
     ]
     assert "![Discriminator: d_loss and logit real − fake" in md
     assert (tmp_path / "out" / "discriminator.png").stat().st_size > 0

@@ -10,6 +10,9 @@ of a useless term: a GAN in balance sits there too, and with 13,400 GAN steps a 
 discriminator within 0.05 of chance still took FD-classifier from ~50 to 11 and 28. So a verdict
 says what the discriminator did; FD-classifier with and without the GAN says what the term did.
 Each log row holds one step's values, so a verdict averages the last `TAIL` of a stage's GAN rows.
+A stage's `settled_from` is the step from which its discriminator stayed off chance (trailing means
+over `SMOOTH` rows): a fresh one can sit at chance for thousands of GAN steps before it learns, and
+a stage shorter than that gets little from it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ def _gan_rows_by_stage(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, A
     return stages
 
 
+def _trailing_means(gan: list[dict[str, Any]], window: int) -> list[dict[str, Any]]:
+    """One stage's `d_loss` and logit(real) - logit(fake) as trailing means over `window` rows."""
+    out = []
+    for i, row in enumerate(gan):
+        last = gan[max(0, i + 1 - window) : i + 1]
+        out.append(
+            {
+                "step": row["step"],
+                "d_loss": float(np.mean([r["d_loss"] for r in last])),
+                "logit real - fake": float(
+                    np.mean([r["logits_real"] - r["logits_fake"] for r in last])
+                ),
+            }
+        )
+    return out
+
+
 def smoothed_gan_rows(rows: list[dict[str, Any]], window: int = SMOOTH) -> list[dict[str, Any]]:
     """`d_loss` and logit(real) - logit(fake) as trailing means over `window` GAN log rows, within
     each stage (a stage's discriminator is not averaged with the one before it)."""
@@ -43,18 +63,25 @@ def smoothed_gan_rows(rows: list[dict[str, Any]], window: int = SMOOTH) -> list[
     for gan in _gan_rows_by_stage(rows).values():
         if out:  # NaN breaks the drawn line between one stage's discriminator and the next
             out.append({"step": gan[0]["step"], "d_loss": math.nan, "logit real - fake": math.nan})
-        for i, row in enumerate(gan):
-            last = gan[max(0, i + 1 - window) : i + 1]
-            out.append(
-                {
-                    "step": row["step"],
-                    "d_loss": float(np.mean([r["d_loss"] for r in last])),
-                    "logit real - fake": float(
-                        np.mean([r["logits_real"] - r["logits_fake"] for r in last])
-                    ),
-                }
-            )
+        out += _trailing_means(gan, window)
     return out
+
+
+def _at_chance(d_loss: float, gap: float, chance: float) -> bool:
+    return d_loss >= NEAR_CHANCE * chance and gap < MIN_GAP
+
+
+def settled_from(gan: list[dict[str, Any]], chance: float, window: int = SMOOTH) -> int | None:
+    """The first step of one stage's GAN rows from which every trailing mean (over `window` rows)
+    is off chance; None if the last one is at chance. A fresh discriminator can win early and then
+    fall to chance, so this is where it stayed off, not where it first left."""
+    settled = None
+    for point in _trailing_means(gan, window):
+        if _at_chance(point["d_loss"], point["logit real - fake"], chance):
+            settled = None
+        elif settled is None:
+            settled = point["step"]
+    return settled
 
 
 def discriminator_health(
@@ -64,7 +91,8 @@ def discriminator_health(
 
     Each: stage, first/last GAN step, rows (GAN log rows), tail_from (first step averaged),
     d_loss, chance, logit_gap (mean logit(real) - logit(fake)), d_weight (mean adaptive
-    generator weight, None if not logged) and verdict: "at chance", "won outright" or "learning".
+    generator weight, None if not logged), settled_from (`settled_from`; None when the verdict is
+    at chance) and verdict: "at chance", "won outright" or "learning".
     """
     if loss not in CHANCE:
         raise ValueError(f"unknown discriminator loss {loss!r} (known: {', '.join(CHANCE)})")
@@ -76,7 +104,7 @@ def discriminator_health(
         d_loss = float(np.mean([r["d_loss"] for r in tail]))
         gap = float(np.mean([r["logits_real"] - r["logits_fake"] for r in tail]))
         weights = [r["d_weight"] for r in tail if "d_weight" in r]
-        if d_loss >= NEAR_CHANCE * chance and gap < MIN_GAP:
+        if _at_chance(d_loss, gap, chance):
             verdict = "at chance"
         elif d_loss < WON * chance:
             verdict = "won outright"
@@ -93,6 +121,7 @@ def discriminator_health(
                 "chance": chance,
                 "logit_gap": gap,
                 "d_weight": float(np.mean(weights)) if weights else None,
+                "settled_from": None if verdict == "at chance" else settled_from(gan, chance),
                 "verdict": verdict,
             }
         )

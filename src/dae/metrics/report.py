@@ -324,11 +324,13 @@ def _discriminator_lines(
         f"{MIN_GAP:g} apart (a blind discriminator, or a decoder that keeps up with it: compare "
         "FD-classifier with a run without the GAN); won outright: `d_loss` "
         f"below {WON:.0%} of chance, where the adaptive weight shrinks the generator term to "
-        "nothing.",
+        "nothing. Off chance from: the step from which the trailing means of the plot below "
+        f"({SMOOTH} rows) stayed off chance (a fresh discriminator can sit at chance for thousands "
+        "of GAN steps; a stage shorter than that gets little from it).",
         "",
         "| run | stage | GAN rows (steps) | averaged from | d_loss | chance | logit real − fake "
-        "| adaptive weight | verdict |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| adaptive weight | off chance from | verdict |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run, health in verdicts.items():
         for h in health:
@@ -336,7 +338,8 @@ def _discriminator_lines(
             lines.append(
                 f"| {labels[run]} | {h['stage']} | {h['first_step']}–{h['last_step']} "
                 f"| {h['tail_from']} | {h['d_loss']:.3g} | {h['chance']:.3g} "
-                f"| {h['logit_gap']:.3g} | {_fmt(h['d_weight'])} | {verdict} |"
+                f"| {h['logit_gap']:.3g} | {_fmt(h['d_weight'])} "
+                f"| {_fmt(h['settled_from'])} | {verdict} |"
             )
     return [*lines, ""]
 
