@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dae.config import ConfigError
 from dae.experiments import load_experiment_config
+from dae.losses.discriminator import DiscriminatorConfig
 from dae.schedule import DAESchedule
 from dae.train.image_task import VQGANTask
 from dae.train.trainer import Trainer, prepare_run_dir
@@ -264,3 +266,16 @@ def test_shared_batch_puts_real_and_reconstructed_images_in_one_discriminator_ba
     # the generator's term, then the discriminator's step: each in one batch of 2B, or B + B
     assert seen == ([2 * batch] * 2 if shared else [batch] * 3)
     assert {"g_loss", "d_loss", "logits_real", "logits_fake"} <= rows[0].keys()
+
+
+def test_max_weight_caps_the_adaptive_weight_of_the_generator_term():
+    # a fresh decoder against a fresh discriminator: the uncapped ratio is far above 1e-3
+    weights = {}
+    for cap in (1e4, 1e-3):
+        cfg = tiny_config("vqgan", disc={"start": 0, "max_weight": cap}, train={"steps": 2})
+        rows = Trainer(VQGANTask(cfg, synthetic_images(16)), None, cfg.train, cfg.optim).fit()
+        weights[cap] = [r["d_weight"] for r in rows]
+    assert all(w > 1e-3 * 0.8 for w in weights[1e4])
+    assert weights[1e-3] == pytest.approx([1e-3 * 0.8] * 2)  # the cap times disc.weight (0.8)
+    with pytest.raises(ConfigError, match="max_weight: must be > 0"):
+        DiscriminatorConfig(max_weight=0.0)

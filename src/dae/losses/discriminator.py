@@ -30,6 +30,14 @@ class DiscriminatorConfig:
         default=0, metadata={"help": "disc_start: stage step at which the GAN terms switch on"}
     )
     factor: float = field(default=1.0, metadata={"help": "disc_factor once active"})
+    max_weight: float = field(
+        default=1e4,
+        metadata={
+            "help": "cap on the adaptive weight's gradient ratio (taming: 1e4); a discriminator "
+            "at chance has a tiny gradient, so without a lower cap its term is scaled up to the "
+            "reconstruction term's size however little it says"
+        },
+    )
     shared_batch: bool = field(
         default=False,
         metadata={
@@ -53,6 +61,7 @@ class DiscriminatorConfig:
         check(self.ndf >= 1, "ndf", f"must be >= 1, got {self.ndf}")
         check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
         check(self.start >= 0, "start", f"must be >= 0, got {self.start}")
+        check(self.max_weight > 0, "max_weight", f"must be > 0, got {self.max_weight}")
 
 
 class ActNorm(nn.Module):

@@ -204,7 +204,11 @@ class ImageTask(Task):
             # zeroes them), so it runs unwrapped: no DDP all-reduce for nothing.
             g_loss = generator_loss(self._fake_logits(x, x_hat))
             weight = adaptive_weight(
-                rec_term, g_loss, self.model.last_layer(), self.cfg.disc.weight
+                rec_term,
+                g_loss,
+                self.model.last_layer(),
+                self.cfg.disc.weight,
+                self.cfg.disc.max_weight,
             )
             loss = loss + weight * self.cfg.disc.factor * g_loss
             logs.update({"g_loss": g_loss.item(), "d_weight": weight.item()})
