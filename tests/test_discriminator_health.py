@@ -129,8 +129,8 @@ def test_report_tables_each_stage_and_the_cli_warns_on_the_silent_ones(tmp_path,
         "warning: dae: the stage2 discriminator sat at chance over steps 800-900 (d_loss 0.995, "
         "chance 1; logit gap 0.025): it did not tell real from reconstructed batches apart, so "
         "its GAN term may have done little (compare FD-classifier with a run without it); "
-        "a discriminator without BatchNorm (disc.norm=actnorm), more GAN steps or a wider one "
-        "(disc.ndf) help it learn",
+        "the adaptive weight scales such a term up to the reconstruction term's size, and "
+        "capping it (disc.max_weight=0.05) let one learn where more GAN steps did not",
     ]
     md = write_report([plain], tmp_path / "none").read_text()
     assert "Discriminator" not in md and not (tmp_path / "none" / "discriminator.png").exists()

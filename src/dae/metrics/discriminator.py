@@ -133,8 +133,9 @@ ADVICE = {
     "at chance": (
         "sat at chance",
         "it did not tell real from reconstructed batches apart, so its GAN term may have done "
-        "little (compare FD-classifier with a run without it); a discriminator without BatchNorm "
-        "(disc.norm=actnorm), more GAN steps or a wider one (disc.ndf) help it learn",
+        "little (compare FD-classifier with a run without it); the adaptive weight scales such a "
+        "term up to the reconstruction term's size, and capping it (disc.max_weight=0.05) let "
+        "one learn where more GAN steps did not",
     ),
     "won outright": (
         "won outright",
