@@ -47,6 +47,9 @@ PRECISION=${PRECISION:-bf16}
 # with one discriminator batch"); false, taming's two batches, as the 26-epoch H200 run had.
 SHARED_BATCH=${SHARED_BATCH:-false}
 DISC_NORM=${DISC_NORM:-batch}    # disc.norm: batch (taming), actnorm or none
+# disc.max_weight: the adaptive weight's cap (taming's 1e4); 0.05 let DAE's stage-2 discriminator
+# learn on the CPU pilot (docs/results.md, "How long a discriminator sits at chance")
+MAX_WEIGHT=${MAX_WEIGHT:-1e4}
 LR=${LR:-4e-4}                   # the preset's 2e-4 is for batch 32 on CPU; cosine to 5 % per stage
 TEST_EVERY=${TEST_EVERY:-$(( LOG_EVERY * 5 ))}   # held-out test L1/PSNR curve points
 EPOCH_STEPS=$(( (EPOCHS * N_TRAIN + BATCH - 1) / BATCH ))
@@ -105,7 +108,7 @@ common_sets() {  # the `--set`s every training of this study shares
     "train.ckpt_every=$(( steps / 4 > 0 ? steps / 4 : 1 ))" log.image_every=100000 \
     "log.test_every=$TEST_EVERY" "log.test_images=$(( N_TEST < 1000 ? N_TEST : 1000 ))" \
     "optim.lr=$LR" optim.decay=cosine optim.final_lr_fraction=0.05 \
-    "disc.shared_batch=$SHARED_BATCH" "disc.norm=$DISC_NORM"
+    "disc.shared_batch=$SHARED_BATCH" "disc.norm=$DISC_NORM" "disc.max_weight=$MAX_WEIGHT"
 }
 
 calibrate() {  # "seconds-per-step steps probe-steps", with JOBS runs sharing the device, GAN on

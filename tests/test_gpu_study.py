@@ -114,6 +114,7 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
         "PRECISION": "auto",
         "SHARED_BATCH": "true",
         "DISC_NORM": "actnorm",
+        "MAX_WEIGHT": "0.05",
     }
     # The wheel folder is for machines without diffusers; here it is installed.
     if importlib.util.find_spec("diffusers") is not None:
@@ -132,6 +133,7 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["train"]["channels_last"] and cfg["train"]["precision"] == "auto"
     assert cfg["disc"]["shared_batch"] is True and cfg["disc"]["norm"] == "actnorm"
+    assert cfg["disc"]["max_weight"] == 0.05
     assert "PRECISION=${PRECISION:-bf16}" in script.read_text()  # the GPU study's default
     assert cfg["train"]["steps"] == 4 and cfg["data"]["root"].endswith("c10_tiny.npz")
     assert cfg["optim"]["decay"] == "cosine" and cfg["log"]["test_every"] == 2
