@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dae.config import check
-from dae.losses.gan import GanLoss
+from dae.losses.gan import MAX_WEIGHT, GanLoss
 
 # batch: taming's default. actnorm: taming's `use_actnorm` (Glow), a per-channel affine map set
 # from the first batch it sees, then learned, so no batch's statistics are normalised away.
@@ -31,7 +31,7 @@ class DiscriminatorConfig:
     )
     factor: float = field(default=1.0, metadata={"help": "disc_factor once active"})
     max_weight: float = field(
-        default=1e4,
+        default=MAX_WEIGHT,
         metadata={
             "help": "cap on the adaptive weight's gradient ratio (taming: 1e4); a discriminator "
             "at chance has a tiny gradient, so without a lower cap its term is scaled up to the "

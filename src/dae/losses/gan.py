@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 GanLoss = Literal["hinge", "vanilla"]
+MAX_WEIGHT = 1e4  # taming's clamp of the adaptive weight (`disc.max_weight`'s default)
 
 
 def discriminator_loss(
@@ -31,7 +32,7 @@ def adaptive_weight(
     gan_loss: torch.Tensor,
     last_layer: torch.nn.Parameter,
     disc_weight: float,
-    max_weight: float = 1e4,
+    max_weight: float = MAX_WEIGHT,
 ) -> torch.Tensor:
     """`disc_weight * clamp(|grad rec| / (|grad gan| + 1e-4), 0, max)` at `last_layer`, detached.
 
