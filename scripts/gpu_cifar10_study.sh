@@ -47,8 +47,9 @@ PRECISION=${PRECISION:-bf16}
 # with one discriminator batch"); false, taming's two batches, as the 26-epoch H200 run had.
 SHARED_BATCH=${SHARED_BATCH:-false}
 DISC_NORM=${DISC_NORM:-batch}    # disc.norm: batch (taming), actnorm or none
-# disc.max_weight: the adaptive weight's cap (taming's 1e4); 0.05 let DAE's stage-2 discriminator
-# learn on the CPU pilot (docs/results.md, "How long a discriminator sits at chance")
+# disc.max_weight: the adaptive weight's cap (taming's 1e4); with one batch, 0.05 improved DAE's
+# FD-classifier on three CPU seeds and not the joint model's (docs/results.md, "The joint model
+# with the cap")
 MAX_WEIGHT=${MAX_WEIGHT:-1e4}
 LR=${LR:-4e-4}                   # the preset's 2e-4 is for batch 32 on CPU; cosine to 5 % per stage
 TEST_EVERY=${TEST_EVERY:-$(( LOG_EVERY * 5 ))}   # held-out test L1/PSNR curve points
