@@ -43,14 +43,17 @@ else
   PROBE_EXTRA=${PROBE_EXTRA:-"--batch-size 128 --prior-batch-size 128"}
 fi
 PRECISION=${PRECISION:-bf16}
-# true: real and reconstructed images in one discriminator batch (docs/results.md, "The GAN pilot
-# with one discriminator batch"); false, taming's two batches, as the 26-epoch H200 run had.
-SHARED_BATCH=${SHARED_BATCH:-false}
+# Each arm's discriminator at its best setting on the CPU study (docs/results.md, "The joint model
+# with the cap"): disc.shared_batch (true: real and reconstructed images in one discriminator
+# batch; false: taming's two) and disc.max_weight (the adaptive weight's cap; taming's 1e4).
+# The joint model keeps taming's; DAE gets one batch and a cap of 0.05, which took its
+# FD-classifier down by 5.0 on three seeds and made the joint model's worse. SHARED_BATCH and
+# MAX_WEIGHT, when set, set both arms (the 26-epoch H200 run had taming's on both).
+JOINT_SHARED_BATCH=${JOINT_SHARED_BATCH:-${SHARED_BATCH:-false}}
+JOINT_MAX_WEIGHT=${JOINT_MAX_WEIGHT:-${MAX_WEIGHT:-1e4}}
+DAE_SHARED_BATCH=${DAE_SHARED_BATCH:-${SHARED_BATCH:-true}}
+DAE_MAX_WEIGHT=${DAE_MAX_WEIGHT:-${MAX_WEIGHT:-0.05}}
 DISC_NORM=${DISC_NORM:-batch}    # disc.norm: batch (taming), actnorm or none
-# disc.max_weight: the adaptive weight's cap (taming's 1e4); with one batch, 0.05 improved DAE's
-# FD-classifier on three CPU seeds and not the joint model's (docs/results.md, "The joint model
-# with the cap")
-MAX_WEIGHT=${MAX_WEIGHT:-1e4}
 LR=${LR:-4e-4}                   # the preset's 2e-4 is for batch 32 on CPU; cosine to 5 % per stage
 TEST_EVERY=${TEST_EVERY:-$(( LOG_EVERY * 5 ))}   # held-out test L1/PSNR curve points
 EPOCH_STEPS=$(( (EPOCHS * N_TRAIN + BATCH - 1) / BATCH ))
@@ -101,7 +104,7 @@ install() {  # only what this Python cannot import, from $WHEELS, without touchi
     echo "dae still does not import after installing from $WHEELS (error above)" >&2; return 1; }
 }
 
-common_sets() {  # the `--set`s every training of this study shares
+common_sets() {  # the `--set`s every training shares (the baseline's disc batch and cap: run())
   local steps=$1
   printf '%s\n' "data.root=$(realpath "$DATA")" "model.ch=$CH" "train.device=$DEVICE" \
     "train.precision=$PRECISION" train.channels_last=true "train.batch_size=$BATCH" \
@@ -109,7 +112,7 @@ common_sets() {  # the `--set`s every training of this study shares
     "train.ckpt_every=$(( steps / 4 > 0 ? steps / 4 : 1 ))" log.image_every=100000 \
     "log.test_every=$TEST_EVERY" "log.test_images=$(( N_TEST < 1000 ? N_TEST : 1000 ))" \
     "optim.lr=$LR" optim.decay=cosine optim.final_lr_fraction=0.05 \
-    "disc.shared_batch=$SHARED_BATCH" "disc.norm=$DISC_NORM" "disc.max_weight=$MAX_WEIGHT"
+    "disc.norm=$DISC_NORM" "disc.shared_batch=$DAE_SHARED_BATCH" "disc.max_weight=$DAE_MAX_WEIGHT"
 }
 
 calibrate() {  # "seconds-per-step steps probe-steps", with JOBS runs sharing the device, GAN on
@@ -180,7 +183,9 @@ run() {
   probe_args+=" --prior-steps $PROBE_STEPS --no-fd $PROBE_EXTRA"
   local sweep=(sweep configs/cifar10_vqgan.yaml --seeds "$SEEDS" --steps "$STEPS"
     --grid schedule.aux_width=0.5 --protocol equal-total "${sets[@]}" --set "disc.start=$disc_start"
-    --baseline-set "disc.start=$(( half + disc_start ))")
+    --baseline-set "disc.start=$(( half + disc_start ))"
+    --baseline-set "disc.shared_batch=$JOINT_SHARED_BATCH"
+    --baseline-set "disc.max_weight=$JOINT_MAX_WEIGHT")
   echo "sweep: $STEPS steps x batch $BATCH ($(( STEPS * BATCH / N_TRAIN )) epochs of $N_TRAIN" \
        "images; $EPOCHS asked), $SEEDS seeds, $JOBS jobs; probe $PROBE_STEPS steps"
   echo "report elsewhere: dae ${sweep[*]@Q} --out COPY_OF_OUT --report-only"

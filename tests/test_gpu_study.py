@@ -112,9 +112,8 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
         # The H200 default is bf16; on a CPU without native bf16 emulated bf16 runs at 0.3-0.4x,
         # which made this test a third of the suite's time there. auto resolves to fp32 on such a CPU.
         "PRECISION": "auto",
-        "SHARED_BATCH": "true",
         "DISC_NORM": "actnorm",
-        "MAX_WEIGHT": "0.05",
+        "JOINT_MAX_WEIGHT": "0.5",  # the other three arm settings keep their defaults
     }
     # The wheel folder is for machines without diffusers; here it is installed.
     if importlib.util.find_spec("diffusers") is not None:
@@ -126,7 +125,12 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert list(summary["table"]) == ["baseline", "dae-aux_width-0.5"]
-    assert summary["baseline_overrides"] == ["disc.start=2"]  # 4 steps: stage 2 starts at 2
+    # 4 steps: stage 2 starts at 2; the joint model keeps taming's two batches, its cap as set
+    assert summary["baseline_overrides"] == [
+        "disc.start=2",
+        "disc.shared_batch=false",
+        "disc.max_weight=0.5",
+    ]
     run = tmp_path / "out" / "dae-aux_width-0.5" / "seed0"
     import yaml
 
@@ -134,6 +138,9 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path, data_root):
     assert cfg["train"]["channels_last"] and cfg["train"]["precision"] == "auto"
     assert cfg["disc"]["shared_batch"] is True and cfg["disc"]["norm"] == "actnorm"
     assert cfg["disc"]["max_weight"] == 0.05
+    joint = yaml.safe_load((tmp_path / "out" / "baseline" / "seed0" / "config.yaml").read_text())
+    assert joint["disc"]["shared_batch"] is False and joint["disc"]["max_weight"] == 0.5
+    assert joint["disc"]["norm"] == "actnorm"
     assert "PRECISION=${PRECISION:-bf16}" in script.read_text()  # the GPU study's default
     assert cfg["train"]["steps"] == 4 and cfg["data"]["root"].endswith("c10_tiny.npz")
     assert cfg["optim"]["decay"] == "cosine" and cfg["log"]["test_every"] == 2
