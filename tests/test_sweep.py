@@ -193,6 +193,24 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
     assert "| dae-aux_width-0.5 | mse ↓ |" in (out / "sweep.md").read_text()
 
 
+def test_report_states_the_overrides_and_the_baselines_own(tmp_path):
+    from dae.sweep.report import markdown
+
+    runs = plan_runs(TOY, tmp_path, seeds=1, grid=parse_grid(["schedule.aux_width=0.5"]))
+    for run in runs:
+        _fake_run(run, 0.1, 20.0, None)
+    records = [run_record(r) for r in runs]
+    head = {"config": "toy", "seeds": 1, "protocol": "p", "budget": "b"}
+    sets = {"overrides": ["disc.max_weight=0.05"], "baseline_overrides": ["disc.max_weight=1e4"]}
+    md = markdown(summarize_sweep(records, {**head, **sets}))
+    assert (
+        "\nEvery run: `disc.max_weight=0.05`.\n\nThe baseline only: `disc.max_weight=1e4`.\n" in md
+    )
+    # an older sweep.json without the keys, or a sweep without overrides, says nothing of them
+    plain = markdown(summarize_sweep(records, {**head, "baseline_overrides": []}))
+    assert "Every run" not in plain and "baseline only" not in plain
+
+
 def test_runs_whose_discriminator_gave_no_signal_are_named_under_the_table(tmp_path):
     from dae.sweep.report import markdown
 

@@ -162,6 +162,15 @@ def _metric_label(metric: str, summary: dict[str, Any]) -> str:
     return name + arrow
 
 
+def _overrides_lines(summary: dict[str, Any]) -> list[str]:
+    """The `--set`s behind the table, so that settings the arms do not share are read beside it."""
+    lines = []
+    for key, who in (("overrides", "Every run"), ("baseline_overrides", "The baseline only")):
+        if summary.get(key):
+            lines += [f"{who}: " + ", ".join(f"`{o}`" for o in summary[key]) + ".", ""]
+    return lines
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """Two tables: mean ± std per variant, and paired differences against the baseline."""
     metrics = summary["metrics"]
@@ -170,6 +179,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"Budget: {summary['budget']}. Mean ± std over seeds (↑ higher is better, ↓ lower).",
         "",
+        *_overrides_lines(summary),
         "| variant | steps | n | " + " | ".join(_metric_label(m, summary) for m in metrics) + " |",
         "|---|---|---|" + "---|" * len(metrics),
     ]
