@@ -203,9 +203,11 @@ def test_report_states_the_overrides_and_the_baselines_own(tmp_path):
     head = {"config": "toy", "seeds": 1, "protocol": "p", "budget": "b"}
     sets = {"overrides": ["disc.max_weight=0.05"], "baseline_overrides": ["disc.max_weight=1e4"]}
     md = markdown(summarize_sweep(records, {**head, **sets}))
-    assert (
-        "\nEvery run: `disc.max_weight=0.05`.\n\nThe baseline only: `disc.max_weight=1e4`.\n" in md
+    want = (
+        "Every run: `disc.max_weight=0.05`.\n\n"
+        "The baseline only, applied last: `disc.max_weight=1e4`."
     )
+    assert f"\n{want}\n" in md
     # an older sweep.json without the keys, or a sweep without overrides, says nothing of them
     plain = markdown(summarize_sweep(records, {**head, "baseline_overrides": []}))
     assert "Every run" not in plain and "baseline only" not in plain

@@ -165,7 +165,10 @@ def _metric_label(metric: str, summary: dict[str, Any]) -> str:
 def _overrides_lines(summary: dict[str, Any]) -> list[str]:
     """The `--set`s behind the table, so that settings the arms do not share are read beside it."""
     lines = []
-    for key, who in (("overrides", "Every run"), ("baseline_overrides", "The baseline only")):
+    for key, who in (
+        ("overrides", "Every run"),
+        ("baseline_overrides", "The baseline only, applied last"),
+    ):
         if summary.get(key):
             lines += [f"{who}: " + ", ".join(f"`{o}`" for o in summary[key]) + ".", ""]
     return lines
