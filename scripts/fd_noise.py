@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from dae.data.images import load_images
+from dae.files import atomic_write
 from dae.metrics.evaluate import load_samples
 from dae.metrics.features import build_features, reference_features
 from dae.metrics.fid import frechet_distance
-from dae.train.checkpoint import atomic_write
 
 
 def chunk_scores(

@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dae.files import atomic_write
 from dae.metrics.mode import FACTOR, WINDOW, jump_step, mode_series
 from dae.run import Run
-from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
 
 

@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from dae.train.checkpoint import atomic_write
-from dae.train.run_folder import RunFolder
+from dae.files import atomic_write
+from dae.run_folder import RunFolder
 
 LABELS = {"baseline": "joint", "dae": "DAE"}
 PRIORS = {"prior_gpt": "GPT", "prior_dit": "DiT"}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dae.files import atomic_write
 from dae.metrics.stats import format_p, paired_test
-from dae.train.checkpoint import atomic_write
 
 # scripts/ is not a package: the sibling report module (its probe parsing) by its folder
 sys.path.insert(0, str(Path(__file__).parent))

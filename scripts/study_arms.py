@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dae.files import atomic_write
 from dae.metrics.stats import format_p, paired_test
-from dae.train.checkpoint import atomic_write
 
 
 def _study_report():

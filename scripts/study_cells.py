@@ -17,8 +17,8 @@ import itertools
 import json
 from pathlib import Path
 
+from dae.files import atomic_write
 from dae.run import Run
-from dae.train.checkpoint import atomic_write
 from dae.train.logger import read_metrics
 
 

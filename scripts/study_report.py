@@ -29,9 +29,9 @@ import numpy as np
 import yaml
 
 from dae.config import from_dict
+from dae.files import atomic_write
 from dae.metrics.stats import paired_test
 from dae.schedule import ScheduleConfig
-from dae.train.checkpoint import atomic_write
 
 VARIANTS = {
     "baseline": "baseline (joint), S steps",

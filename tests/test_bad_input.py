@@ -6,9 +6,10 @@ import errno
 import pytest
 import torch
 
+from dae import files
 from dae.cli import main
-from dae.train import checkpoint
-from dae.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dae.errors import CheckpointError
+from dae.files import load_checkpoint, save_checkpoint
 
 TOY = [
     "train",
@@ -33,7 +34,7 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
             handle.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    monkeypatch.setattr(files.torch, "save", full_disk)
     with pytest.raises(CheckpointError, match="No space left.*previous checkpoint is kept"):
         save_checkpoint(path, {"step": 2, "w": torch.zeros(4)})
     monkeypatch.undo()
@@ -43,7 +44,7 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_full_disk_during_training_exits_cleanly(tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real_save = checkpoint.torch.save
+    real_save = files.torch.save
 
     def fills_up(obj, f):
         calls["n"] += 1
@@ -51,7 +52,7 @@ def test_full_disk_during_training_exits_cleanly(tmp_path, monkeypatch, capsys):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(obj, f)
 
-    monkeypatch.setattr(checkpoint.torch, "save", fills_up)
+    monkeypatch.setattr(files.torch, "save", fills_up)
     out = tmp_path / "run"
     assert main([*TOY, "--out", str(out)]) == 1
     assert "No space left on device" in capsys.readouterr().err

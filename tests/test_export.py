@@ -12,8 +12,8 @@ from diffusers import AutoencoderKL, VQModel
 
 from dae.cli import main
 from dae.data.images import to_float
+from dae.files import load_weights
 from dae.run import Run
-from dae.train.export import load_weights
 from image_utils import TINY_MODEL, synthetic_images, write_image_folder
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from dae.train.checkpoint import load_checkpoint
+from dae.files import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 400

@@ -22,7 +22,7 @@ from dae.metrics.codebook import codebook_report
 from dae.metrics.reconstruction import reconstruct
 from dae.metrics.report import write_report
 from dae.schedule import ScheduleConfig
-from dae.train.export import save_weights
+from dae.train.checkpoint import save_weights
 from dae.train.logger import read_metrics
 from dae.train.trainer import TrainConfig
 

@@ -9,10 +9,10 @@ from dae.config import from_dict
 from dae.errors import ConfigError
 from dae.losses.gan import discriminator_loss, generator_loss
 from dae.probe import ProbeConfig
+from dae.run_folder import RunFolder
 from dae.schedule import DAESchedule
 from dae.train.image_task import KLTask, VQGANTask
 from dae.train.precision import CPU_BF16_ENV, resolve_precision
-from dae.train.run_folder import RunFolder
 from dae.train.trainer import TrainConfig, Trainer
 from image_utils import synthetic_images, tiny_config
 

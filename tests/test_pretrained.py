@@ -11,7 +11,7 @@ from dae.autoencoder.kl import KLAutoencoder
 from dae.autoencoder.vqgan import VQGAN
 from dae.errors import CheckpointError, ConfigError
 from dae.schedule import DAESchedule
-from dae.train.export import save_weights
+from dae.train.checkpoint import save_weights
 from dae.train.image_task import KLTask, VQGANTask
 from dae.train.trainer import Trainer
 from image_utils import synthetic_images, tiny_config

@@ -26,17 +26,16 @@ from dae.cli import main
 from dae.data.images import ImageDataConfig, load_from_config
 from dae.data.sampler import EpochSampler
 from dae.data.transforms import to_float
-from dae.errors import NonFiniteLossError
+from dae.errors import CheckpointError, NonFiniteLossError
 from dae.experiments import KINDS, Kind, load_config
 from dae.metrics.evaluate import score_samples
 from dae.priors.cache import CacheConfig, LatentCache, from_prior_space, to_prior_space
 from dae.priors.generate import read_samples, write_samples
 from dae.priors.task import PriorTask
 from dae.priors.train import build_cache
+from dae.run_folder import RunFolder
 from dae.schedule import ScheduleConfig
-from dae.train.checkpoint import CheckpointError
 from dae.train.interrupt import Interrupted
-from dae.train.run_folder import RunFolder
 from dae.train.trainer import OptimConfig, Task, TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from dae.probe import ProbeConfig, freeze_encoder, load_probed_run, probe_runs
 from dae.probe.decoder import encode_images
 from dae.probe.prior import NOISE_LEVELS, probe_prior
 from dae.probe.runner import ProbeData
-from dae.train.export import save_weights
+from dae.train.checkpoint import save_weights
 from image_utils import synthetic_images, tiny_config, write_image_folder
 
 # A fast probe: two widths, a few steps, no FD (the feature net would need training).

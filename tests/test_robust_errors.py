@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from dae.cli import main
+from dae.errors import CheckpointError
+from dae.files import load_weights
 from dae.priors.cache import LatentCache
-from dae.train.checkpoint import CheckpointError
-from dae.train.export import load_weights
 
 TOY = ["train", "configs/toy_vae.yaml"]
 for _item in ("train.steps=2", "train.progress=false", "train.tensorboard=false"):
@@ -134,7 +134,7 @@ def test_inception_file_with_a_wrong_hash_is_a_user_error(tmp_path, capsys):
 
 
 def test_pickle_refusal_does_not_advise_weights_only_false(tmp_path):
-    from dae.train.checkpoint import load_checkpoint
+    from dae.files import load_checkpoint
 
     class Payload:
         def __reduce__(self):
@@ -149,18 +149,18 @@ def test_pickle_refusal_does_not_advise_weights_only_false(tmp_path):
 
 
 def test_full_disk_from_torch_save_says_no_space_left(tmp_path, monkeypatch):
-    from dae.train import checkpoint
+    from dae import files
 
     path = tmp_path / "last.pt"
-    checkpoint.save_checkpoint(path, {"step": 1})
+    files.save_checkpoint(path, {"step": 1})
 
     def failing_save(obj, f):
         raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
 
-    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    monkeypatch.setattr(files.torch, "save", failing_save)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
     with pytest.raises(CheckpointError, match=r"\(No space left on device\); the previous"):
-        checkpoint.save_checkpoint(path, {"step": 2})
+        files.save_checkpoint(path, {"step": 2})
 
 
 def test_one_sample_is_a_config_error_not_a_linear_algebra_failure():

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from dae.config import replace, to_dict
+from dae.errors import CheckpointError
+from dae.files import load_checkpoint, save_checkpoint
 from dae.reproduce.toy import ToyExperimentConfig, ToyTask
 from dae.schedule import DAESchedule
-from dae.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dae.train.logger import read_metrics
 from dae.train.trainer import NonFiniteLossError, Trainer
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.paths import absolute_path
-from dae.train.run_folder import RunFolder, first_difference
+from dae.run_folder import RunFolder, first_difference
 
 
 def file_sha256(path: Path) -> str:

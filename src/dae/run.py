@@ -1,6 +1,6 @@
 """`Run(path)`: one object owns a run folder. Every command that reads a run goes through it.
 
-The file names are `RunFolder`'s (dae/train/run_folder.py); `Run` adds what needs the table of
+The file names are `RunFolder`'s (dae/run_folder.py); `Run` adds what needs the table of
 experiment kinds: the validated config, the trained autoencoder with its full decoder active, and a
 prior with its latent cache's metadata.
 """
@@ -19,9 +19,9 @@ from dae.errors import CheckpointError, ConfigError
 from dae.experiments import Kind, config_from_dict
 from dae.priors.cache import read_cache_meta
 from dae.provenance import file_sha256
+from dae.run_folder import RunFolder, Weights
 from dae.schedule import DAESchedule
 from dae.train.checkpoint import load_state
-from dae.train.run_folder import RunFolder, Weights
 
 
 @dataclass

@@ -26,8 +26,8 @@ from pathlib import Path
 import yaml
 
 from dae.errors import CheckpointError, RunFolderError
-from dae.train.checkpoint import atomic_write
-from dae.train.run_folder import RunFolder
+from dae.files import atomic_write
+from dae.run_folder import RunFolder
 
 __all__ = [
     "RunFolderError",

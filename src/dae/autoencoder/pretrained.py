@@ -19,8 +19,8 @@ import torch
 
 from dae.autoencoder.image import NOT_IN_DIFFUSERS, ImageAutoencoder
 from dae.errors import CheckpointError, ConfigError, MissingFileError
-from dae.train.export import load_weights
-from dae.train.run_folder import RunFolder
+from dae.files import load_weights
+from dae.run_folder import RunFolder
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 SHOWN = 8  # keys listed per kind of mismatch; the count says how many more

@@ -59,9 +59,9 @@ def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None, overwr
     import json
 
     from dae.errors import RunFolderError
+    from dae.files import atomic_write
     from dae.runsafety import check_out_path
     from dae.theory.complexity import aggregate, plot_curves
-    from dae.train.checkpoint import atomic_write
 
     if out is not None:
         check_out_path(out, runs)

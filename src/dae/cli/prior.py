@@ -118,9 +118,9 @@ def score(args: argparse.Namespace, out: Path) -> None:
     """`--score FEATURES`: metrics against the prior's data set, to `out/scores.json`."""
     import json
 
+    from dae.files import atomic_write
     from dae.metrics.evaluate import score_samples
     from dae.run import Run
-    from dae.train.checkpoint import atomic_write
 
     data = Run(args.run).config(args.overrides).data
     scores = score_samples(out / "samples.npz", data, args.score, args.reference_split)

@@ -37,7 +37,7 @@ def md5sum(path: Path) -> str:
 
 def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:
     """Download `url` to `dest` atomically; a checksum mismatch leaves nothing behind."""
-    from dae.train.checkpoint import atomic_write  # imports torch: not at `dae --help`
+    from dae.files import atomic_write  # imports torch: not at `dae --help`
 
     def write(tmp: Path) -> None:
         try:

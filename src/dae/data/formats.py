@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 from dae.errors import DataFormatError, MissingFileError
-from dae.train.checkpoint import atomic_write
+from dae.files import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from dae.data.images import load_images
 from dae.errors import ConfigError, RunFolderError
-from dae.train.checkpoint import atomic_write
+from dae.files import atomic_write
 
 
 def _subset(images, labels, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

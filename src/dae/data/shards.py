@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dae.data.formats import IMAGE_SUFFIXES, DataFormatError, list_image_folder
 from dae.errors import OutputExistsError
-from dae.train.checkpoint import atomic_write
+from dae.files import atomic_write
 
 
 @dataclass(frozen=True)

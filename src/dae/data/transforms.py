@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dae.train.checkpoint import atomic_write
+from dae.files import atomic_write
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,10 @@ from dae.config import to_dict
 from dae.errors import ConfigError
 from dae.experiments import get_kind
 from dae.provenance import pin_paths
+from dae.run_folder import RunFolder
 from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule
 from dae.train.distributed import barrier, init_distributed, shutdown
-from dae.train.run_folder import RunFolder
 from dae.train.trainer import Task, Trainer
 
 

@@ -39,10 +39,10 @@ def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise MissingFileError(f"LPIPS weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from dae.train.export import load_weights
+        from dae.files import load_weights
 
         return load_weights(path)[0]
-    from dae.train.checkpoint import load_checkpoint  # weights-only, one-line errors on junk
+    from dae.files import load_checkpoint  # weights-only, one-line errors on junk
 
     return load_checkpoint(path)
 

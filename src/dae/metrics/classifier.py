@@ -25,8 +25,8 @@ from torch import nn
 from dae.config import check, from_dict, to_dict
 from dae.data.images import load_images, to_float
 from dae.errors import MissingFileError
+from dae.files import atomic_write
 from dae.paths import cache_root
-from dae.train.checkpoint import atomic_write
 
 
 @dataclass

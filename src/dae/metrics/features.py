@@ -21,10 +21,10 @@ from torch import nn
 
 from dae.data.transforms import resize_center_crop, to_float
 from dae.errors import MissingFileError, UnknownNameError
+from dae.files import atomic_write
 from dae.paths import cache_root
 from dae.progress import progress_bar
 from dae.registry import Registry
-from dae.train.checkpoint import atomic_write
 
 # Above this many pixel features, FD's D x D covariance square root takes minutes on a CPU.
 PIXEL_WARN_DIM = 4096

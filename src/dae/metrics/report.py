@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.errors import ConfigError, RunFolderError
+from dae.files import atomic_write
 from dae.metrics.discriminator import (
     MIN_GAP,
     NEAR_CHANCE,
@@ -27,9 +28,8 @@ from dae.metrics.discriminator import (
     warning_text,
 )
 from dae.metrics.mode import FACTOR, WINDOW, run_mode
-from dae.train.checkpoint import atomic_write
+from dae.run_folder import RunFolder
 from dae.train.logger import read_metrics
-from dae.train.run_folder import RunFolder
 
 STAGE_COLOURS = {"stage1": "#fde9c9", "stage2": "#d9ecf9", "joint": "#ffffff"}
 # Table columns, in order, when present in any run's eval.json (others follow alphabetically).

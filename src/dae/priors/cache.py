@@ -23,11 +23,8 @@ from safetensors.torch import load_file, save_file
 from dae.autoencoder.base import DecoupledAutoencoder
 from dae.config import check
 from dae.data.transforms import to_float
-from dae.errors import ConfigError, MissingFileError
-from dae.train.checkpoint import (
-    CheckpointError,
-    atomic_write,
-)
+from dae.errors import CheckpointError, ConfigError, MissingFileError
+from dae.files import atomic_write
 
 AEWeights = Literal["auto", "final", "checkpoint"]
 

@@ -9,13 +9,13 @@ from typing import Any
 from dae.config import to_dict
 from dae.errors import RunFolderError
 from dae.experiments import load_config
+from dae.files import atomic_write
 from dae.metrics.evaluate import score_samples
 from dae.priors.generate import sample_run
 from dae.priors.train import train_prior
 from dae.provenance import latents_made_from, pin_paths, stale_prior_run
+from dae.run_folder import RunFolder
 from dae.runsafety import claim_results_dir
-from dae.train.checkpoint import atomic_write
-from dae.train.run_folder import RunFolder
 
 
 def compare_priors(

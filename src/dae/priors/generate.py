@@ -17,9 +17,9 @@ import yaml
 from dae.autoencoder.base import DecoupledAutoencoder
 from dae.data.transforms import save_grid, to_uint8
 from dae.errors import ConfigError
+from dae.files import atomic_write
 from dae.priors.cache import from_prior_space
 from dae.run import Loaded, Run
-from dae.train.checkpoint import atomic_write
 
 
 def load_prior_run(

@@ -14,8 +14,8 @@ from dae.experiments.train import train
 from dae.priors.cache import CacheConfig, LatentCache, encode_dataset
 from dae.provenance import latents_made_from, pin_paths, stale_latents
 from dae.run import Run
+from dae.run_folder import RunFolder
 from dae.train.distributed import barrier, dist_info
-from dae.train.run_folder import RunFolder
 from dae.train.trainer import Trainer
 
 

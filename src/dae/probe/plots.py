@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dae.train.checkpoint import atomic_write
+from dae.files import atomic_write
 
 
 def _plt():

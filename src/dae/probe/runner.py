@@ -19,12 +19,12 @@ from tqdm.auto import tqdm
 from dae.config import to_dict
 from dae.data.images import LabelledImages, load_from_config, load_images
 from dae.errors import ConfigError, RunFolderError
+from dae.files import atomic_write
 from dae.metrics.features import FeatureExtractor
 from dae.probe.config import ProbeConfig, recipe_hash
 from dae.probe.decoder import encode_images, probe_decoder
 from dae.probe.prior import prior_recipe, probe_prior
 from dae.probe.runs import ProbedRun, freeze_encoder, load_probed_run, run_key
-from dae.train.checkpoint import atomic_write
 
 PROBE_VERSION = 1
 RESULTS = "results"

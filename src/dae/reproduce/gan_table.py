@@ -21,10 +21,10 @@ import torch
 from dae.config import replace, to_dict
 from dae.data.transforms import save_grid
 from dae.errors import MissingFileError
+from dae.files import atomic_write, load_torch_file
 from dae.progress import progress_bar
 from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, random_subset, train_simclr
 from dae.schedule import DAESchedule
-from dae.train.checkpoint import atomic_write, load_torch_file
 from dae.train.trainer import Trainer
 
 Scorer = Callable[[torch.Tensor], dict[str, float]]

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from dae.config import from_dict, replace, to_dict
+from dae.files import atomic_write
 from dae.metrics.stats import format_p, paired_test
 from dae.progress import progress_bar
 from dae.reproduce.toy import ToyExperimentConfig, toy_accuracies, train_toy
-from dae.train.checkpoint import atomic_write
 
 
 @dataclass(frozen=True)

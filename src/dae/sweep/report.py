@@ -12,12 +12,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dae.files import atomic_write
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import format_p, paired_test, summarize
+from dae.run_folder import RunFolder
 from dae.sweep.plan import BASELINE, SweepRun
 from dae.sweep.runner import PROBE_DIR
-from dae.train.checkpoint import atomic_write
-from dae.train.run_folder import RunFolder
 
 # The generation proxy, best first: the probe's prior NLL per token (VQ) or denoising loss (KL),
 # matched by the end of the flattened key. Without a probe: the decoder's Lipschitz complexity from

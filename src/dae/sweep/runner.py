@@ -23,9 +23,9 @@ from dae.config import to_dict
 from dae.errors import RunFolderError
 from dae.experiments import load_config
 from dae.provenance import pin_paths
+from dae.run_folder import RunFolder, first_difference
 from dae.sweep.job import SEPARATOR
 from dae.sweep.plan import SweepRun
-from dae.train.run_folder import RunFolder, first_difference
 
 RunState = Literal["done", "partial", "new"]
 PROBE_DIR = "probe"

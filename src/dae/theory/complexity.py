@@ -14,12 +14,12 @@ import torch
 
 from dae.config import check, replace, to_dict
 from dae.data.toy import make_toy_data
+from dae.files import atomic_write
 from dae.reproduce.toy import ToyExperimentConfig
 from dae.theory.contrastive import ContrastiveConfig, train_contrastive
 from dae.theory.estimator import EstimatorConfig, distance_curve, noise_floor, smallest_complexity
 from dae.theory.latents import LATENTS, LatentData
 from dae.theory.mnist import MnistVAEConfig, load_mnist_flat, train_mnist_vae
-from dae.train.checkpoint import atomic_write
 
 
 @dataclass

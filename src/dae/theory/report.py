@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from dae.config import replace, to_dict
+from dae.files import atomic_write
 from dae.theory.linear_ae import LinearAEConfig, train_grid
 from dae.theory.oned import OneDConfig, closed_form_tv, run_oned, threshold
-from dae.train.checkpoint import atomic_write
 
 
 @dataclass

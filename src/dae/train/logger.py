@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dae.train.checkpoint import atomic_write
-from dae.train.run_folder import RunFolder
+from dae.files import atomic_write
+from dae.run_folder import RunFolder
 
 
 class MetricsLogger:

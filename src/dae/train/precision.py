@@ -24,7 +24,7 @@ import torch
 from dae.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dae.train.run_folder import RunFolder
+    from dae.run_folder import RunFolder
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

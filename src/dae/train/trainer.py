@@ -23,18 +23,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from dae.config import check
-from dae.errors import NonFiniteLossError
+from dae.errors import CheckpointError, NonFiniteLossError
+from dae.files import load_checkpoint, save_checkpoint, save_state
 from dae.progress import progress_bar
+from dae.run_folder import RunFolder
 from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule, SingleStage, Stage, StagePlan
-from dae.train.checkpoint import (
-    CheckpointError,
-    host_rng_state,
-    load_checkpoint,
-    load_state,
-    restore_host_rng_state,
-    save_checkpoint,
-)
+from dae.train.checkpoint import host_rng_state, load_state, restore_host_rng_state, save_weights
 from dae.train.distributed import (
     barrier,
     device_rng_state,
@@ -43,7 +38,6 @@ from dae.train.distributed import (
     resolve_device,
     set_device_rng_state,
 )
-from dae.train.export import save_state, save_weights
 from dae.train.interrupt import StepBoundaryInterrupt
 from dae.train.logger import MetricsLogger
 from dae.train.optim import (  # noqa: F401  (EMA, OptimConfig re-exported)
@@ -54,7 +48,6 @@ from dae.train.optim import (  # noqa: F401  (EMA, OptimConfig re-exported)
     lr_scale,
 )
 from dae.train.precision import select_precision
-from dae.train.run_folder import RunFolder
 
 CHECKPOINT_VERSION = 1
 

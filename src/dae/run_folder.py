@@ -27,9 +27,8 @@ from typing import Any, Literal
 import yaml
 
 from dae.errors import CheckpointError, ConfigError, RunFolderError
+from dae.files import atomic_write, load_checkpoint, load_weights, remove_stale_temporaries
 from dae.paths import absolute_path
-from dae.train.checkpoint import atomic_write, load_checkpoint, remove_stale_temporaries
-from dae.train.export import load_weights
 
 Weights = Literal["auto", "final", "ema", "checkpoint"]
 
