@@ -66,7 +66,7 @@ def measure(arg: str, n: int, keep: int = 4) -> dict:
     q = model.quantize.lookup(model.quantize.nearest(z))
     x_hat = torch.cat([model.decode(q[i : i + 250]) for i in range(0, len(q), 250)])
     z_frac, q_frac = channel_spectrum(z), channel_spectrum(q)
-    mode = None if "=" in arg else run_mode([json.loads(line) for line in open(run.metrics_path)])
+    mode = None if "=" in arg else run_mode(run.read_metrics())
     return {
         "run": arg,
         "step": step,

@@ -22,12 +22,12 @@ from pathlib import Path
 from dae.files import atomic_write
 from dae.metrics.mode import FACTOR, WINDOW, jump_step, mode_series
 from dae.run import Run
-from dae.train.logger import read_metrics
+from dae.run_folder import RunFolder
 
 
 def rows_until(path: str, end: int | None) -> list[dict]:
     """A run's metrics rows up to step `end` (all of them for None)."""
-    return [r for r in read_metrics(path) if end is None or r["step"] <= end]
+    return [r for r in RunFolder(path).read_metrics() if end is None or r["step"] <= end]
 
 
 def recipe(config) -> str:

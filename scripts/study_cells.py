@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dae.files import atomic_write
 from dae.run import Run
-from dae.train.logger import read_metrics
+from dae.run_folder import RunFolder
 
 
 def _sibling(name: str):
@@ -37,7 +37,7 @@ def final_psnr(path: Path) -> tuple[int, float]:
     """(seed, test PSNR at the last step) of a finished run; an unfinished one is an error, since
     its PSNR would be compared as if it were final."""
     cfg = Run(path).config()
-    tests = [r for r in read_metrics(path) if "test_psnr" in r]
+    tests = [r for r in RunFolder(path).read_metrics() if "test_psnr" in r]
     if not tests:
         raise ValueError(
             f"{path}: no held-out test PSNR in its metrics (train with log.test_every)"

@@ -31,6 +31,7 @@ import yaml
 from dae.config import from_dict
 from dae.files import atomic_write
 from dae.metrics.stats import paired_test
+from dae.run_folder import RunFolder
 from dae.schedule import ScheduleConfig
 
 VARIANTS = {
@@ -50,8 +51,7 @@ RUN = re.compile(
 def test_curve(run: Path) -> tuple[list[int], list[float], list[float], list[str]]:
     """(steps, test L1, test PSNR, stage) of the rows that carry a held-out measurement."""
     steps, l1, psnr, stages = [], [], [], []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in RunFolder(run).read_metrics():
         if "test_rec" in row:
             steps.append(row["step"])
             l1.append(row["test_rec"])

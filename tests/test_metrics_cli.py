@@ -21,9 +21,9 @@ from dae.experiments import KINDS, Kind
 from dae.metrics.codebook import codebook_report
 from dae.metrics.reconstruction import reconstruct
 from dae.metrics.report import write_report
+from dae.run_folder import RunFolder
 from dae.schedule import ScheduleConfig
 from dae.train.checkpoint import save_weights
-from dae.train.logger import read_metrics
 from dae.train.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def toy_run(tmp_path_factory):
 
 
 def test_lipschitz_logged_and_encoder_frozen_in_stage2(toy_run):
-    rows = read_metrics(toy_run)
+    rows = RunFolder(toy_run).read_metrics()
     lip = [(r["stage"], r["lipschitz/encoder"], r["lipschitz/decoder"]) for r in rows]
     assert [s for s, _, _ in lip] == ["stage1", "stage1", "stage2", "stage2"]
     # Stage 2 freezes the encoder: its complexity must not move, while the decoder's does.

@@ -228,3 +228,26 @@ def test_corrupt_lpips_weights_are_named(tmp_path):
         (tmp_path / name).write_bytes(b"junk bytes")
         with pytest.raises(CheckpointError, match=f"{name}: unreadable or (truncated|corrupt)"):
             _read_state(tmp_path / name)
+
+
+def test_metrics_log_with_a_torn_last_line_reads_and_a_corrupt_row_is_named(toy_run, capsys):
+    """A run killed mid-write leaves half a row at the end of metrics.jsonl: `dae report` reads
+    the whole rows; a corrupt row before the last is an error naming the file and line."""
+    import shutil
+
+    from dae.errors import RunFolderError
+    from dae.run_folder import RunFolder
+
+    run = toy_run.parent / "torn"
+    shutil.copytree(toy_run, run)
+    log = RunFolder(run).metrics_path
+    whole = RunFolder(run).read_metrics()
+    assert whole and whole[-1]["step"] == 2
+    log.write_text(log.read_text() + '{"step": 3, "lo')
+    assert RunFolder(run).read_metrics() == whole
+    assert main(["report", str(run), "--out", str(run.parent / "torn-report")]) == 0
+    log.write_text("garbage\n" + log.read_text())
+    with pytest.raises(RunFolderError, match=r"metrics.jsonl: line 1 is not a JSON row"):
+        RunFolder(run).read_metrics()
+    assert main(["report", str(run), "--out", str(run.parent / "torn-report-2")]) == 1
+    assert "metrics.jsonl: line 1 is not a JSON row" in capsys.readouterr().err

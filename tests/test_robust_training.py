@@ -6,8 +6,8 @@ import pytest
 from dae.cli import main
 from dae.config import ConfigError, replace
 from dae.reproduce.toy import ToyExperimentConfig, ToyTask
+from dae.run_folder import RunFolder
 from dae.schedule import DAESchedule
-from dae.train.logger import read_metrics
 from dae.train.trainer import NonFiniteLossError, TrainConfig, Trainer
 
 TINY = [
@@ -79,7 +79,7 @@ def test_nan_stop_message_names_only_a_checkpoint_that_exists(tmp_path):
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit()
     # The log has steps 1-3; the failing step is the 4th, and no checkpoint exists yet.
-    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]
+    assert [r["step"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2, 3]
     assert "in step 4 " in str(err.value) and "no checkpoint was written yet" in str(err.value)
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
     assert "kept at" not in str(err.value)
@@ -97,7 +97,7 @@ def test_nan_skip_warns_how_many_steps_were_skipped(tmp_path, capsys):
         args += ["--set", item]
     assert main(args) == 0
     err = capsys.readouterr().err
-    skipped = sum(r.get("skipped_nonfinite", 0) for r in read_metrics(tmp_path / "run"))
+    skipped = sum(r.get("skipped_nonfinite", 0) for r in RunFolder(tmp_path / "run").read_metrics())
     assert skipped >= 10  # lr 1e30 blows the weights up within a step or two
     assert f"warning: {int(skipped)} of 20 steps were skipped for a non-finite loss" in err
 
@@ -185,4 +185,4 @@ def test_a_kill_while_the_log_is_rewound_keeps_the_whole_log(tmp_path, monkeypat
     monkeypatch.undo()
     assert log.read_text() == rows and sorted(p.name for p in tmp_path.iterdir()) == [log.name]
     MetricsLogger(tmp_path, resume_step=5, tensorboard=False)
-    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2, 3, 4, 5]

@@ -7,8 +7,8 @@ from dae.config import replace, to_dict
 from dae.errors import CheckpointError
 from dae.files import load_checkpoint, save_checkpoint
 from dae.reproduce.toy import ToyExperimentConfig, ToyTask
+from dae.run_folder import RunFolder
 from dae.schedule import DAESchedule
-from dae.train.logger import read_metrics
 from dae.train.trainer import NonFiniteLossError, Trainer
 
 TINY = [
@@ -120,7 +120,10 @@ def test_resume_equals_uninterrupted(tmp_path, mode, crash_at):
     cut_ckpt = load_checkpoint(tmp_path / "cut/checkpoints/last.pt")
     assert_same(full_ckpt["ema"], cut_ckpt["ema"])
     # The metrics log has every step exactly once, with the same values.
-    rows_full, rows_cut = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
+    rows_full, rows_cut = (
+        RunFolder(tmp_path / "full").read_metrics(),
+        RunFolder(tmp_path / "cut").read_metrics(),
+    )
     assert [r["step"] for r in rows_cut] == list(range(1, 25))
     assert rows_full == rows_cut
 
@@ -223,7 +226,7 @@ def test_cosine_decay_restarts_in_stage_two(tmp_path):
         "train.steps=20", "schedule.mode=dae", "optim.decay=cosine", "optim.final_lr_fraction=0.2"
     )
     run(cfg, tmp_path / "r")
-    lr = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "r")}
+    lr = {r["step"]: r["lr"] for r in RunFolder(tmp_path / "r").read_metrics()}
     base = cfg.optim.lr
     assert lr[1] == pytest.approx(base) and lr[11] == pytest.approx(base)  # each stage starts high
     assert lr[10] == pytest.approx(0.2 * base) and lr[20] == pytest.approx(0.2 * base)
@@ -240,7 +243,7 @@ def test_cosine_resume_equals_uninterrupted(tmp_path, crash_at):
         run(cfg, tmp_path / "cut", crash_at=crash_at)
     resumed, _ = run(cfg, tmp_path / "cut", resume=True)
     assert_same(state(full.model), state(resumed.model))
-    assert read_metrics(tmp_path / "full") == read_metrics(tmp_path / "cut")
+    assert RunFolder(tmp_path / "full").read_metrics() == RunFolder(tmp_path / "cut").read_metrics()
 
 
 def test_ema_that_would_keep_the_init_is_flagged(capsys):
@@ -330,14 +333,14 @@ def test_until_stops_with_a_checkpoint_and_resume_equals_uninterrupted(tmp_path,
     assert cut.step == until and not cut.finished
     assert load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["step"] == until
     # the lr is the 24-step schedule's at `until`, not a schedule that ends there
-    rows = read_metrics(tmp_path / "cut")
-    assert rows == read_metrics(tmp_path / "full")[:until]
+    rows = RunFolder(tmp_path / "cut").read_metrics()
+    assert rows == RunFolder(tmp_path / "full").read_metrics()[:until]
     with pytest.raises(ValueError, match=f"stop after step {until - 1}, but the run is at"):
         cut.fit(until=until - 1)
     resumed, trainer = run(cfg, tmp_path / "cut", resume=True)
     assert trainer.finished
     assert_same(state(full.model), state(resumed.model))
-    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
+    assert RunFolder(tmp_path / "cut").read_metrics() == RunFolder(tmp_path / "full").read_metrics()
 
 
 def test_data_seed_changes_the_batches_not_the_init():
@@ -371,13 +374,13 @@ def test_cli_until_writes_no_final_weights_and_resume_finishes(tmp_path, capsys)
     assert main([*args, "--resume", "--until", "3"]) == 2
     assert "--until: must not be before step 4" in capsys.readouterr().err
     checkpoint = (run_dir / "checkpoints/last.pt").read_bytes()
-    rows = read_metrics(run_dir)
+    rows = RunFolder(run_dir).read_metrics()
     # a kill after the checkpoint leaves rows past it; a rerun that is already there cuts them
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 5, "loss": 1.0}) + "\n")
     assert main([*args, "--resume", "--until", "4"]) == 0  # already there: left as it is
     assert (run_dir / "checkpoints/last.pt").read_bytes() == checkpoint
-    assert read_metrics(run_dir) == rows and rows[-1]["step"] == 4
+    assert RunFolder(run_dir).read_metrics() == rows and rows[-1]["step"] == 4
     assert "stopped after step 4 of 6" in capsys.readouterr().out
     assert main([*args, "--resume"]) == 0
     assert (run_dir / "model.safetensors").exists()

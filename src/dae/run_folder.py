@@ -188,6 +188,22 @@ class RunFolder:
                 f"{self.eval_path}: corrupt ({err}); delete it and run `dae evaluate` again"
             ) from None
 
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All rows of `metrics.jsonl`. A torn last line (a kill mid-write; the next resume drops
+        it) is left out; a corrupt line before it is an error that names the line."""
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(lines, 1):
+            try:
+                rows.append(json.loads(line))
+            except ValueError as err:
+                if number == len(lines):
+                    break
+                raise RunFolderError(
+                    f"{self.metrics_path}: line {number} is not a JSON row ({err})"
+                ) from None
+        return rows
+
     def write_eval(self, result: dict[str, Any]) -> None:
         text = json.dumps(result, indent=1)
         atomic_write(self.eval_path, lambda tmp: tmp.write_text(text))

@@ -29,7 +29,6 @@ from dae.metrics.discriminator import (
 )
 from dae.metrics.mode import FACTOR, WINDOW, run_mode
 from dae.run_folder import RunFolder
-from dae.train.logger import read_metrics
 
 STAGE_COLOURS = {"stage1": "#fde9c9", "stage2": "#d9ecf9", "joint": "#ffffff"}
 # Table columns, in order, when present in any run's eval.json (others follow alphabetically).
@@ -89,7 +88,8 @@ def plot_curves(
     `derive` turns a run's log rows into the rows drawn (e.g. smoothed); stages come from the log.
     """
     histories = {
-        run: read_metrics(run) if RunFolder(run).metrics_path.is_file() else [] for run in runs
+        run: RunFolder(run).read_metrics() if RunFolder(run).metrics_path.is_file() else []
+        for run in runs
     }
     drawn = {run: derive(rows) if derive else rows for run, rows in histories.items()}
     keys = sorted({k for rows in drawn.values() for k in _numeric_keys(rows, prefix, exclude)})
@@ -292,7 +292,7 @@ def discriminator_verdicts(runs: list[Path]) -> dict[Path, list[dict[str, Any]]]
             continue
         disc = _run_config(run).get("disc") or {}
         health = discriminator_health(
-            read_metrics(run), disc.get("loss", "hinge"), float(disc.get("factor", 1.0))
+            RunFolder(run).read_metrics(), disc.get("loss", "hinge"), float(disc.get("factor", 1.0))
         )
         if health:
             verdicts[run] = health
@@ -349,7 +349,7 @@ def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
     modes = {}
     for run in runs:
         if RunFolder(run).metrics_path.is_file():
-            mode = run_mode(read_metrics(run))
+            mode = run_mode(RunFolder(run).read_metrics())
             if mode is not None:
                 modes[run] = mode
     if not modes:

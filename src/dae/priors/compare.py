@@ -75,8 +75,8 @@ def compare_priors(
 
 def _final_loss(prior_dir: Path) -> dict[str, float]:
     """The last logged training row's losses (a prior's fit to its latent)."""
-    lines = RunFolder(prior_dir).metrics_path.read_text().splitlines()
-    last = json.loads(lines[-1]) if lines else {}
+    rows = RunFolder(prior_dir).read_metrics()
+    last = rows[-1] if rows else {}
     return {f"train_{k}": v for k, v in last.items() if k in ("loss", "mse", "vb")}
 
 

@@ -88,9 +88,3 @@ def _step_of(line: str) -> float:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return math.inf  # a torn last line from a kill: drop it
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All rows of a run's `metrics.jsonl`."""
-    path = RunFolder(run_dir).metrics_path
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
