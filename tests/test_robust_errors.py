@@ -251,3 +251,21 @@ def test_metrics_log_with_a_torn_last_line_reads_and_a_corrupt_row_is_named(toy_
         RunFolder(run).read_metrics()
     assert main(["report", str(run), "--out", str(run.parent / "torn-report-2")]) == 1
     assert "metrics.jsonl: line 1 is not a JSON row" in capsys.readouterr().err
+
+
+def test_corrupt_json_beside_a_run_names_the_file_and_the_fix(tmp_path, capsys):
+    """`dae complexity --aggregate` of a cut-short results.json and a diffusers folder whose
+    config.json is junk: one line naming the file, not a JSON traceback."""
+    from dae.autoencoder.pretrained import read_pretrained
+    from dae.errors import CorruptFileError
+
+    run = tmp_path / "complexity"
+    run.mkdir()
+    (run / "results.json").write_text('{"summary": [1, 2')
+    assert main(["complexity", "--aggregate", str(run)]) == 1
+    assert f"{run}/results.json: corrupt" in _one_line(capsys)
+    model = tmp_path / "vae"
+    model.mkdir()
+    (model / "config.json").write_bytes(b"\xff\xfe junk")
+    with pytest.raises(CorruptFileError, match=r"vae/config.json: corrupt .*download the model"):
+        read_pretrained(model, "AutoencoderKL")

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from dae.cli import main
 from dae.config import ConfigError
-from dae.errors import RunFolderError
+from dae.errors import CorruptFileError, RunFolderError
 from dae.metrics.stats import paired_test
 from dae.sweep.plan import dae_total_steps, parse_grid, plan_runs
 from dae.sweep.report import run_record, summarize_sweep
@@ -104,6 +104,18 @@ def test_table_rows_and_paired_stats_come_from_the_run_folders(tmp_path):
     # The proxy is the same per seed for every variant here: a zero difference, no test.
     proxy = summary["paired_vs_baseline"]["dae-aux_width-0.25"]["proxy"]
     assert proxy["mean_diff"] == 0.0 and proxy["ties"] == 4
+
+
+def test_a_corrupt_eval_or_probe_file_is_named_with_the_fix(tmp_path):
+    runs = plan_runs(TOY, tmp_path, seeds=1, grid={}, overrides=TINY)
+    _fake_run(runs[0], 0.1, 20.0, 3.0)
+    assert run_record(runs[0])["metrics"]["psnr"] == 20.0
+    for name in ("eval.json", "probe/probe.json"):
+        good = (runs[0].dir / name).read_text()
+        (runs[0].dir / name).write_text(good[: len(good) // 2])  # cut short
+        with pytest.raises(CorruptFileError, match=f"{name}: corrupt .*run `dae sweep` again"):
+            run_record(runs[0])
+        (runs[0].dir / name).write_text(good)
 
 
 def test_run_state_and_commands(tmp_path):

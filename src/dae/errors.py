@@ -42,6 +42,10 @@ class OutputExistsError(UserError, FileExistsError):
     """An output folder already holds what the command would overwrite; the message names it."""
 
 
+class CorruptFileError(UserError, ValueError):
+    """A file dae wrote is unreadable (cut short, or edited by hand); the message names the fix."""
+
+
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, truncated, unsafe or from another model; the message names it."""
 

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from dae.errors import CheckpointError, MissingFileError
+from dae.errors import CheckpointError, CorruptFileError, MissingFileError
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -60,6 +60,17 @@ def remove_stale_temporaries(folder: Path) -> None:
     """Delete temporaries a killed writer left behind (never a finished file)."""
     for tmp in folder.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def read_json(path: Path, fix: str) -> Any:
+    """`path`'s JSON, or None where there is no such file. A corrupt one (cut short or edited by
+    hand: dae's own writes are atomic) is a `CorruptFileError` that names it and `fix`."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError alike
+        raise CorruptFileError(f"{path}: corrupt ({err}); {fix}") from None
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

@@ -27,7 +27,13 @@ from typing import Any, Literal
 import yaml
 
 from dae.errors import CheckpointError, ConfigError, RunFolderError
-from dae.files import atomic_write, load_checkpoint, load_weights, remove_stale_temporaries
+from dae.files import (
+    atomic_write,
+    load_checkpoint,
+    load_weights,
+    read_json,
+    remove_stale_temporaries,
+)
 from dae.paths import absolute_path
 
 Weights = Literal["auto", "final", "ema", "checkpoint"]
@@ -179,14 +185,7 @@ class RunFolder:
 
     def read_eval(self) -> dict[str, Any] | None:
         """`eval.json`, or None if the run has not been evaluated."""
-        if not self.eval_path.is_file():
-            return None
-        try:
-            return json.loads(self.eval_path.read_text())
-        except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
-            raise RunFolderError(
-                f"{self.eval_path}: corrupt ({err}); delete it and run `dae evaluate` again"
-            ) from None
+        return read_json(self.eval_path, "delete it and run `dae evaluate` again")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All rows of `metrics.jsonl`. A torn last line (a kill mid-write; the next resume drops

@@ -12,14 +12,13 @@ a `CheckpointError` lists the missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from dae.autoencoder.image import NOT_IN_DIFFUSERS, ImageAutoencoder
 from dae.errors import CheckpointError, ConfigError, MissingFileError
-from dae.files import load_weights
+from dae.files import load_weights, read_json
 from dae.run_folder import RunFolder
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -32,7 +31,7 @@ def read_pretrained(path: str | Path, expected_class: str) -> dict[str, torch.Te
     if path.is_dir() and not (path / "config.json").is_file() and (path / "vae").is_dir():
         path = path / "vae"  # a diffusers pipeline: its autoencoder
     if path.is_dir() and (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
+        config = read_json(path / "config.json", "export or download the model again")
         found = config.get("_class_name")
         if found != expected_class:
             raise CheckpointError(

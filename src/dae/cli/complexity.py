@@ -56,10 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None, overwrite: bool) -> int:
-    import json
 
     from dae.errors import RunFolderError
-    from dae.files import atomic_write
+    from dae.files import atomic_write, read_json
     from dae.runsafety import check_out_path
     from dae.theory.complexity import aggregate, plot_curves
 
@@ -74,7 +73,7 @@ def _aggregate(runs: list[Path], epsilons: list[float], out: Path | None, overwr
         path = run_dir / "results.json"
         if not path.is_file():
             raise MissingFileError(f"no results.json in {run_dir}")
-        summaries.append(json.loads(path.read_text()))
+        summaries.append(read_json(path, f"run `dae complexity` for {run_dir} again"))
     text = aggregate(summaries, epsilons)
     print(text, end="")
     if out is not None:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dae.files import atomic_write
+from dae.files import atomic_write, read_json
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import format_p, paired_test, summarize
 from dae.run_folder import RunFolder
@@ -61,18 +61,12 @@ def flatten(data: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
 def run_record(run: SweepRun) -> dict[str, Any]:
     """One run's numbers: its evaluation metrics, the probe's and the generation proxy."""
-    ev = read_json(RunFolder(run.dir).eval_path) or {}
+    fix = "delete it and run `dae sweep` again to measure it anew"
+    ev = read_json(RunFolder(run.dir).eval_path, fix) or {}
     metrics = {k: v for k, v in flatten(ev.get("metrics", {})).items() if k not in EXCLUDED}
-    probed = read_json(run.dir / PROBE_DIR / "probe.json") or {}
+    probed = read_json(run.dir / PROBE_DIR / "probe.json", fix) or {}
     # `dae probe RUN --out RUN/probe` holds this one run: name its numbers without `runs/0/`.
     if isinstance(probed.get("runs"), list) and len(probed["runs"]) == 1:
         probed = probed["runs"][0]
