@@ -195,3 +195,14 @@ def test_reproduce_gan_cli_tiny(tmp_path, data_root, monkeypatch, capsys):
         and "| VAEGAN | reconstructions |" in capsys.readouterr().out
     )
     assert main(["reproduce", "gan", "--rows", "GAN9000", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_rescore_of_a_folder_without_a_readable_summary_is_named(tmp_path):
+    from dae.errors import CorruptFileError, MissingFileError
+    from dae.reproduce.gan_table import read_summary
+
+    with pytest.raises(MissingFileError, match="--rescore: no results.json in .*run the table"):
+        read_summary(tmp_path)
+    (tmp_path / "results.json").write_text('{"rows": [')
+    with pytest.raises(CorruptFileError, match="results.json: corrupt .*without --rescore"):
+        read_summary(tmp_path)

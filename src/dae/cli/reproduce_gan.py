@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from dae.cli import add_overrides
@@ -74,7 +73,14 @@ def _scorer(args: argparse.Namespace, reference):
 def run_gan(args: argparse.Namespace) -> int:
     from dae.data.images import load_images
     from dae.reproduce.gan import GANExperimentConfig, random_subset
-    from dae.reproduce.gan_table import QUICK, ROWS, markdown_table, rescore, run_table
+    from dae.reproduce.gan_table import (
+        QUICK,
+        ROWS,
+        markdown_table,
+        read_summary,
+        rescore,
+        run_table,
+    )
     from dae.runsafety import claim_results_dir, results_made_by
 
     # Before any data loads: a refusal costs nothing.
@@ -93,7 +99,7 @@ def run_gan(args: argparse.Namespace) -> int:
     test = load_images("cifar10", "test", root).images
     n_eval = args.n_eval or (2000 if args.quick else 10000)
     if args.rescore:  # score against the reference subset the run itself used
-        n_eval = json.loads((args.out / "results.json").read_text())["budget"]["n_eval"]
+        n_eval = read_summary(args.out)["budget"]["n_eval"]
     if not 2 <= n_eval <= len(test):
         raise ConfigError("--n-eval", f"must be in [2, {len(test)}], got {n_eval}")
     known = {row.name: row for row in ROWS}

@@ -21,7 +21,7 @@ import torch
 from dae.config import replace, to_dict
 from dae.data.transforms import save_grid
 from dae.errors import MissingFileError
-from dae.files import atomic_write, load_torch_file
+from dae.files import atomic_write, load_torch_file, read_json
 from dae.progress import progress_bar
 from dae.reproduce.gan import GANExperimentConfig, GANTask, generate, random_subset, train_simclr
 from dae.schedule import DAESchedule
@@ -222,9 +222,17 @@ def interleave(top: torch.Tensor, bottom: torch.Tensor, nrow: int = 8) -> torch.
     return torch.cat(pairs)
 
 
+def read_summary(out: Path) -> dict[str, Any]:
+    """The `results.json` a previous run wrote to `out` (what `--rescore` starts from)."""
+    summary = read_json(out / "results.json", "run the table again without --rescore")
+    if summary is None:
+        raise MissingFileError(f"--rescore: no results.json in {out}; run the table first")
+    return summary
+
+
 def rescore(out: Path, scorer: Scorer, train_images: torch.Tensor) -> dict[str, Any]:
     """Score the images a previous run saved under `out/outputs/` and rewrite its summary."""
-    summary = json.loads((out / "results.json").read_text())
+    summary = read_summary(out)
     outputs = {}
     for row in summary["rows"]:
         path = out / "outputs" / f"{row['name'].lower()}.pt"
