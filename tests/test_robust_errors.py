@@ -269,3 +269,10 @@ def test_corrupt_json_beside_a_run_names_the_file_and_the_fix(tmp_path, capsys):
     (model / "config.json").write_bytes(b"\xff\xfe junk")
     with pytest.raises(CorruptFileError, match=r"vae/config.json: corrupt .*download the model"):
         read_pretrained(model, "AutoencoderKL")
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    (tmp_path / "typo").mkdir()
+    assert main(["report", str(tmp_path / "typo"), "--out", str(tmp_path / "r")]) == 1
+    assert "typo is not a dae run: no metrics.jsonl or eval.json" in _one_line(capsys)
+    assert not (tmp_path / "r").exists()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dae.errors import MissingFileError
+from dae.errors import MissingFileError, RunFolderError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dae.metrics.report import discriminator_warnings, write_report
+    from dae.run_folder import RunFolder
 
     for run_dir in args.runs:
         if not run_dir.is_dir():
             raise MissingFileError(f"run folder not found: {run_dir}")
+        folder = RunFolder(run_dir)
+        if not (folder.metrics_path.is_file() or folder.eval_path.is_file()):
+            # a mistyped folder would otherwise give a report with an empty column
+            raise RunFolderError(f"{run_dir} is not a dae run: no metrics.jsonl or eval.json")
     print(f"wrote {write_report(args.runs, args.out)}")
     for text in discriminator_warnings(args.runs):
         print(f"warning: {text}", file=sys.stderr)
