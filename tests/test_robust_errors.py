@@ -276,3 +276,15 @@ def test_report_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "typo"), "--out", str(tmp_path / "r")]) == 1
     assert "typo is not a dae run: no metrics.jsonl or eval.json" in _one_line(capsys)
     assert not (tmp_path / "r").exists()
+
+
+def test_report_into_its_own_run_folder_is_refused(toy_run, capsys):
+    before = sorted(p.name for p in toy_run.iterdir())
+    assert main(["report", str(toy_run), "--out", str(toy_run)]) == 1
+    assert "is or contains the input run" in _one_line(capsys)
+    assert sorted(p.name for p in toy_run.iterdir()) == before
+
+
+def test_evaluate_with_too_few_examples_is_a_config_error(toy_run, capsys):
+    assert main(["evaluate", str(toy_run), "-n", "0"]) == 2
+    assert "-n: must be >= 2, got 0" in _one_line(capsys)

@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dae.metrics.report import discriminator_warnings, write_report
     from dae.run_folder import RunFolder
+    from dae.runsafety import check_out_path
 
     for run_dir in args.runs:
         if not run_dir.is_dir():
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         if not (folder.metrics_path.is_file() or folder.eval_path.is_file()):
             # a mistyped folder would otherwise give a report with an empty column
             raise RunFolderError(f"{run_dir} is not a dae run: no metrics.jsonl or eval.json")
+    check_out_path(args.out, args.runs)  # not a run itself, nor /, ~ or the cwd
     print(f"wrote {write_report(args.runs, args.out)}")
     for text in discriminator_warnings(args.runs):
         print(f"warning: {text}", file=sys.stderr)

@@ -46,6 +46,12 @@ class EvalOptions:
     samples: str | None = None  # .npz of generated uint8 images to measure against the train split
     device: str = "cpu"  # where the autoencoder runs; data and metrics stay on the CPU
 
+    def __post_init__(self) -> None:
+        # named as `dae evaluate`'s flags; checked before any data or model is loaded
+        for key, value, least in (("-n", self.n, 2), ("--knn-train", self.knn_train, 1)):
+            if value < least:
+                raise ConfigError(key, f"must be >= {least}, got {value}")
+
 
 @dataclass
 class EvalData:
