@@ -189,7 +189,7 @@ def test_bf16_autocast_training_steps(kind):
 
 def test_fp16_is_refused_off_cuda():
     from dae.config import ConfigError
-    from dae.train.trainer import TrainConfig
+    from dae.train.task import TrainConfig
 
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16", device="cpu")

@@ -24,7 +24,7 @@ from dae.metrics.report import write_report
 from dae.run_folder import RunFolder
 from dae.schedule import ScheduleConfig
 from dae.train.checkpoint import save_weights
-from dae.train.trainer import TrainConfig
+from dae.train.task import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

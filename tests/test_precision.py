@@ -13,7 +13,8 @@ from dae.run_folder import RunFolder
 from dae.schedule import DAESchedule
 from dae.train.image_task import KLTask, VQGANTask
 from dae.train.precision import CPU_BF16_ENV, resolve_precision
-from dae.train.trainer import TrainConfig, Trainer
+from dae.train.task import TrainConfig
+from dae.train.trainer import Trainer
 from image_utils import synthetic_images, tiny_config
 
 CPU = torch.device("cpu")

@@ -36,7 +36,9 @@ from dae.priors.train import build_cache
 from dae.run_folder import RunFolder
 from dae.schedule import ScheduleConfig
 from dae.train.interrupt import Interrupted
-from dae.train.trainer import OptimConfig, Task, TrainConfig, Trainer
+from dae.train.optim import OptimConfig
+from dae.train.task import Task, TrainConfig
+from dae.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

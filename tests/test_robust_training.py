@@ -8,7 +8,8 @@ from dae.config import ConfigError, replace
 from dae.reproduce.toy import ToyExperimentConfig, ToyTask
 from dae.run_folder import RunFolder
 from dae.schedule import DAESchedule
-from dae.train.trainer import NonFiniteLossError, TrainConfig, Trainer
+from dae.train.task import TrainConfig
+from dae.train.trainer import NonFiniteLossError, Trainer
 
 TINY = [
     "data.n_train=64",

@@ -5,7 +5,7 @@ from torch import nn
 from dae.autoencoder.toy_vae import ToyVAE, ToyVAEConfig
 from dae.config import replace
 from dae.schedule import DAESchedule, ScheduleConfig
-from dae.train.trainer import OptimConfig, build_optimizer
+from dae.train.optim import OptimConfig, build_optimizer
 
 
 def make(mode="dae", weak="aux", steps=10, **kw):

@@ -15,7 +15,8 @@ from dae.run_folder import RunFolder
 from dae.runsafety import claim_run_dir
 from dae.schedule import DAESchedule
 from dae.train.distributed import barrier, init_distributed, shutdown
-from dae.train.trainer import Task, Trainer
+from dae.train.task import Task
+from dae.train.trainer import Trainer
 
 
 def train(

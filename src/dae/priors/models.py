@@ -21,7 +21,8 @@ from dae.priors.diffusion import GaussianDiffusion, classifier_free_guidance, li
 from dae.priors.dit import DiT, DiTConfig
 from dae.priors.gpt import GPT, GPTConfig
 from dae.priors.sampling import TokenSamplingConfig, generate
-from dae.train.trainer import OptimConfig, TrainConfig
+from dae.train.optim import OptimConfig
+from dae.train.task import TrainConfig
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dae.data.sampler import EpochSampler
 from dae.priors.cache import LatentCache
 from dae.schedule import StagePlan
 from dae.train.distributed import dist_info, wrap_ddp
-from dae.train.trainer import StepContext, Task
+from dae.train.task import StepContext, Task
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:

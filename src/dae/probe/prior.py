@@ -29,7 +29,8 @@ from dae.priors.task import PriorTask, step_generator
 from dae.probe.config import ProbeConfig
 from dae.probe.runs import ProbedRun
 from dae.train.optim import OptimConfig
-from dae.train.trainer import TrainConfig, Trainer
+from dae.train.task import TrainConfig
+from dae.train.trainer import Trainer
 
 # The fixed prior sizes and recipe: part of the probe's definition, hashed into its cache key.
 PROBE_GPT = GPTConfig(n_layer=2, n_head=4, n_embd=128)

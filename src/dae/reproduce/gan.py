@@ -33,7 +33,9 @@ from dae.config import check
 from dae.data.sampler import EpochSampler
 from dae.data.transforms import to_float, to_uint8
 from dae.schedule import ScheduleConfig, StagePlan
-from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig, Trainer
+from dae.train.optim import OptimConfig
+from dae.train.task import StepContext, Task, TrainConfig
+from dae.train.trainer import Trainer
 
 Variant = Literal["dcgan", "dcgan-simclr", "vaegan"]
 

@@ -13,7 +13,8 @@ from dae.data.sampler import EpochSampler
 from dae.data.toy import ToyData, ToyDataConfig, make_toy_data
 from dae.metrics.knn import knn_accuracy
 from dae.schedule import DAESchedule, ScheduleConfig
-from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig
+from dae.train.optim import OptimConfig
+from dae.train.task import StepContext, Task, TrainConfig
 
 
 @dataclass

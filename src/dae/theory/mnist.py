@@ -11,7 +11,9 @@ from dae.config import check, replace
 from dae.data.images import load_images
 from dae.data.sampler import EpochSampler
 from dae.schedule import DAESchedule, ScheduleConfig
-from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig, Trainer
+from dae.train.optim import OptimConfig
+from dae.train.task import StepContext, Task, TrainConfig
+from dae.train.trainer import Trainer
 
 
 def load_mnist_flat(split: str, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

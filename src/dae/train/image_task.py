@@ -34,7 +34,8 @@ from dae.metrics.diagnostics import channel_spectrum, pca_dims
 from dae.metrics.reconstruction import reconstruct
 from dae.schedule import ScheduleConfig, StagePlan
 from dae.train.distributed import dist_info, resolve_device, wrap_ddp
-from dae.train.trainer import OptimConfig, StepContext, Task, TrainConfig
+from dae.train.optim import OptimConfig
+from dae.train.task import StepContext, Task, TrainConfig
 
 
 @dataclass
