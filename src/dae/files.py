@@ -1,7 +1,7 @@
 """The files dae writes and reads, safely: every write is atomic (a kill leaves the old file or the
 new one, never half), a checkpoint loads without executing pickled code, and final weights are
-safetensors with their config in the header. Every layer writes through here, so it imports
-nothing of dae but its errors.
+safetensors with their config in the header; a JSON file found corrupt is named with its fix.
+Every layer writes through here, so it imports nothing of dae but its errors.
 """
 
 from __future__ import annotations
