@@ -62,7 +62,7 @@ def test_channel_last_and_too_few_samples_are_refused(tmp_path):
 def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch):
     import yaml
 
-    from dae.metrics import report
+    from dae.metrics import figures
 
     runs = []
     for name, kind, keys in [("vq-a", "vqgan", ("loss", "vq")), ("kl-b", "kl", ("loss", "kl"))]:
@@ -76,11 +76,11 @@ def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch
     (tmp_path / "vq-c" / "config.yaml").write_text(yaml.safe_dump({"kind": "vqgan", "train": {}}))
     (tmp_path / "vq-c" / "metrics.jsonl").write_text('{"step": 1, "stage": "joint", "loss": 3.0}\n')
     runs.append(tmp_path / "vq-c")
-    plt = report._plt()
-    figures = []
-    monkeypatch.setattr(plt, "close", figures.append)
-    assert report.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
-    fig = figures[0]
+    plt = figures._plt()
+    closed = []
+    monkeypatch.setattr(plt, "close", closed.append)
+    assert figures.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
+    fig = closed[0]
     titles = {ax.get_title() for ax in fig.axes if ax.get_title()}
     assert titles == {"kl (kl)", "loss (kl)", "loss (vqgan)", "vq (vqgan)"}
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
@@ -94,7 +94,7 @@ def test_report_curves_shade_each_kinds_panels_with_that_kinds_stages(tmp_path, 
     kind's run, never by the other's."""
     import yaml
 
-    from dae.metrics import report
+    from dae.metrics import figures
 
     runs = []
     for name, kind, switch in [("vq-dae", "vqgan", 2), ("kl-dae", "kl", 4)]:
@@ -107,18 +107,18 @@ def test_report_curves_shade_each_kinds_panels_with_that_kinds_stages(tmp_path, 
         ]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         runs.append(run)
-    plt = report._plt()
-    figures = []
-    monkeypatch.setattr(plt, "close", figures.append)
-    assert report.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
+    plt = figures._plt()
+    closed = []
+    monkeypatch.setattr(plt, "close", closed.append)
+    assert figures.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
     spans = {}
-    for ax in figures[0].axes:
+    for ax in closed[0].axes:
         if ax.get_title():
             spans[ax.get_title()] = [(p.get_x(), p.get_x() + p.get_width()) for p in ax.patches]
     # (stage, first, last) spans: stage 1 from 0 to the switch, stage 2 from there to step 6
     assert spans == {"loss (vqgan)": [(0, 2), (2, 6)], "loss (kl)": [(0, 4), (4, 6)]}
-    assert "vq-dae" in figures[0]._suptitle.get_text()
-    assert "kl-dae" in figures[0]._suptitle.get_text()
+    assert "vq-dae" in closed[0]._suptitle.get_text()
+    assert "kl-dae" in closed[0]._suptitle.get_text()
 
 
 def test_evaluate_on_another_device_measures_the_same(runs, monkeypatch):

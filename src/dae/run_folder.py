@@ -141,6 +141,14 @@ class RunFolder:
             raise ConfigError(str(self.config_path), f"not a config (a {type(data).__name__})")
         return data or {}
 
+    def read_config_or_empty(self) -> dict[str, Any]:
+        """`read_config`, or {} if the config is missing or unreadable: for reports, which draw
+        what they can."""
+        try:
+            return self.read_config()
+        except (RunFolderError, ConfigError, OSError):
+            return {}
+
     def read_config_as_stored_now(self) -> dict[str, Any]:
         """The saved config with its paths as a run stores them today, to compare with a config
         about to be written (runs made before roots were stored absolute kept them relative)."""
