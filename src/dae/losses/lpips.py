@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dae.errors import MissingFileError
+from dae.files import load_checkpoint, load_weights
 
 # VGG-16 `features`: conv widths, "M" = max-pool. LPIPS reads the ReLU after each stage's last conv.
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
@@ -39,12 +40,8 @@ def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise MissingFileError(f"LPIPS weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from dae.files import load_weights
-
         return load_weights(path)[0]
-    from dae.files import load_checkpoint  # weights-only, one-line errors on junk
-
-    return load_checkpoint(path)
+    return load_checkpoint(path)  # weights-only, one-line errors on junk
 
 
 class LPIPS(nn.Module):
