@@ -8,10 +8,12 @@ It also prints each run's jump step: the first step from which that averaged los
 `--by seed` colours the lines by `train.seed` instead (DAE runs dashed): runs of one
 initialisation with other batch orders (`train.data_seed`) then share a colour. `--by recipe`
 colours them by schedule: joint, or DAE with its weak decoder and stage-1 share, so that two DAE
-recipes (a half-width decoder with 75 % and 90 % stage 1, say) can be told apart.
+recipes (a half-width decoder with 75 % and 90 % stage 1, say) can be told apart. `--by run` gives
+each run its own colour and names it in the legend, by its folder where names repeat (copies of
+one run continued under other batch orders, say).
 
 Usage: python scripts/plot_mode.py RUN [RUN ...] --out FIG.png [--start 6000] [--window 8]
-       [--factor 2.5] [--by arm|seed|recipe] [--end STEP]
+       [--factor 2.5] [--by arm|seed|recipe|run] [--end STEP]
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from dae.run_folder import RunFolder
 def rows_until(path: str, end: int | None) -> list[dict]:
     """A run's metrics rows up to step `end` (all of them for None)."""
     return [r for r in RunFolder(path).read_metrics() if end is None or r["step"] <= end]
+
+
+def run_labels(runs: list[str]) -> list[str]:
+    """Each run's name, with its parent folder where two runs share a name (the same run in
+    several folders, e.g. other batch orders)."""
+    names = [Path(path).name for path in runs]
+    return [
+        f"{Path(path).parent.name}/{name}" if names.count(name) > 1 else name
+        for path, name in zip(runs, names, strict=True)
+    ]
 
 
 def recipe(config) -> str:
@@ -49,7 +61,7 @@ def plot(
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     labelled = set()
     recipes: list[str] = []  # in order of first appearance: each keeps one colour
-    for path in runs:
+    for i, (path, name) in enumerate(zip(runs, run_labels(runs), strict=True)):
         config = Run(path).config()
         joint = config.schedule.mode == "baseline"
         try:
@@ -66,6 +78,9 @@ def plot(
                 recipes.append(key)
             kw = {"color": f"C{recipes.index(key) % 10}", "lw": 1, "alpha": 0.85}
             label = None if key in labelled else key
+        elif by == "run":
+            key, label = name, name
+            kw = {"color": f"C{i % 10}", "ls": "-" if joint else "--", "lw": 1, "alpha": 0.85}
         else:
             key = joint
             kw = {"color": "tab:blue" if joint else "tab:orange", "lw": 1, "alpha": 0.85}
@@ -93,7 +108,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=WINDOW, help="log rows averaged (commitment)")
     ap.add_argument("--factor", type=float, default=FACTOR, help="rise that counts as the jump")
     ap.add_argument(
-        "--by", choices=["arm", "seed", "recipe"], default="arm", help="what colours a line"
+        "--by", choices=["arm", "seed", "recipe", "run"], default="arm", help="what colours a line"
     )
     ap.add_argument("--end", type=int, help="last step shown and tabled (runs stopped early)")
     args = ap.parse_args()
@@ -101,12 +116,9 @@ def main() -> None:
     print(f"wrote {args.out}")
     print(f"| run | jump step (x{args.factor:g}) | commitment at the end | final test L1 |")
     print("|---|---:|---:|---:|")
-    names = [Path(path).name for path in args.runs]
-    for path, name in zip(args.runs, names, strict=True):
+    for path, name in zip(args.runs, run_labels(args.runs), strict=True):
         series = mode_series(rows_until(path, args.end), 0, args.window)
         jump = jump_step(series["commit_steps"], series["commitment"], args.factor)
-        if names.count(name) > 1:  # the same run name in several folders (other batch orders)
-            name = f"{Path(path).parent.name}/{name}"
         print(
             f"| {name} | {jump if jump is not None else '—'} "
             f"| {series['commitment'][-1]:.4f} | {series['test_l1'][-1]:.4f} |"

@@ -625,6 +625,7 @@ def test_plot_mode_draws_and_tables_runs_cut_at_end(tmp_path, monkeypatch, capsy
         runs.append(str(run))
     # --by arm labels the DAE run at its last point: that label once shadowed --end
     cases = ((None, "1300", "arm"), (1200, "—", "arm"), (1200, "—", "seed"), (1200, "—", "recipe"))
+    cases += ((1200, "—", "run"),)
     for end, jump, by in cases:
         out = tmp_path / f"mode-{end}-{by}.png"
         argv = ["plot_mode.py", *runs, "--out", str(out), "--by", by]
@@ -636,3 +637,6 @@ def test_plot_mode_draws_and_tables_runs_cut_at_end(tmp_path, monkeypatch, capsy
     configs = [pm.Run(run).config() for run in runs]
     # the schedule's defaults: the half-width (aux) weak decoder, half the steps in stage 1
     assert [pm.recipe(c) for c in configs] == ["DAE, aux weak decoder, 50% stage 1", "joint"]
+    # a run's copies in other folders are told apart by their folder, other runs by their name
+    copies = ["x/order1/run-s8", "x/order2/run-s8", "x/order2/other"]
+    assert pm.run_labels(copies) == ["order1/run-s8", "order2/run-s8", "other"]
