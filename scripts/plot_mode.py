@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 from dae.files import atomic_write
+from dae.metrics import figures
 from dae.metrics.mode import FACTOR, WINDOW, jump_step, mode_series
 from dae.run import Run
 from dae.run_folder import RunFolder
@@ -33,13 +34,10 @@ def rows_until(path: str, end: int | None) -> list[dict]:
 
 
 def run_labels(runs: list[str]) -> list[str]:
-    """Each run's name, with its parent folder where two runs share a name (the same run in
-    several folders, e.g. other batch orders)."""
-    names = [Path(path).name for path in runs]
-    return [
-        f"{Path(path).parent.name}/{name}" if names.count(name) > 1 else name
-        for path, name in zip(runs, names, strict=True)
-    ]
+    """`dae report`'s run labels, in order: the name, parent/name where two runs share a name (the
+    same run in several folders, e.g. other batch orders)."""
+    labels = figures.run_labels([Path(path) for path in runs])
+    return [labels[Path(path)] for path in runs]
 
 
 def recipe(config) -> str:
