@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import pickle
 import re
@@ -47,6 +48,21 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def finite(data: Any) -> Any:
+    """`data` with NaN / inf (an undefined p-value, say) as None: strict JSON readers reject NaN."""
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return None if isinstance(data, float) and not math.isfinite(data) else data
+
+
+def write_json(path: Path, data: Any, indent: int = 1) -> None:
+    """`data` as strict JSON (NaN / inf as null), written atomically."""
+    text = json.dumps(finite(data), indent=indent, default=str)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _umask() -> int:

@@ -1,8 +1,9 @@
 """`dae report RUN [RUN ...] --out DIR`: a Markdown table comparing runs, and the paper's plots.
 
-The tables: each run's `eval.json` metrics, each stage's discriminator verdict
-(`dae.metrics.discriminator`), and for VQ runs the step at which the commitment loss jumped (the
-better codebook mode of docs/results.md, `dae.metrics.mode`). The figures (dae/metrics/figures.py):
+The tables: each run's `eval.json` metrics, two arms paired run by run (`--against`,
+dae/metrics/paired.py), each stage's discriminator verdict (`dae.metrics.discriminator`), and for
+VQ runs the step at which the commitment loss jumped (the better codebook mode of
+docs/results.md, `dae.metrics.mode`). The figures (dae/metrics/figures.py):
 loss curves across the DAE stages with the stages shaded (Figure 3), Lipschitz complexity (Figure
 4), codebook statistics (Figure 6), the latent diagnostics, and each run's reconstruction grid.
 """
@@ -26,6 +27,7 @@ from dae.metrics.discriminator import (
 )
 from dae.metrics.figures import plot_codebooks, plot_curves, plot_diagnostics, run_labels
 from dae.metrics.mode import FACTOR, WINDOW, run_mode
+from dae.metrics.paired import markdown_lines as paired_lines
 from dae.run_folder import RunFolder
 
 # Table columns, in order, when present in any run's eval.json (others follow alphabetically).
@@ -137,8 +139,9 @@ def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
     return [*lines, ""]
 
 
-def write_report(runs: list[Path], out: Path) -> Path:
-    """Write `out/report.md` and its PNGs; returns the Markdown path."""
+def write_report(runs: list[Path], out: Path, paired: dict[str, Any] | None = None) -> Path:
+    """Write `out/report.md` and its PNGs; returns the Markdown path. `paired`: the comparison of
+    two arms among `runs` (`dae.metrics.paired.compare`), tabled after the metrics."""
     out.mkdir(parents=True, exist_ok=True)
     evals = {run: RunFolder(run).read_eval() for run in runs}
     labels = run_labels(runs)
@@ -174,6 +177,8 @@ def write_report(runs: list[Path], out: Path) -> Path:
                 f"- {labels[run]}: {e['n']} held-out {e['data']} examples; {feats}; skipped: {notes}"
             )
         lines.append("")
+    if paired is not None:
+        lines += paired_lines(paired, labels)
     lines += _mode_lines(runs, labels)
     lines += _discriminator_lines(discriminator_verdicts(runs), labels)
     missing = [run for run, e in evals.items() if not e]

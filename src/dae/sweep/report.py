@@ -7,12 +7,12 @@ machine sent back its results without the weights.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from dae.files import atomic_write, read_json
+from dae.files import atomic_write, read_json, write_json
+from dae.metrics.paired import EXCLUDED, higher_is_better
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import format_p, paired_test, summarize
 from dae.run_folder import RunFolder
@@ -32,17 +32,6 @@ PROXY_SUFFIXES = (
 )
 FALLBACK_PROXY = "lipschitz/decoder"
 RECON_KEYS = ("psnr", "mse")  # x axis of the plot: the first present
-HIGHER_IS_BETTER = ("psnr", "ssim", "acc", "perplexity")
-EXCLUDED = ("knn_data_acc",)  # a property of the data set, the same for every run
-
-
-def higher_is_better(metric: str) -> bool | None:
-    """Direction of a metric by name: True / False, or None when unknown."""
-    if any(part in metric for part in HIGHER_IS_BETTER):
-        return True
-    if any(part in metric for part in ("mse", "l1", "loss", "nll", "lipschitz", "fd", "dead")):
-        return False
-    return None
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, float]:
@@ -274,19 +263,9 @@ def plot(summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def _finite(data: Any) -> Any:
-    """NaN / inf (an undefined p-value) as null: strict JSON readers reject NaN."""
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return None if isinstance(data, float) and not math.isfinite(data) else data
-
-
 def write_report(out: Path, summary: dict[str, Any], log=print) -> None:
     """`sweep.json`, `sweep.md` and (when there is a proxy and matplotlib) `sweep.png` in `out`."""
-    text = json.dumps(_finite(summary), indent=1, default=str)
-    atomic_write(out / "sweep.json", lambda p: p.write_text(text))
+    write_json(out / "sweep.json", summary)
     atomic_write(out / "sweep.md", lambda p: p.write_text(markdown(summary)))
     wrote = ["sweep.json", "sweep.md"]
     try:

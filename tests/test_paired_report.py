@@ -1,0 +1,140 @@
+"""`dae report RUNS --against RUNS [--probes DIR ...]`: two arms paired run by run, with the
+probe's scores, known values and the errors that keep a comparison fair."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from dae.cli import main
+from dae.metrics.paired import higher_is_better
+from dae.metrics.stats import paired_test
+
+
+def write_run(path, psnr, fd, extra=None):
+    path.mkdir(parents=True)
+    metrics = {"psnr": psnr, "recon_FD-classifier:cifar10": fd, "recon_IS-classifier:c_std": 0.1}
+    evaluation = {"metrics": metrics | (extra or {}), "n": 100, "data": "cifar10", "skipped": {}}
+    (path / "eval.json").write_text(json.dumps(evaluation))
+    return path
+
+
+def write_probe(folder, run, psnr, decoder_hash="d1", prior=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "run": {"path": str(run.resolve()), "name": run.name},
+        "decoders": [{"width": 1.0, "test": {"psnr": psnr, "l1": 0.1}, "seconds": 9.0}],
+        "prior": {"test_nll_per_token": 3.0} if prior else None,
+    }
+    probe = {
+        "recipe_hash": {"decoder": decoder_hash, "prior": "p1"},
+        "config": {"prior": prior},
+        "runs": [entry],
+    }
+    (folder / "probe.json").write_text(json.dumps(probe))
+    return folder
+
+
+@pytest.fixture
+def arms(tmp_path):
+    # DAE − joint: PSNR +1, +2, +3; FD-classifier −1, −1, +2; probe PSNR +0.5 on each
+    dae = [write_run(tmp_path / f"dae-s{s}", 20.0 + 2 * s, 10.0 + s * s) for s in (1, 2, 3)]
+    joint = [
+        write_run(tmp_path / f"joint-s{s}", 20.0 + s, 11.0 + s * s - (s == 3) * 3)
+        for s in (1, 2, 3)
+    ]
+    probes = [write_probe(tmp_path / f"probe-{r.name}", r, 24.5 + i) for i, r in enumerate(dae)]
+    probes += [write_probe(tmp_path / f"probe-{r.name}", r, 24.0 + i) for i, r in enumerate(joint)]
+    return dae, joint, probes
+
+
+def _args(dae, joint, probes, out):
+    return ["report", *map(str, dae), "--against", *map(str, joint), "--probes",
+            *map(str, probes), "--out", str(out)]  # fmt: skip
+
+
+def test_paired_table_known_values(arms, tmp_path):
+    dae, joint, probes = arms
+    assert main(_args(dae, joint, probes, tmp_path / "out")) == 0
+    paired = json.loads((tmp_path / "out" / "paired.json").read_text())
+    got = paired["metrics"]
+    assert got["psnr"]["differences"] == [1.0, 2.0, 3.0]
+    # mean 2, std 1: t = 2 / (1 / sqrt 3) on 2 degrees of freedom, two-sided p = 0.0742
+    assert got["psnr"]["t"] == pytest.approx(2 * math.sqrt(3))
+    assert got["psnr"]["t_p"] == pytest.approx(0.0742, abs=1e-4)
+    assert got["psnr"]["sign_p"] == 0.25  # three of three: the least a sign test gives
+    fd = got["recon_FD-classifier:cifar10"]
+    assert fd["differences"] == [-1.0, -1.0, 2.0]
+    expected = paired_test([12.0, 15.0, 17.0], [11.0, 14.0, 19.0])
+    assert fd["t_p"] == pytest.approx(expected.t_p)
+    assert got["probe w1 psnr"]["differences"] == pytest.approx([0.5, 0.5, 0.5])
+    assert got["probe w1 psnr"]["t_p"] == 0.0  # identical differences: certain
+    assert "recon_IS-classifier:c_std" not in got  # spreads are not compared
+    assert not any("seconds" in key for key in got)  # nor timings
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| psnr ↑ | +1, +2, +3 | +2 ± 1 | 3 / 0 / 0 | 3/3 | 0.0742 | 0.25 |" in md
+    # lower is better for FD: DAE is better on the two pairs where it is lower
+    assert "| recon_FD-classifier:cifar10 ↓ | -1, -1, +2 | +0 ± 1.7 | 1 / 0 / 2 | 2/3 |" in md
+    assert "dae-s1 − joint-s1; dae-s2 − joint-s2; dae-s3 − joint-s3" in md
+
+
+def test_probe_in_a_sweeps_layout_is_read_without_probes(arms, tmp_path):
+    dae, joint, _ = arms
+    for i, run in enumerate([*dae, *joint]):
+        write_probe(run / "probe", run, 20.0 + i)
+    assert main(["report", *map(str, dae), "--against", *map(str, joint), "--out", str(tmp_path / "o")]) == 0  # fmt: skip
+    got = json.loads((tmp_path / "o" / "paired.json").read_text())["metrics"]
+    assert got["probe w1 psnr"]["differences"] == [-3.0, -3.0, -3.0]
+
+
+def test_one_pair_has_no_t_test_and_the_json_stays_strict(arms, tmp_path):
+    dae, joint, _ = arms
+    assert main(["report", str(dae[0]), "--against", str(joint[0]), "--out", str(tmp_path / "o")]) == 0  # fmt: skip
+    text = (tmp_path / "o" / "paired.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["metrics"]["psnr"]["t_p"] is None
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_unequal_arms_are_refused(arms, tmp_path, capsys):
+    dae, joint, _ = arms
+    assert main(["report", *map(str, dae), "--against", *map(str, joint[:2]), "--out", str(tmp_path / "o")]) == 1  # fmt: skip
+    assert "paired by position: got 3 runs and 2 to compare them against" in _error(capsys)
+
+
+def test_probes_with_different_recipes_are_refused(arms, tmp_path, capsys):
+    dae, joint, probes = arms
+    write_probe(tmp_path / "other", joint[0], 24.0, decoder_hash="d2")
+    probes = [p for p in probes if p.name != f"probe-{joint[0].name}"] + [tmp_path / "other"]
+    assert main(_args(dae, joint, probes, tmp_path / "o")) == 1
+    assert "different recipes" in _error(capsys)
+
+
+def test_a_run_probed_twice_is_refused(arms, tmp_path, capsys):
+    dae, joint, probes = arms
+    write_probe(tmp_path / "again", dae[0], 30.0)
+    assert main(_args(dae, joint, [*probes, tmp_path / "again"], tmp_path / "o")) == 1
+    assert "is probed in both" in _error(capsys)
+
+
+def test_probes_without_against_are_refused(arms, tmp_path, capsys):
+    dae, _, probes = arms
+    assert main(["report", str(dae[0]), "--probes", str(probes[0]), "--out", str(tmp_path / "o")]) == 1  # fmt: skip
+    assert "give --against too" in _error(capsys)
+
+
+def test_directions_by_name():
+    assert higher_is_better("recon_FD-classifier:cifar10") is False
+    assert higher_is_better("recon_KD-classifier:cifar10") is False
+    assert higher_is_better("recon_IS-classifier:cifar10") is True
+    assert higher_is_better("recon_precision") is True
+    assert higher_is_better("probe w0.5 l1") is False
+    assert higher_is_better("probe prior test_nll_per_token") is False
+    assert higher_is_better("codebook_size") is None
