@@ -78,6 +78,16 @@ def test_paired_table_known_values(arms, tmp_path):
     # lower is better for FD: DAE is better on the two pairs where it is lower
     assert "| recon_FD-classifier:cifar10 ↓ | -1, -1, +2 | +0 ± 1.7 | 1 / 0 / 2 | 2/3 |" in md
     assert "dae-s1 − joint-s1; dae-s2 − joint-s2; dae-s3 − joint-s3" in md
+    assert "![Paired differences, runs − against, pair by pair](paired.png)" in md
+    assert (tmp_path / "out" / "paired.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_figure_needs_a_metric_with_a_direction(tmp_path):
+    from dae.metrics.figures import plot_paired
+
+    undirected = {"metrics": {"codebook_size": {"differences": [0.0], "mean_diff": 0.0}}}
+    assert not plot_paired(undirected, tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
 
 
 def test_probe_in_a_sweeps_layout_is_read_without_probes(arms, tmp_path):

@@ -242,3 +242,43 @@ def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return True
+
+
+def plot_paired(paired: dict[str, Any], out: Path, max_panels: int = 12) -> bool:
+    """One panel per metric with a known direction (`dae report --against`): each pair's
+    difference as a dot, the mean as a line, zero dashed, and the side where the first arm is
+    better shaded, so the spread that a p-value summarises can be seen."""
+    from dae.metrics.paired import higher_is_better
+    from dae.metrics.stats import format_p
+
+    metrics = [
+        (key, t) for key, t in paired["metrics"].items() if higher_is_better(key) is not None
+    ][:max_panels]
+    if not metrics:
+        return False
+    plt = _plt()
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+    for ax, (key, t) in zip(axes.flat, metrics):
+        diffs = t["differences"]
+        pairs = range(1, len(diffs) + 1)
+        span = max(abs(d) for d in diffs) * 1.3 or 1.0
+        up = higher_is_better(key)
+        ax.axhspan(0, span if up else -span, color="#dff2df", zorder=0)  # first arm better
+        ax.axhline(0, color="grey", linestyle="--", linewidth=0.8)
+        ax.axhline(t["mean_diff"], color="C1", linewidth=1.2, label=f"mean {t['mean_diff']:+.3g}")
+        ax.scatter(pairs, diffs, color="C0", zorder=3)
+        ax.set_ylim(-span, span)
+        ax.set_xticks(list(pairs))
+        arrow = "↑" if up else "↓"
+        ax.set_title(f"{key} {arrow}\nt-test p {format_p(t['t_p'])}", fontsize=8)
+        ax.set_xlabel("pair", fontsize=8)
+        ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.suptitle("runs − against, pair by pair (green: the first arm better)", fontsize=9)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return True

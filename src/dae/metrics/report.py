@@ -25,7 +25,13 @@ from dae.metrics.discriminator import (
     smoothed_gan_rows,
     warning_text,
 )
-from dae.metrics.figures import plot_codebooks, plot_curves, plot_diagnostics, run_labels
+from dae.metrics.figures import (
+    plot_codebooks,
+    plot_curves,
+    plot_diagnostics,
+    plot_paired,
+    run_labels,
+)
 from dae.metrics.mode import FACTOR, WINDOW, run_mode
 from dae.metrics.paired import markdown_lines as paired_lines
 from dae.run_folder import RunFolder
@@ -210,6 +216,15 @@ def write_report(runs: list[Path], out: Path, paired: dict[str, Any] | None = No
             lambda p: plot_diagnostics(evals, p),
         ),
     ]
+    if paired is not None:
+        figures.insert(
+            0,
+            (
+                "paired.png",
+                "Paired differences, runs − against, pair by pair",
+                lambda p: plot_paired(paired, p),
+            ),
+        )
     for name, caption, draw in figures:
         if draw(out / name):
             lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
