@@ -107,6 +107,23 @@ def test_one_pair_has_no_t_test_and_the_json_stays_strict(arms, tmp_path):
     assert json.loads(text)["metrics"]["psnr"]["t_p"] is None
 
 
+def test_numbers_some_runs_lack_are_named_and_left_out(arms, tmp_path):
+    dae, joint, _ = arms
+    extra = write_run(tmp_path / "dae-s4", 30.0, 5.0, {"ssim": 0.9})
+    other = write_run(tmp_path / "joint-s4", 29.0, 6.0)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')  # trained, not evaluated
+    out = tmp_path / "o"
+    assert main(["report", *map(str, dae), str(extra), "--against", *map(str, joint), str(other), "--out", str(out)]) == 0  # fmt: skip
+    paired = json.loads((out / "paired.json").read_text())
+    assert paired["not_in_every_run"] == ["ssim"] and "ssim" not in paired["metrics"]
+    assert "Left out, not measured by every run: `ssim`." in (out / "report.md").read_text()
+    assert main(["report", str(dae[0]), "--against", str(bare), "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "No number was measured by every run: `dae evaluate` each run first." in md
+
+
 def _error(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err

@@ -111,7 +111,8 @@ def compare(runs: list[Path], against: list[Path], probes: list[Path]) -> dict[s
             "needs one recipe for every run: probe them again with the same options"
         )
     a, b = numbers[: len(runs)], numbers[len(runs) :]
-    shared = [k for k in a[0] if all(k in n for n in a + b)]
+    every = list(dict.fromkeys(k for n in a + b for k in n))
+    shared = [k for k in every if all(k in n for n in a + b)]
     metrics = {}
     for key in shared:
         x, y = [n[key] for n in a], [n[key] for n in b]
@@ -124,6 +125,7 @@ def compare(runs: list[Path], against: list[Path], probes: list[Path]) -> dict[s
         "pairs": [[str(p), str(q)] for p, q in zip(runs, against)],
         "probe_recipe": next(iter(recipes.values()), None),
         "unprobed": unprobed if recipes else [],
+        "not_in_every_run": [k for k in every if k not in shared],
         "metrics": metrics,
     }
 
@@ -142,6 +144,11 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
     ]
     if result["unprobed"]:
         lines += ["Not probed (no probe scores for them): " + ", ".join(result["unprobed"]), ""]
+    if result["not_in_every_run"]:
+        left_out = ", ".join(f"`{k}`" for k in result["not_in_every_run"])
+        lines += [f"Left out, not measured by every run: {left_out}.", ""]
+    if not result["metrics"]:
+        return [*lines, "No number was measured by every run: `dae evaluate` each run first.", ""]
     lines += [
         "| metric | per pair | Δ mean ± std | + / = / − | first better | t-test p | sign-test p |",
         "|---|---|---|---|---|---|---|",
