@@ -33,6 +33,12 @@ def higher_is_better(metric: str) -> bool | None:
     return None
 
 
+def better_count(metric: str, test: dict[str, Any]) -> str:
+    """`k/n`: the pairs where the first arm is better by `metric`'s direction; `–` if unknown."""
+    up = higher_is_better(metric)
+    return "–" if up is None else f"{test['wins'] if up else test['losses']}/{test['n']}"
+
+
 def eval_numbers(run: Path) -> dict[str, float]:
     """`run`'s `dae evaluate` metrics that are single numbers (no `_std` companions)."""
     evaluation = RunFolder(run).read_eval() or {}
@@ -154,9 +160,8 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
         "|---|---|---|---|---|---|---|",
     ]
     for key, t in result["metrics"].items():
-        up = higher_is_better(key)
-        arrow = {True: " ↑", False: " ↓", None: ""}[up]
-        better = "–" if up is None else f"{t['wins'] if up else t['losses']}/{t['n']}"
+        arrow = {True: " ↑", False: " ↓", None: ""}[higher_is_better(key)]
+        better = better_count(key, t)
         per_pair = ", ".join(f"{d:+.4g}" for d in t["differences"])
         lines.append(
             f"| {key}{arrow} | {per_pair} | {t['mean_diff']:+.4g} ± {t['std_diff']:.2g} "

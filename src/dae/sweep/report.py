@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
-from dae.metrics.paired import EXCLUDED, higher_is_better
+from dae.metrics.paired import EXCLUDED, better_count, higher_is_better
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import format_p, paired_test, summarize
 from dae.run_folder import RunFolder
@@ -180,16 +180,18 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "Paired against the baseline (same seed): difference variant − baseline, mean ± std, "
-        "seeds above / equal / below the baseline, two-sided paired t-test and exact sign test.",
+        "seeds above / equal / below the baseline, seeds where the variant is better (by the "
+        "metric's direction), two-sided paired t-test and exact sign test.",
         "",
-        "| variant | metric | Δ mean ± std | + / = / − | t-test p | sign-test p |",
-        "|---|---|---|---|---|---|",
+        "| variant | metric | Δ mean ± std | + / = / − | variant better | t-test p | sign-test p |",
+        "|---|---|---|---|---|---|---|",
     ]
     for variant, tests in summary["paired_vs_baseline"].items():
         for metric, t in tests.items():
             lines.append(
                 f"| {variant} | {_metric_label(metric, summary)} | {t['mean_diff']:+.4g} ± "
                 f"{t['std_diff']:.2g} | {t['wins']} / {t['ties']} / {t['losses']} | "
+                f"{better_count(_metric_label(metric, summary), t)} | "
                 f"{format_p(t['t_p'])} | {format_p(t['sign_p'])} |"
             )
     if not summary["proxy_sources"]:
