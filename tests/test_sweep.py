@@ -104,6 +104,15 @@ def test_table_rows_and_paired_stats_come_from_the_run_folders(tmp_path):
     # The proxy is the same per seed for every variant here: a zero difference, no test.
     proxy = summary["paired_vs_baseline"]["dae-aux_width-0.25"]["proxy"]
     assert proxy["mean_diff"] == 0.0 and proxy["ties"] == 4
+    # "variant better" counts the seeds by the metric's direction: lower MSE, higher PSNR
+    from dae.sweep.report import markdown
+
+    md = markdown({**summary, "protocol": "p", "budget": "b"})
+    got = summary["paired_vs_baseline"]["dae-aux_width-0.75"]
+    better_mse, better_psnr = got["mse"]["losses"], got["psnr"]["wins"]
+    assert better_mse == better_psnr  # PSNR falls as MSE rises here
+    assert f"| {got['mse']['wins']} / 0 / {better_mse} | {better_mse}/4 |" in md
+    assert f"| {better_psnr}/4 |" in md.split("| dae-aux_width-0.75 | psnr ↑ |")[1].split("\n")[0]
 
 
 def test_a_corrupt_eval_or_probe_file_is_named_with_the_fix(tmp_path):
