@@ -124,6 +124,21 @@ def test_numbers_some_runs_lack_are_named_and_left_out(arms, tmp_path):
     assert "No number was measured by every run: `dae evaluate` each run first." in md
 
 
+def test_pairs_trained_with_different_seeds_are_flagged(arms, tmp_path, capsys):
+    dae, joint, _ = arms
+    for run, seed in zip([*dae, *joint], [1, 2, 3, 1, 3, 2]):  # the second arm out of order
+        (run / "config.yaml").write_text(f"kind: toy_vae\ntrain:\n  seed: {seed}\n")
+    out = tmp_path / "o"
+    assert main(["report", *map(str, dae), "--against", *map(str, joint), "--out", str(out)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("warning: paired runs with different train.seed") == 2
+    assert f"{dae[1]} (seed 2) against {joint[1]} (seed 3)" in err
+    assert "**Pairs trained with different seeds**" in (out / "report.md").read_text()
+    assert json.loads((out / "paired.json").read_text())["seed_mismatches"][1].startswith(
+        f"{dae[2]} (seed 3)"
+    )
+
+
 def _error(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if paired is not None:
         write_json(args.out / "paired.json", paired)
         print(f"wrote {args.out / 'paired.json'}")
+        for text in paired["seed_mismatches"]:
+            print(f"warning: paired runs with different train.seed: {text}", file=sys.stderr)
     for text in discriminator_warnings(runs):
         print(f"warning: {text}", file=sys.stderr)
     return 0

@@ -90,6 +90,20 @@ def probe_numbers(entry: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _seed(run: Path) -> Any:
+    return (RunFolder(run).read_config_or_empty().get("train") or {}).get("seed")
+
+
+def seed_mismatches(runs: list[Path], against: list[Path]) -> list[str]:
+    """Pairs whose runs were trained with different `train.seed`: most likely arms given in
+    different orders, which a paired test cannot detect by itself."""
+    return [
+        f"{p} (seed {_seed(p)}) against {q} (seed {_seed(q)})"
+        for p, q in zip(runs, against)
+        if _seed(p) is not None and _seed(q) is not None and _seed(p) != _seed(q)
+    ]
+
+
 def compare(runs: list[Path], against: list[Path], probes: list[Path]) -> dict[str, Any]:
     """The paired comparison (see the module docstring) as a JSON-ready dict."""
     if len(runs) != len(against):
@@ -129,6 +143,7 @@ def compare(runs: list[Path], against: list[Path], probes: list[Path]) -> dict[s
     unprobed = [str(run) for run in [*runs, *against] if run not in recipes]
     return {
         "pairs": [[str(p), str(q)] for p, q in zip(runs, against)],
+        "seed_mismatches": seed_mismatches(runs, against),
         "probe_recipe": next(iter(recipes.values()), None),
         "unprobed": unprobed if recipes else [],
         "not_in_every_run": [k for k in every if k not in shared],
@@ -148,6 +163,9 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
         "a small p (three pairs: 0.25 at best).",
         "",
     ]
+    if result.get("seed_mismatches"):
+        lines += ["**Pairs trained with different seeds** (is the order right?): "
+                  + "; ".join(result["seed_mismatches"]), ""]  # fmt: skip
     if result["unprobed"]:
         lines += ["Not probed (no probe scores for them): " + ", ".join(result["unprobed"]), ""]
     if result["not_in_every_run"]:
