@@ -248,7 +248,7 @@ def plot_paired(paired: dict[str, Any], out: Path, max_panels: int = 12) -> bool
     """One panel per metric with a known direction (`dae report --against`): each pair's
     difference as a dot, the mean as a line, zero dashed, and the side where the first arm is
     better shaded, so the spread that a p-value summarises can be seen."""
-    from dae.metrics.paired import higher_is_better
+    from dae.metrics.paired import arrow, higher_is_better
     from dae.metrics.stats import format_p
 
     metrics = [
@@ -271,8 +271,7 @@ def plot_paired(paired: dict[str, Any], out: Path, max_panels: int = 12) -> bool
         ax.scatter(pairs, diffs, color="C0", zorder=3)
         ax.set_ylim(-span, span)
         ax.set_xticks(list(pairs))
-        arrow = "↑" if up else "↓"
-        ax.set_title(f"{key} {arrow}\nt-test p {format_p(t['t_p'])}", fontsize=8)
+        ax.set_title(f"{key}{arrow(key)}\nt-test p {format_p(t['t_p'])}", fontsize=8)
         ax.set_xlabel("pair", fontsize=8)
         ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(metrics) :]:

@@ -3,9 +3,8 @@
 Pair i is `runs[i]` against `against[i]` (the same seed, say). For every number both runs of every
 pair measured (each `eval.json` metric, and each probe decoder's and prior's held-out scores) the
 table gives the per-pair differences runs − against, their mean ± std, the seeds where the first
-arm is higher / equal / lower, the paired t-test and the exact sign test. This is how
-docs/results.md compares arms trained outside `dae sweep`, whose own table does the same for the
-runs it trained.
+arm is higher / equal / lower, the paired t-test and the exact sign test: what `dae sweep`'s table
+gives for the runs it trained (the same cells, `stat_cells`), for arms trained any other way.
 """
 
 from __future__ import annotations
@@ -33,10 +32,20 @@ def higher_is_better(metric: str) -> bool | None:
     return None
 
 
-def better_count(metric: str, test: dict[str, Any]) -> str:
-    """`k/n`: the pairs where the first arm is better by `metric`'s direction; `–` if unknown."""
+def arrow(metric: str) -> str:
+    """` ↑` (higher is better), ` ↓` or nothing, to follow the metric's name."""
+    return {True: " ↑", False: " ↓", None: ""}[higher_is_better(metric)]
+
+
+def stat_cells(metric: str, test: dict[str, Any]) -> str:
+    """A paired test's table cells: Δ mean ± std | + / = / − | pairs where the first arm is
+    better by `metric`'s direction (`–` if unknown) | t-test p | sign-test p."""
     up = higher_is_better(metric)
-    return "–" if up is None else f"{test['wins'] if up else test['losses']}/{test['n']}"
+    better = "–" if up is None else f"{test['wins'] if up else test['losses']}/{test['n']}"
+    return (
+        f"{test['mean_diff']:+.4g} ± {test['std_diff']:.2g} | {test['wins']} / {test['ties']} / "
+        f"{test['losses']} | {better} | {format_p(test['t_p'])} | {format_p(test['sign_p'])}"
+    )
 
 
 def eval_numbers(run: Path) -> dict[str, float]:
@@ -90,18 +99,17 @@ def probe_numbers(entry: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _seed(run: Path) -> Any:
-    return (RunFolder(run).read_config_or_empty().get("train") or {}).get("seed")
-
-
 def seed_mismatches(runs: list[Path], against: list[Path]) -> list[str]:
     """Pairs whose runs were trained with different `train.seed`: most likely arms given in
     different orders, which a paired test cannot detect by itself."""
-    return [
-        f"{p} (seed {_seed(p)}) against {q} (seed {_seed(q)})"
-        for p, q in zip(runs, against)
-        if _seed(p) is not None and _seed(q) is not None and _seed(p) != _seed(q)
-    ]
+    out = []
+    for p, q in zip(runs, against):
+        s, t = (
+            (RunFolder(r).read_config_or_empty().get("train") or {}).get("seed") for r in (p, q)
+        )
+        if s is not None and t is not None and s != t:
+            out.append(f"{p} (seed {s}) against {q} (seed {t})")
+    return out
 
 
 def compare(runs: list[Path], against: list[Path], probes: list[Path]) -> dict[str, Any]:
@@ -178,12 +186,6 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
         "|---|---|---|---|---|---|---|",
     ]
     for key, t in result["metrics"].items():
-        arrow = {True: " ↑", False: " ↓", None: ""}[higher_is_better(key)]
-        better = better_count(key, t)
         per_pair = ", ".join(f"{d:+.4g}" for d in t["differences"])
-        lines.append(
-            f"| {key}{arrow} | {per_pair} | {t['mean_diff']:+.4g} ± {t['std_diff']:.2g} "
-            f"| {t['wins']} / {t['ties']} / {t['losses']} | {better} | {format_p(t['t_p'])} "
-            f"| {format_p(t['sign_p'])} |"
-        )
+        lines.append(f"| {key}{arrow(key)} | {per_pair} | {stat_cells(key, t)} |")
     return [*lines, ""]

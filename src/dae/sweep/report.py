@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
-from dae.metrics.paired import EXCLUDED, better_count, higher_is_better
+from dae.metrics.paired import EXCLUDED, arrow, stat_cells
 from dae.metrics.report import discriminator_verdicts
-from dae.metrics.stats import format_p, paired_test, summarize
+from dae.metrics.stats import paired_test, summarize
 from dae.run_folder import RunFolder
 from dae.sweep.plan import BASELINE, SweepRun
 from dae.sweep.runner import PROBE_DIR
@@ -141,8 +141,7 @@ def _metric_label(metric: str, summary: dict[str, Any]) -> str:
     name = metric
     if metric == "proxy":
         name = "proxy " + "/".join(summary["proxy_sources"])
-    arrow = {True: " ↑", False: " ↓", None: ""}[higher_is_better(name)]
-    return name + arrow
+    return name + arrow(name)
 
 
 def _overrides_lines(summary: dict[str, Any]) -> list[str]:
@@ -188,12 +187,8 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for variant, tests in summary["paired_vs_baseline"].items():
         for metric, t in tests.items():
-            lines.append(
-                f"| {variant} | {_metric_label(metric, summary)} | {t['mean_diff']:+.4g} ± "
-                f"{t['std_diff']:.2g} | {t['wins']} / {t['ties']} / {t['losses']} | "
-                f"{better_count(_metric_label(metric, summary), t)} | "
-                f"{format_p(t['t_p'])} | {format_p(t['sign_p'])} |"
-            )
+            label = _metric_label(metric, summary)
+            lines.append(f"| {variant} | {label} | {stat_cells(label, t)} |")
     if not summary["proxy_sources"]:
         lines += ["", "No generation proxy: no probe results and no `lipschitz` evaluation."]
     silent = [
