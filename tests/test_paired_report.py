@@ -72,9 +72,15 @@ def test_paired_table_known_values(arms, tmp_path):
     assert got["probe w1 psnr"]["differences"] == pytest.approx([0.5, 0.5, 0.5])
     assert got["probe w1 psnr"]["t_p"] == 0.0  # identical differences: certain
     assert "recon_IS-classifier:c_std" not in got  # spreads are not compared
+    # Holm over the three defined t-tests (probe l1's differences are all 0: no test): sorted
+    # 0 x 3, 0.0742 x 2, then FD's p = 1 (mean difference 0) x 1
+    assert got["psnr"]["t_p_holm"] == pytest.approx(2 * got["psnr"]["t_p"])
+    assert fd["t_p"] == pytest.approx(1.0) and fd["t_p_holm"] == pytest.approx(1.0)
+    assert got["probe w1 psnr"]["t_p_holm"] == 0.0
+    assert got["probe w1 l1"]["t_p"] is None and got["probe w1 l1"]["t_p_holm"] is None
     assert not any("seconds" in key for key in got)  # nor timings
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "| psnr ↑ | +1, +2, +3 | +2 ± 1 | 3 / 0 / 0 | 3/3 | 0.0742 | 0.25 |" in md
+    assert "| psnr ↑ | +1, +2, +3 | +2 ± 1 | 3 / 0 / 0 | 3/3 | 0.0742 | 0.25 | 0.148 |" in md
     # lower is better for FD: DAE is better on the two pairs where it is lower
     assert "| recon_FD-classifier:cifar10 ↓ | -1, -1, +2 | +0 ± 1.7 | 1 / 0 / 2 | 2/3 |" in md
     assert "dae-s1 − joint-s1; dae-s2 − joint-s2; dae-s3 − joint-s3" in md

@@ -92,3 +92,15 @@ def test_summarize_is_mean_and_sample_std():
     s = stats.summarize([2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0])
     assert s.mean == 5.0 and s.std == pytest.approx(math.sqrt(32 / 7))
     assert stats.summarize([3.0]).std == 0.0
+
+
+def test_holm_adjusts_by_rank_and_keeps_the_order():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, then 0.04 x 1 = 0.04 -> 0.06,
+    # as an adjusted p never falls below one of a smaller raw p
+    got = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert got == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # an undefined p is not a test: it stays nan and the family has two members
+    got = stats.holm([0.01, math.nan, 0.04])
+    assert got[0] == pytest.approx(0.02) and math.isnan(got[1]) and got[2] == pytest.approx(0.04)
+    assert stats.holm([0.6, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert stats.holm([]) == []

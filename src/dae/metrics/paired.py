@@ -5,6 +5,8 @@ pair measured (each `eval.json` metric, and each probe decoder's and prior's hel
 table gives the per-pair differences runs − against, their mean ± std, the seeds where the first
 arm is higher / equal / lower, the paired t-test and the exact sign test: what `dae sweep`'s table
 gives for the runs it trained (the same cells, `stat_cells`), for arms trained any other way.
+Because the table holds a dozen tests, each t-test p is also given Holm-adjusted over all of
+them, so that one p < 0.05 among many is not read as a finding.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from dae.errors import RunFolderError
 from dae.files import read_json
-from dae.metrics.stats import format_p, paired_test
+from dae.metrics.stats import format_p, holm, paired_test
 from dae.run_folder import RunFolder
 
 HIGHER_IS_BETTER = ("psnr", "ssim", "acc", "perplexity", "precision", "recall", "is-")
@@ -148,6 +150,8 @@ def compare(runs: list[Path], against: list[Path], probes: list[Path]) -> dict[s
             continue
         test = paired_test(y, x)  # x − y: the first arm minus the one it is compared against
         metrics[key] = {"differences": [p - q for p, q in zip(x, y)], **test.as_dict()}
+    for row, adjusted in zip(metrics.values(), holm([row["t_p"] for row in metrics.values()])):
+        row["t_p_holm"] = adjusted
     unprobed = [str(run) for run in [*runs, *against] if run not in recipes]
     return {
         "pairs": [[str(p), str(q)] for p, q in zip(runs, against)],
@@ -167,8 +171,9 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
         "",
         f"Pairs: {pairs}. Per pair, then mean ± std of the differences, pairs where the first "
         "arm is higher / equal / lower, pairs where it is better (↑ higher is better, ↓ lower), "
-        "two-sided paired t-test and exact sign test. With few pairs the sign test cannot reach "
-        "a small p (three pairs: 0.25 at best).",
+        "two-sided paired t-test, the same p Holm-adjusted over every row of this table, and the "
+        "exact sign test. With few pairs the sign test cannot reach a small p (three pairs: 0.25 "
+        "at best).",
         "",
     ]
     if result.get("seed_mismatches"):
@@ -182,10 +187,13 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
     if not result["metrics"]:
         return [*lines, "No number was measured by every run: `dae evaluate` each run first.", ""]
     lines += [
-        "| metric | per pair | Δ mean ± std | + / = / − | first better | t-test p | sign-test p |",
-        "|---|---|---|---|---|---|---|",
+        "| metric | per pair | Δ mean ± std | + / = / − | first better | t-test p | sign-test p "
+        "| t-test p, Holm |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, t in result["metrics"].items():
         per_pair = ", ".join(f"{d:+.4g}" for d in t["differences"])
-        lines.append(f"| {key}{arrow(key)} | {per_pair} | {stat_cells(key, t)} |")
+        lines.append(
+            f"| {key}{arrow(key)} | {per_pair} | {stat_cells(key, t)} | {format_p(t['t_p_holm'])} |"
+        )
     return [*lines, ""]

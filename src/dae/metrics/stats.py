@@ -1,4 +1,4 @@
-"""Seed statistics for comparisons: mean ± std, paired t-test, exact sign test.
+"""Seed statistics for comparisons: mean ± std, paired t-test, exact sign test, Holm's correction.
 
 A comparison in dae pairs runs by seed (same seed = same initialisation, batches and, for the toy,
 the same data), so the tests here work on per-seed differences `b - a`. The t distribution comes
@@ -140,6 +140,23 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
         losses=losses,
         sign_p=sign_test_p(wins, losses),
     )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of `p_values`, one family of tests, in their order.
+
+    A table of many paired numbers gives some p < 0.05 by chance; the adjusted p of a number is
+    what its own p is worth among the others (reject where adjusted p < alpha: family-wise error
+    at most alpha, with no assumption on how the tests depend on each other). Undefined p-values
+    (nan) stay nan and are not counted in the family.
+    """
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    out = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))  # adjusted p never decreases
+        out[i] = running
+    return out
 
 
 def format_p(p: float) -> str:
