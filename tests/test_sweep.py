@@ -1,6 +1,7 @@
 """`dae sweep`: the plan of runs, the paired table from run folders, and kill -> resume end to end."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -104,6 +105,13 @@ def test_table_rows_and_paired_stats_come_from_the_run_folders(tmp_path):
     # The proxy is the same per seed for every variant here: a zero difference, no test.
     proxy = summary["paired_vs_baseline"]["dae-aux_width-0.25"]["proxy"]
     assert proxy["mean_diff"] == 0.0 and proxy["ties"] == 4
+    # Holm over every defined t-test of the paired table (both variants): the smallest p is
+    # multiplied by their number, and no adjusted p is below its own
+    tests = [t for v in summary["paired_vs_baseline"].values() for t in v.values()]
+    defined = [t for t in tests if not math.isnan(t["t_p"])]
+    smallest = min(defined, key=lambda t: t["t_p"])
+    assert smallest["t_p_holm"] == pytest.approx(min(1.0, len(defined) * smallest["t_p"]))
+    assert all(t["t_p_holm"] >= t["t_p"] for t in defined) and math.isnan(proxy["t_p_holm"])
     # "variant better" counts the seeds by the metric's direction: lower MSE, higher PSNR
     from dae.sweep.report import markdown
 
@@ -113,6 +121,7 @@ def test_table_rows_and_paired_stats_come_from_the_run_folders(tmp_path):
     assert better_mse == better_psnr  # PSNR falls as MSE rises here
     assert f"| {got['mse']['wins']} / 0 / {better_mse} | {better_mse}/4 |" in md
     assert f"| {better_psnr}/4 |" in md.split("| dae-aux_width-0.75 | psnr ↑ |")[1].split("\n")[0]
+    assert "| variant better | t-test p | sign-test p | t-test p, Holm |" in md
 
 
 def test_a_corrupt_eval_or_probe_file_is_named_with_the_fix(tmp_path):

@@ -39,15 +39,27 @@ def arrow(metric: str) -> str:
     return {True: " ↑", False: " ↓", None: ""}[higher_is_better(metric)]
 
 
+STAT_HEADER = "Δ mean ± std | + / = / − | {better} better | t-test p | sign-test p | t-test p, Holm"
+
+
 def stat_cells(metric: str, test: dict[str, Any]) -> str:
-    """A paired test's table cells: Δ mean ± std | + / = / − | pairs where the first arm is
-    better by `metric`'s direction (`–` if unknown) | t-test p | sign-test p."""
+    """A paired test's table cells, as STAT_HEADER names them: Δ mean ± std | + / = / − | pairs
+    where the first arm is better by `metric`'s direction (`–` if unknown) | t-test p |
+    sign-test p | t-test p Holm-adjusted over the table (`add_holm`)."""
     up = higher_is_better(metric)
     better = "–" if up is None else f"{test['wins'] if up else test['losses']}/{test['n']}"
     return (
         f"{test['mean_diff']:+.4g} ± {test['std_diff']:.2g} | {test['wins']} / {test['ties']} / "
-        f"{test['losses']} | {better} | {format_p(test['t_p'])} | {format_p(test['sign_p'])}"
+        f"{test['losses']} | {better} | {format_p(test['t_p'])} | {format_p(test['sign_p'])} | "
+        f"{format_p(test['t_p_holm'])}"
     )
+
+
+def add_holm(tests: list[dict[str, Any]]) -> None:
+    """Give each test of one table `t_p_holm`, its t-test p Holm-adjusted over all of them: a
+    dozen rows give some p < 0.05 by chance, and the adjusted p says what one is worth."""
+    for test, adjusted in zip(tests, holm([test["t_p"] for test in tests])):
+        test["t_p_holm"] = adjusted
 
 
 def eval_numbers(run: Path) -> dict[str, float]:
@@ -150,8 +162,7 @@ def compare(runs: list[Path], against: list[Path], probes: list[Path]) -> dict[s
             continue
         test = paired_test(y, x)  # x − y: the first arm minus the one it is compared against
         metrics[key] = {"differences": [p - q for p, q in zip(x, y)], **test.as_dict()}
-    for row, adjusted in zip(metrics.values(), holm([row["t_p"] for row in metrics.values()])):
-        row["t_p_holm"] = adjusted
+    add_holm(list(metrics.values()))
     unprobed = [str(run) for run in [*runs, *against] if run not in recipes]
     return {
         "pairs": [[str(p), str(q)] for p, q in zip(runs, against)],
@@ -187,13 +198,10 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
     if not result["metrics"]:
         return [*lines, "No number was measured by every run: `dae evaluate` each run first.", ""]
     lines += [
-        "| metric | per pair | Δ mean ± std | + / = / − | first better | t-test p | sign-test p "
-        "| t-test p, Holm |",
+        f"| metric | per pair | {STAT_HEADER.format(better='first')} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for key, t in result["metrics"].items():
         per_pair = ", ".join(f"{d:+.4g}" for d in t["differences"])
-        lines.append(
-            f"| {key}{arrow(key)} | {per_pair} | {stat_cells(key, t)} | {format_p(t['t_p_holm'])} |"
-        )
+        lines.append(f"| {key}{arrow(key)} | {per_pair} | {stat_cells(key, t)} |")
     return [*lines, ""]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
-from dae.metrics.paired import EXCLUDED, arrow, stat_cells
+from dae.metrics.paired import EXCLUDED, STAT_HEADER, add_holm, arrow, stat_cells
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import paired_test, summarize
 from dae.run_folder import RunFolder
@@ -127,6 +127,7 @@ def summarize_sweep(records: list[dict[str, Any]], header: dict[str, Any]) -> di
             if seeds:
                 test = paired_test([base[s] for s in seeds], [other[s] for s in seeds])
                 paired[variant][metric] = {"seeds": seeds, **test.as_dict()}
+    add_holm([test for tests in paired.values() for test in tests.values()])
     return {
         **header,
         "proxy_sources": proxy_sources,
@@ -180,10 +181,11 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         "Paired against the baseline (same seed): difference variant − baseline, mean ± std, "
         "seeds above / equal / below the baseline, seeds where the variant is better (by the "
-        "metric's direction), two-sided paired t-test and exact sign test.",
+        "metric's direction), two-sided paired t-test, exact sign test, and the t-test's p "
+        "Holm-adjusted over every row of this table.",
         "",
-        "| variant | metric | Δ mean ± std | + / = / − | variant better | t-test p | sign-test p |",
-        "|---|---|---|---|---|---|---|",
+        f"| variant | metric | {STAT_HEADER.format(better='variant')} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for variant, tests in summary["paired_vs_baseline"].items():
         for metric, t in tests.items():
