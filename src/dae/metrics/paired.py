@@ -39,11 +39,19 @@ def arrow(metric: str) -> str:
     return {True: " ↑", False: " ↓", None: ""}[higher_is_better(metric)]
 
 
-STAT_HEADER = "Δ mean ± std | + / = / − | {better} better | t-test p | sign-test p | t-test p, Holm"
+STAT_COLUMNS = ("Δ mean ± std", "+ / = / −", "{better} better", "t-test p", "sign-test p",
+                "t-test p, Holm")  # fmt: skip
+
+
+def stat_table_head(first: list[str], better: str) -> list[str]:
+    """The header and rule of a table whose rows end in `stat_cells`, after the `first` columns;
+    `better` names the arm the "better" column counts for."""
+    names = [*first, *(c.format(better=better) for c in STAT_COLUMNS)]
+    return ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
 
 
 def stat_cells(metric: str, test: dict[str, Any]) -> str:
-    """A paired test's table cells, as STAT_HEADER names them: Δ mean ± std | + / = / − | pairs
+    """A paired test's table cells, as STAT_COLUMNS names them: Δ mean ± std | + / = / − | pairs
     where the first arm is better by `metric`'s direction (`–` if unknown) | t-test p |
     sign-test p | t-test p Holm-adjusted over the table (`add_holm`)."""
     up = higher_is_better(metric)
@@ -197,10 +205,7 @@ def markdown_lines(result: dict[str, Any], labels: dict[Path, str]) -> list[str]
         lines += [f"Left out, not measured by every run: {left_out}.", ""]
     if not result["metrics"]:
         return [*lines, "No number was measured by every run: `dae evaluate` each run first.", ""]
-    lines += [
-        f"| metric | per pair | {STAT_HEADER.format(better='first')} |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines += stat_table_head(["metric", "per pair"], better="first")
     for key, t in result["metrics"].items():
         per_pair = ", ".join(f"{d:+.4g}" for d in t["differences"])
         lines.append(f"| {key}{arrow(key)} | {per_pair} | {stat_cells(key, t)} |")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
-from dae.metrics.paired import EXCLUDED, STAT_HEADER, add_holm, arrow, stat_cells
+from dae.metrics.paired import EXCLUDED, add_holm, arrow, stat_cells, stat_table_head
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import paired_test, summarize
 from dae.run_folder import RunFolder
@@ -184,8 +184,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "metric's direction), two-sided paired t-test, exact sign test, and the t-test's p "
         "Holm-adjusted over every row of this table.",
         "",
-        f"| variant | metric | {STAT_HEADER.format(better='variant')} |",
-        "|---|---|---|---|---|---|---|---|",
+        *stat_table_head(["variant", "metric"], better="variant"),
     ]
     for variant, tests in summary["paired_vs_baseline"].items():
         for metric, t in tests.items():
