@@ -3,8 +3,8 @@
     PYTHONPATH=src python benchmarks/image_ae_throughput.py configs/cifar10_vqgan.yaml \
         --threads 2 --rounds 3
 
-Times full training steps (autoencoder + discriminator, GAN terms on) of the preset's model and
-batch size on random images of the preset's shape (no data set needed). The precisions alternate
+Times full training steps (autoencoder + discriminator, GAN terms on; `--no-gan`: the
+autoencoder's terms alone, as before `disc.start`) of the preset's model and batch size on random images of the preset's shape (no data set needed). The precisions alternate
 round by round on the same model, so a busy machine slows both alike; prints the median images/s
 of each and the bf16 / fp32 ratio.
 """
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3, help="timed steps per precision")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--no-gan", action="store_true", help="time steps before disc.start")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="train.precision=bf16")
@@ -38,7 +39,7 @@ def main() -> None:
         args.preset,
         [
             *args.overrides,
-            "disc.start=0",
+            f"disc.start={10 if args.no_gan else 0}",  # 2 steps: all GAN or none
             "train.progress=false",
             "train.tensorboard=false",
             "log.image_every=0",
@@ -54,7 +55,8 @@ def main() -> None:
     task = kind.task(cfg, LabelledImages(pixels, torch.zeros(n, dtype=torch.long), ["x"]))
     cpu = torch.backends.cpu.get_cpu_capability()
     print(
-        f"{args.preset} {' '.join(args.overrides)}  batch={batch}  threads={args.threads}  cpu={cpu}"
+        f"{args.preset} {' '.join(args.overrides)}  batch={batch}  threads={args.threads}  "
+        f"cpu={cpu}  GAN={'off' if args.no_gan else 'on'}"
     )
 
     def step_seconds(precision: str) -> float:

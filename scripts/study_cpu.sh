@@ -14,8 +14,9 @@
 # e.g. with other EXTRA arguments in a parallel invocation), TEST_EVERY (100, a multiple of LOG_EVERY, 50), TEST_IMAGES
 # (1000), EXTRA (more `dae train` arguments for every run, e.g.
 # "--lipschitz-every 200" for the Lipschitz curves), PRECISION (auto: bf16 autocast on a CPU with
-# native bf16, fp32 elsewhere, where emulated bf16 runs at 0.3-0.4x; the studies of
-# docs/results.md ran in bf16 on a CPU with AVX512-BF16). Comparison (a) is queued before (b).
+# native bf16, fp32 elsewhere, where emulated bf16 runs at 0.3-0.4x, 0.04-0.07x with AVX2 only;
+# the studies of docs/results.md ran in bf16 on a CPU with AVX512-BF16). Comparison (a) is queued
+# before (b).
 # UNTIL (stop each run after that step, its lr schedule still its own steps', and leave it
 # there; rerun with a larger UNTIL, or none, to continue: a window on the start of a run).
 # The first, unconverged study of docs/results.md was S=1600 LR=2e-4 DECAY=none.

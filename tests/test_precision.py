@@ -36,8 +36,12 @@ def test_auto_picks_bf16_only_with_native_bf16(monkeypatch, native, expected):
 
 def test_explicit_bf16_without_native_bf16_warns_and_bad_values_fail(monkeypatch):
     monkeypatch.setenv(CPU_BF16_ENV, "0")
-    with pytest.warns(UserWarning, match="no native bf16"):
-        assert resolve_precision("bf16", CPU).name == "bf16"
+    with pytest.warns(UserWarning, match="no native bf16") as caught:
+        choice = resolve_precision("bf16", CPU)
+    assert choice.name == "bf16" and "emulated" in choice.reason  # precision.json says so
+    assert "auto picks fp32" in str(caught[0].message)
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert resolve_precision("bf16", CPU).reason == "as configured"  # native: no warning text
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", CPU)
     with pytest.raises(ConfigError, match="train.precision"):
