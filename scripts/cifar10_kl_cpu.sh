@@ -4,6 +4,7 @@
 # final decoder (the baseline's discriminator starts at STEPS/2 + DISC_START, see
 # scripts/cifar10_vqgan_cpu.sh). Then scripts/cifar10_dit_cpu.sh trains a DiT on each.
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-1200}
 DISC_START=${DISC_START:-200}
@@ -16,3 +17,5 @@ run() { .venv/bin/dae train configs/cifar10_kl.yaml "${COMMON[@]}" "$@" --lipsch
 run --set disc.start=$((STEPS / 2 + DISC_START)) --out $OUT-baseline "$@" &
 run --set schedule.mode=dae --set disc.start=$DISC_START --out $OUT-dae "$@" &
 wait
+exit
+}

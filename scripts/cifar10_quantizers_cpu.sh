@@ -9,6 +9,7 @@
 #   fsq    levels 8,8,8 (512 grid points, 3 channels)
 #   lfq    9 bits (512 codes), entropy weight 0.1, commitment 0.25
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-300}
 N=${N:-2000}
@@ -40,3 +41,5 @@ for q in vq vq-l2 fsq lfq; do
   done
 done
 wait
+exit
+}

@@ -8,6 +8,7 @@
 # the start of stage 2 (STEPS/2), so the baseline's discriminator starts at STEPS/2 + DISC_START.
 # Dead codes are restarted every 100 steps while the codebook trains (stage 1 / the baseline).
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-1600}
 DISC_START=${DISC_START:-200}
@@ -26,3 +27,5 @@ run --set schedule.mode=dae --set schedule.weak_decoder=dropout2d --set disc.sta
 run --set schedule.mode=dae --set schedule.weak_decoder=dropout2d --set disc.start=$DISC_START \
     --set schedule.stage2.decoder_init=continue --out $OUT-dae-drop-cont "$@" &
 wait
+exit
+}

@@ -22,6 +22,7 @@
 # Setting STEPS (or PROBE_STEPS) skips the measurement. DEADLINE_S stops the sweep (SIGINT) that
 # many seconds after `run` began, so the curves written so far are still collected.
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 TINY=${TINY:-0}
@@ -213,3 +214,5 @@ for step in "$@"; do
     *) echo "unknown step $step (prepare|run)" >&2; exit 2 ;;
   esac
 done
+exit
+}

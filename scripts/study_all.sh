@@ -17,6 +17,7 @@
 # images for dae evaluate), and what the step scripts read (S, LR, SEEDS, JOBS, PROBE_ARGS, PRIOR_ARGS, ...).
 # Usage: nohup scripts/study_all.sh > runs/study.log 2>&1 &
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 STUDY=${STUDY:-runs/study} PROBES=${PROBES:-runs/probe} PRIORS=${PRIORS:-runs/priors}
 FAMILIES=${FAMILIES:-mnist-vq cifar10-vq mnist-kl} N_EVAL=${N_EVAL:-2000}
@@ -80,3 +81,5 @@ evaluate mnist-kl dae-e
 shopt -s nullglob
 $PYTHON scripts/study_report.py "$STUDY" --out "$STUDY/report" \
   --probe "$PROBES"/*/s*/probe.json "$PROBES"-e/*/s*/probe.json --priors "$PRIORS"/*/s*/results.json
+exit
+}

@@ -23,6 +23,7 @@
 # Re-running resumes: finished runs are skipped, unfinished ones continue with --resume, and a run
 # that another invocation is training (flock on OUT/<run>.lock) is left to it.
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} ONLY=${ONLY:-} S=${S:-3600} JOBS=${JOBS:-2} OUT=${OUT:-runs/study} TEST_EVERY=${TEST_EVERY:-100}
 LR=${LR:-6e-4} PRECISION=${PRECISION:-auto} DECAY=${DECAY:-cosine} FINAL_LR=${FINAL_LR:-0.05}
@@ -79,3 +80,5 @@ one() {  # train one run, or resume it, or skip it when finished
 }
 export -f one; export COMMON DAE
 for fam in "$@"; do jobs_for "$fam"; done | xargs -P "$JOBS" -I{} bash -c 'one {}'
+exit
+}

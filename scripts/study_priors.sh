@@ -12,6 +12,7 @@
 # Re-running skips finished seeds, leaves one that another invocation trains (flock on
 # OUT/<family>/s<seed>.lock) to it, and resumes the rest (compare-priors' own resume).
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/priors} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
 STEPS=${STEPS:-1500} N=${N:-2000} PRIOR_ARGS=${PRIOR_ARGS:-}
@@ -52,3 +53,5 @@ one() {  # family seed
 }
 export -f one; export RUNS OUT N GPT DIT DAE SCORE PRIOR_SEED
 per_seed "$@"
+exit
+}

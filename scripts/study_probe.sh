@@ -10,6 +10,7 @@
 # runs are cached), and leaves one that another invocation is probing (flock on
 # OUT/<family>/s<seed>.lock) to it; a missing run is reported, not probed.
 set -euo pipefail
+{  # read whole before it runs: an edit to this file mid-run cannot derail a running study
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/study} OUT=${OUT:-runs/probe} SEEDS=${SEEDS:-3} SEED0=${SEED0:-0} JOBS=${JOBS:-2}
 PROBE_ARGS=${PROBE_ARGS:---steps 1000 --lr 6e-4 -n 1000 --curve-n 200 --prior-steps 500 --precision auto}
@@ -29,3 +30,5 @@ one() {  # family seed
 }
 export -f one; export RUNS OUT PROBE_ARGS DAE VARIANT
 per_seed "$@"
+exit
+}

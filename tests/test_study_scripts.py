@@ -190,3 +190,45 @@ def test_study_priors_prior_seed(tmp_path, prior_seed, expected):
     args = (tmp_path / "priors" / "cifar10-vq" / "s7" / "args.txt").read_text().split()
     assert args[args.index("--seed") + 1] == expected
     assert f"train.seed={expected}" in args
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "scripts").glob("*.sh")))
+def test_scripts_are_read_whole_before_they_run(script):
+    """bash reads a script as it runs it, so an edit in place (an editor's save, a `git pull`)
+    made while a study trains would be read from the old offset: session 55's studies died with
+    `unexpected EOF` after their trainings ended. Each script's body is one `{ ...; exit; }`."""
+    text = (REPO / "scripts" / script).read_text()
+    if script == "study_lib.sh":  # sourced, never run: its caller's braces hold it
+        return
+    head, _, body = text.partition("set -euo pipefail\n")
+    assert body.startswith("{") and body.rstrip().endswith("exit\n}"), script
+
+
+def test_study_cpu_survives_an_edit_to_itself_mid_run(tmp_path):
+    """A stand-in for `dae train` rewrites the running script in place, shifting every byte; the
+    study still ends cleanly and runs nothing of the edited text."""
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "study_cpu.sh"
+    script.write_text((REPO / "scripts/study_cpu.sh").read_text())
+    fake = tmp_path / "fake_dae"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'python3 -c \'import sys; p = sys.argv[1]; s = open(p).read(); open(p, "w").write("#" * 300 + "\\necho EDITED\\n" + s)\' {script}\n'
+        "while [[ $# -gt 0 ]]; do [[ $1 == --out ]] && out=$2; shift; done\n"
+        'mkdir -p "$out" && : > "$out/model.safetensors"\n'
+    )
+    fake.chmod(0o755)
+    env = {
+        **os.environ,
+        "DAE": str(fake),
+        "OUT": str(tmp_path / "study"),
+        "ONLY": "baseline",
+        "SEEDS": "1",
+        "S": "4",
+    }
+    proc = subprocess.run(
+        ["bash", str(script), "mnist-vq"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "end: " in proc.stdout and "EDITED" not in proc.stdout, proc.stdout + proc.stderr
+    assert (tmp_path / "study/mnist-vq-baseline-s0/model.safetensors").is_file()
