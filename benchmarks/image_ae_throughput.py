@@ -4,9 +4,10 @@
         --threads 2 --rounds 3
 
 Times full training steps (autoencoder + discriminator, GAN terms on; `--no-gan`: the
-autoencoder's terms alone, as before `disc.start`) of the preset's model and batch size on random images of the preset's shape (no data set needed). The precisions alternate
-round by round on the same model, so a busy machine slows both alike; prints the median images/s
-of each and the bf16 / fp32 ratio.
+autoencoder's terms alone, as before `disc.start`) of the preset's model and batch size on random
+images of the preset's shape (no data set needed). The precisions alternate round by round on the
+same model, so a busy machine slows both alike; prints the median images/s of each and the
+bf16 / fp32 ratio.
 """
 
 from __future__ import annotations

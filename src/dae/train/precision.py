@@ -4,7 +4,8 @@
 with bf16, CPUs with AVX512-BF16 or AMX) and fp32 elsewhere. Measured on two 2-core CPUs
 (docs/benchmarks.md): with AVX512-BF16 the CIFAR autoencoder and prior training steps ran
 1.4-1.8x faster in bf16 than in fp32; without it oneDNN emulates bf16 and they ran at 0.3-0.4x.
-On a third, with AVX2 only (no AVX-512 at all), a GAN training step ran at 0.04-0.07x.
+On a third, with AVX2 only (no AVX-512 at all), training steps with and without the GAN term ran
+at 0.04-0.07x.
 
 Weights, optimiser state and the losses that need the range stay fp32 under autocast: the VQ
 nearest-neighbour search (`autoencoder/vqgan.py`), the KL posterior (`autoencoder/kl.py`), the
