@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dae.metrics.mode import commitment_series, jump_step, mode_series, run_mode
+from dae.metrics.mode import commitment_series, jump_step, mode_series, run_mode, settled_since
 from dae.metrics.report import write_report
 
 # falls from its initial value (no jump on the way down), rises early and falls back (not the
@@ -79,7 +79,9 @@ def test_report_tables_the_vq_runs_jump(tmp_path):
     # the default window averages 8 log rows: 0.02 for nine rows, then 0.11 (5.5x): the mean
     # passes 2.5 x 0.02 at the third row of the rise, (5 x 0.02 + 3 x 0.11) / 8 = 0.054
     rows = rows_of([1.0] + [0.02] * 9 + [0.11] * 10)
-    rows[9]["test_latent_dims"], rows[-1]["test_latent_dims"] = 2, 3  # the last logged counts
+    # the last logged count, and the first held-out step from which it stayed: 3 since 1700
+    for i, dims in ((5, 3), (9, 2), (16, 3), (19, 3)):
+        rows[i]["test_latent_dims"] = dims
     write_run(jumped, rows)
     write_run(flat, rows_of([1.0] + [0.02] * 19))  # logged without held-out rows
     write_run(kl, [{"step": s, "rec": 0.1} for s in STEPS])
@@ -87,8 +89,15 @@ def test_report_tables_the_vq_runs_jump(tmp_path):
     assert "## VQ codebook mode" in md
     table = [line for line in md.splitlines() if line.startswith(("| jumped", "| flat", "| kl"))]
     assert table == [
-        "| jumped | 1300 | 0.02 | 0.11 (2000) | 3 |",
-        "| flat | none | 0.02 | 0.02 (2000) | – |",
+        "| jumped | 1300 | 0.02 | 0.11 (2000) | 3 | 1700 |",
+        "| flat | none | 0.02 | 0.02 (2000) | – | – |",
     ]
     md = write_report([kl], tmp_path / "out_kl").read_text()
     assert "codebook mode" not in md
+
+
+def test_settled_since_is_where_the_last_value_began_to_hold():
+    assert settled_since([(200, 2), (400, 3), (600, 2), (800, 3), (1000, 3)]) == 800
+    assert settled_since([(200, 4), (400, 4)]) == 200  # held from the first row
+    assert settled_since([(200, 2), (400, 5)]) == 400  # reached at the last row
+    assert settled_since([]) is None

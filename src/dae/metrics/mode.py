@@ -85,11 +85,26 @@ def run_mode(
         return None
     jump = jump_step(steps, values, factor)
     before = values[: steps.index(jump)] if jump is not None else values
-    dims = [r["test_latent_dims"] for r in rows if "test_latent_dims" in r]
+    dims = [(r["step"], r["test_latent_dims"]) for r in rows if "test_latent_dims" in r]
     return {
         "jump_step": jump,
         "lowest": min(before),
         "last": values[-1],
         "last_step": steps[-1],
-        "latent_dims": dims[-1] if dims else None,  # the last held-out row's, where logged
+        "latent_dims": dims[-1][1] if dims else None,  # the last held-out row's, where logged
+        "latent_dims_since": settled_since(dims),
     }
+
+
+def settled_since(series: list[tuple[int, Any]]) -> int | None:
+    """The first step of a (step, value) series from which the value stays at its last one; None
+    for an empty series. Applied to `test_latent_dims` it says when a run's latent took the
+    directions it ends with (the third direction of docs/results.md's better mode)."""
+    if not series:
+        return None
+    since = series[-1][0]
+    for step, value in reversed(series):
+        if value != series[-1][1]:
+            break
+        since = step
+    return since

@@ -131,17 +131,17 @@ def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
         f"frozen, left out). A rise to {FACTOR:g}x its lowest value that lasts to the "
         "last row marks the better codebook mode of docs/results.md (lower test L1); in an "
         "unfinished run it may still come, or fall back. Latent dims: the last held-out "
-        "row's `test_latent_dims` (channel directions holding 99 % of the latent's variance).",
+        "row's `test_latent_dims` (channel directions holding 99 % of the latent's variance), "
+        "and the held-out step from which the count stayed at that value.",
         "",
-        "| run | jump step | lowest before it | last (step) | latent dims |",
-        "|---|---:|---:|---:|---:|",
+        "| run | jump step | lowest before it | last (step) | latent dims | since step |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for run, m in modes.items():
         jump = "none" if m["jump_step"] is None else str(m["jump_step"])
         last = f"{m['last']:.4g} ({m['last_step']})"
-        lines.append(
-            f"| {labels[run]} | {jump} | {m['lowest']:.4g} | {last} | {_fmt(m['latent_dims'])} |"
-        )
+        dims = f"{_fmt(m['latent_dims'])} | {_fmt(m['latent_dims_since'])}"
+        lines.append(f"| {labels[run]} | {jump} | {m['lowest']:.4g} | {last} | {dims} |")
     return [*lines, ""]
 
 
