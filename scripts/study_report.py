@@ -30,6 +30,7 @@ import yaml
 
 from dae.config import from_dict
 from dae.files import atomic_write
+from dae.metrics.mode import settled_since
 from dae.metrics.stats import paired_test
 from dae.run_folder import RunFolder
 from dae.schedule import ScheduleConfig
@@ -48,16 +49,19 @@ RUN = re.compile(
 )
 
 
-def test_curve(run: Path) -> tuple[list[int], list[float], list[float], list[str]]:
-    """(steps, test L1, test PSNR, stage) of the rows that carry a held-out measurement."""
-    steps, l1, psnr, stages = [], [], [], []
+def test_curve(run: Path) -> tuple[list[int], list[float], list[float], list[str], list]:
+    """(steps, test L1, test PSNR, stage, (step, test_latent_dims) where logged) of the rows that
+    carry a held-out measurement."""
+    steps, l1, psnr, stages, dims = [], [], [], [], []
     for row in RunFolder(run).read_metrics():
         if "test_rec" in row:
             steps.append(row["step"])
             l1.append(row["test_rec"])
             psnr.append(row["test_psnr"])
             stages.append(row["stage"])
-    return steps, l1, psnr, stages
+            if "test_latent_dims" in row:
+                dims.append((row["step"], row["test_latent_dims"]))
+    return steps, l1, psnr, stages, dims
 
 
 def flatness(steps: list[int], l1: list[float], start: int = 0) -> float:
@@ -148,7 +152,7 @@ def collect(root: Path) -> dict:
         m = RUN.match(run.name)
         if not m or not finished(run):
             continue
-        steps, l1, psnr, stages = test_curve(run)
+        steps, l1, psnr, stages, dims = test_curve(run)
         runs[m["family"]][m["variant"]][int(m["seed"])] = {
             "run": str(run),
             "steps": steps,
@@ -163,6 +167,8 @@ def collect(root: Path) -> dict:
             "point_flatness": point_flatness(steps, l1),
             # the weak decoder's last held-out L1 (DAE runs): which mode stage 1 ended in
             "stage1_l1": next((v for v, g in zip(l1[::-1], stages[::-1]) if g == "stage1"), None),
+            # the latent's directions at the end and the step from which it held them
+            "latent_dims": (dims[-1][1], settled_since(dims)) if dims else None,
         }
     return runs
 
@@ -528,18 +534,26 @@ def probe_psnr(probes: list[Path], root: Path) -> dict:
 
 
 def seed_table(runs: dict, probes: dict) -> str:
-    """Final test PSNR of every run, one row per seed, its full-width probe's beside it, and each
-    DAE run's weak-decoder test L1 at the end of stage 1: when runs land in different modes, the
-    per-seed values show it (and where stage 1 left the latent) where mean ± std hides it."""
+    """Final test PSNR of every run, one row per seed, its full-width probe's beside it, each
+    DAE run's weak-decoder test L1 at the end of stage 1 and, where logged, the latent directions
+    each run ends with and the step from which it held them: when runs land in different modes,
+    the per-seed values show it (and where stage 1 left the latent) where mean ± std hides it."""
     lines = []
     for family, variants in sorted(runs.items()):
         names = [v for v in VARIANTS if v in variants]
         probed = [v for v in names if 1.0 in probes.get((family, v), {})]
         staged = [v for v in names if any(r["stage1_l1"] is not None for r in variants[v].values())]
-        header = [*names, *(f"probe {v}" for v in probed), *(f"stage-1 L1 {v}" for v in staged)]
+        dimmed = [v for v in names if any(r["latent_dims"] for r in variants[v].values())]
+        header = [
+            *names,
+            *(f"probe {v}" for v in probed),
+            *(f"stage-1 L1 {v}" for v in staged),
+            *(f"dims {v}" for v in dimmed),
+        ]
         lines += [
             f"#### {family}: test PSNR (dB) per seed (runs' own decoders; probe: full-width"
-            " fresh decoder; stage-1 L1: the weak decoder's last test L1)",
+            " fresh decoder; stage-1 L1: the weak decoder's last test L1; dims: the latent's"
+            " last `test_latent_dims`, from the step it held them)",
             "",
             "| seed | " + " | ".join(header) + " |",
             "|---:|" + "---:|" * len(header),
@@ -551,6 +565,8 @@ def seed_table(runs: dict, probes: dict) -> str:
             weak = [variants[v].get(seed, {}).get("stage1_l1") for v in staged]
             cells = ["—" if x is None else f"{x:.2f}" for x in (*own, *fresh)]
             cells += ["—" if x is None else f"{x:.3f}" for x in weak]
+            held = [variants[v].get(seed, {}).get("latent_dims") for v in dimmed]
+            cells += ["—" if x is None else f"{x[0]} from {x[1]}" for x in held]
             lines.append(f"| {seed} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += [line for v in staged if (line := mode_line(variants, v))]

@@ -240,6 +240,16 @@ def test_seed_table_lists_each_run_and_its_probe(report, tmp_path):
     assert head in text
     assert "| 0 | 20.00 | — | — | — | — |" in text
     assert "| 1 | 20.50 | 19.00 | 21.25 | 18.50 | 0.250 |" in text
+    # a run that logs test_latent_dims: its last count and the held-out step it held from
+    dae = runs / "c10-vq-dae-e-s1" / "metrics.jsonl"
+    rows = [json.loads(line) for line in dae.read_text().splitlines()]
+    for row, dims in zip(rows, (3, 2, 2), strict=True):
+        row["test_latent_dims"] = dims
+    dae.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report.seed_table(report.collect(runs), report.probe_psnr([probe], runs))
+    assert f"{head[:-1]}| dims dae-e |" in text
+    assert "| 0 | 20.00 | — | — | — | — | — |" in text
+    assert "| 1 | 20.50 | 19.00 | 21.25 | 18.50 | 0.250 | 2 from 200 |" in text
 
 
 def test_mode_line_correlates_the_end_of_stage_1_with_the_gap(report, tmp_path):
