@@ -59,8 +59,8 @@ def last_step(out: Path) -> int:
 
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 900.0) -> bool:
     """SIGKILL `proc` as soon as `ready()` holds; False if it finished first. The deadline is for
-    a hung run, and generous: on a loaded machine these runs take minutes, and a deadline that
-    gave up early used to let the run finish and fail the test as if resume were broken."""
+    a hung run only, so it is generous: on a loaded machine these runs take minutes, and giving
+    up early would fail the test as if resume were broken."""
     deadline = time.time() + timeout
     while proc.poll() is None:
         if ready():
