@@ -220,6 +220,14 @@ def test_test_every_logs_held_out_l1_of_the_active_decoder(data_root):
     spectrum = channel_spectrum(task.model.latent(x))
     assert rows[-1]["test_latent_dims"] == pca_dims(spectrum)
     assert 1 <= rows[-1]["test_latent_dims"] <= task.model.cfg.embed_dim
+    # the codes of the whole subset, not a batch's: distinct count and exp(entropy) of their counts
+    with torch.no_grad():
+        codes = task.model.encode_to_indices(x).flatten()
+    _, counts = codes.unique(return_counts=True)
+    p = counts.double() / counts.sum()
+    assert rows[-1]["test_codebook_used"] == len(counts) > 1
+    assert rows[-1]["test_codebook_perplexity"] == pytest.approx(torch.exp(-(p * p.log()).sum()))
+    assert 1 <= rows[-1]["test_codebook_perplexity"] <= len(counts)
 
 
 def test_test_every_must_be_a_multiple_of_log_every(data_root):

@@ -82,6 +82,9 @@ def test_report_tables_the_vq_runs_jump(tmp_path):
     # the last logged count, and the first held-out step from which it stayed: 3 since 1700
     for i, dims in ((5, 3), (9, 2), (16, 3), (19, 3)):
         rows[i]["test_latent_dims"] = dims
+    # the codes of the last held-out row that logged them
+    rows[16] |= {"test_codebook_used": 90, "test_codebook_perplexity": 50.2}
+    rows[19] |= {"test_codebook_used": 120, "test_codebook_perplexity": 71.6}
     write_run(jumped, rows)
     write_run(flat, rows_of([1.0] + [0.02] * 19))  # logged without held-out rows
     write_run(kl, [{"step": s, "rec": 0.1} for s in STEPS])
@@ -89,8 +92,8 @@ def test_report_tables_the_vq_runs_jump(tmp_path):
     assert "## VQ codebook mode" in md
     table = [line for line in md.splitlines() if line.startswith(("| jumped", "| flat", "| kl"))]
     assert table == [
-        "| jumped | 1300 | 0.02 | 0.11 (2000) | 3 | 1700 |",
-        "| flat | none | 0.02 | 0.02 (2000) | – | – |",
+        "| jumped | 1300 | 0.02 | 0.11 (2000) | 3 | 1700 | 120 (72) |",
+        "| flat | none | 0.02 | 0.02 (2000) | – | – | – |",
     ]
     md = write_report([kl], tmp_path / "out_kl").read_text()
     assert "codebook mode" not in md

@@ -86,6 +86,7 @@ def run_mode(
     jump = jump_step(steps, values, factor)
     before = values[: steps.index(jump)] if jump is not None else values
     dims = [(r["step"], r["test_latent_dims"]) for r in rows if "test_latent_dims" in r]
+    codes = [r for r in rows if "test_codebook_used" in r]
     return {
         "jump_step": jump,
         "lowest": min(before),
@@ -93,6 +94,9 @@ def run_mode(
         "last_step": steps[-1],
         "latent_dims": dims[-1][1] if dims else None,  # the last held-out row's, where logged
         "latent_dims_since": settled_since(dims),
+        # the codes the last held-out row's images use, and their perplexity, where logged
+        "codes_used": codes[-1]["test_codebook_used"] if codes else None,
+        "code_perplexity": codes[-1]["test_codebook_perplexity"] if codes else None,
     }
 
 

@@ -132,16 +132,22 @@ def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
         "last row marks the better codebook mode of docs/results.md (lower test L1); in an "
         "unfinished run it may still come, or fall back. Latent dims: the last held-out "
         "row's `test_latent_dims` (channel directions holding 99 % of the latent's variance), "
-        "and the held-out step from which the count stayed at that value.",
+        "and the held-out step from which the count stayed at that value. Codes used: the "
+        "distinct codes of that row's held-out images (`test_codebook_used`) and their "
+        "perplexity.",
         "",
-        "| run | jump step | lowest before it | last (step) | latent dims | since step |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | jump step | lowest before it | last (step) | latent dims | since step "
+        "| codes used (perplexity) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run, m in modes.items():
         jump = "none" if m["jump_step"] is None else str(m["jump_step"])
         last = f"{m['last']:.4g} ({m['last_step']})"
         dims = f"{_fmt(m['latent_dims'])} | {_fmt(m['latent_dims_since'])}"
-        lines.append(f"| {labels[run]} | {jump} | {m['lowest']:.4g} | {last} | {dims} |")
+        codes = (
+            "–" if m["codes_used"] is None else f"{m['codes_used']} ({m['code_perplexity']:.0f})"
+        )
+        lines.append(f"| {labels[run]} | {jump} | {m['lowest']:.4g} | {last} | {dims} | {codes} |")
     return [*lines, ""]
 
 

@@ -30,6 +30,7 @@ from dae.losses.gan import adaptive_weight, discriminator_loss, generator_loss
 from dae.losses.kl import KLLossConfig, KLObjective
 from dae.losses.reconstruction import Reconstruction
 from dae.losses.vq import VQLossConfig
+from dae.metrics.codebook import code_usage
 from dae.metrics.diagnostics import channel_spectrum, pca_dims
 from dae.metrics.reconstruction import reconstruct
 from dae.schedule import ScheduleConfig, StagePlan
@@ -371,8 +372,9 @@ def held_out_images(data: ImageDataConfig, n: int) -> LabelledImages | StreamIma
 class TestReconstruction:
     """Every `log.test_every` steps: L1 and PSNR of a fixed test-split subset through the active
     decoder (`test_rec`, `test_psnr` in metrics.jsonl), so convergence is judged on held-out data,
-    and the number of channel directions holding 99 % of its latent's variance (`test_latent_dims`).
-    It draws no random numbers, so a resumed run logs the same values."""
+    and the number of channel directions holding 99 % of its latent's variance (`test_latent_dims`);
+    for VQ models also the codes the subset uses and their perplexity (`test_codebook_used`,
+    `test_codebook_perplexity`). It draws no random numbers, so a resumed run logs the same values."""
 
     def __init__(self, task: ImageTask):
         self.task = task
@@ -392,11 +394,15 @@ class TestReconstruction:
         model = self.task.model
         was_training = model.training
         model.eval()
-        l1, se, n, latents = 0.0, 0.0, 0, []
+        l1, se, n, latents, indices = 0.0, 0.0, 0, [], []
         for start in range(0, len(self.images), 250):
             x = float_batch(self.images, torch.arange(start, min(start + 250, len(self.images))))
             x = x.to(self.task.device)
-            z = model.latent(x)  # `reconstruct`'s two halves, so that the latent can be kept
+            if isinstance(model, VQGAN):  # `latent`'s two halves, so that the codes can be counted
+                indices.append(model.encode_to_indices(x))
+                z = model.quantize.lookup(indices[-1])
+            else:
+                z = model.latent(x)  # `reconstruct`'s two halves, so that the latent can be kept
             x_hat = model.decode(z).float().clamp(-1, 1)
             l1 += (x_hat - x).abs().mean((1, 2, 3)).sum().item()
             se += ((x_hat - x) / 2).pow(2).mean((1, 2, 3)).clamp_min(1e-10).log10().sum().item()
@@ -408,3 +414,9 @@ class TestReconstruction:
         # how many directions of its channel space the latent uses: a VQ latent collapsed onto a
         # plane shows 2 here, whatever its embed_dim (see dae.metrics.diagnostics)
         logs["test_latent_dims"] = pca_dims(channel_spectrum(torch.cat(latents)))
+        if indices:
+            # over the whole subset: a batch's `codebook_usage` cannot exceed its code positions
+            # over the codebook size (2,048 / 16,384 = 12.5 % for a 32-image CIFAR-10 batch)
+            usage = code_usage(torch.cat(indices).cpu(), model.cfg.codebook_size)
+            logs["test_codebook_used"] = usage["n_codes"] - usage["dead_codes"]
+            logs["test_codebook_perplexity"] = usage["perplexity"]
