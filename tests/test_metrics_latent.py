@@ -10,6 +10,7 @@ from dae.metrics.codebook import (
     codebook_report,
     cosine_distance_eigenvalues,
     cosine_similarity_histogram,
+    pairwise_cosine,
 )
 from dae.metrics.lipschitz import encoder_decoder_lipschitz, lipschitz_ratio
 
@@ -58,6 +59,27 @@ def test_codebook_orthogonal_and_collapsed():
     # Collapsed codes (all parallel): distance matrix 0 -> all-zero eigenvalues after the first.
     collapsed = torch.ones(k, 3) * torch.arange(1, k + 1)[:, None]
     assert cosine_similarity_histogram(collapsed)["mean"] == pytest.approx(1.0)
+
+
+def test_codebook_statistics_of_a_large_book_equal_the_whole_matrix():
+    # more codes than dimensions + 1: the eigenvalues come from the rank-(D + 1) route, the
+    # histogram from blocks of rows; both must equal the K x K matrix's (a zero code, and a code
+    # parallel to another, included)
+    torch.manual_seed(0)
+    codes = torch.randn(300, 8)
+    codes[5] = 0.0
+    codes[7] = 3.0 * codes[9]
+    distance = 1.0 - pairwise_cosine(codes)
+    want = torch.linalg.eigvalsh(distance)
+    got = cosine_distance_eigenvalues(codes) * want.abs().max()
+    assert torch.allclose(got.sort().values, want.sort().values, atol=1e-9)
+    assert (got.abs() > 1e-9).sum() == 9  # rank D + 1
+    upper = torch.triu_indices(300, 300, offset=1)
+    values = pairwise_cosine(codes)[upper[0], upper[1]]
+    hist = cosine_similarity_histogram(codes, bins=20, rows=7)
+    assert hist["counts"] == torch.histc(values, bins=20, min=-1.0, max=1.0).tolist()
+    assert hist["mean"] == pytest.approx(float(values.mean()), abs=1e-12)
+    assert hist["mean_abs"] == pytest.approx(float(values.abs().mean()), abs=1e-12)
 
 
 def test_code_usage():
