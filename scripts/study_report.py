@@ -31,7 +31,7 @@ import yaml
 from dae.config import from_dict
 from dae.files import atomic_write
 from dae.metrics.mode import settled_since
-from dae.metrics.stats import paired_test
+from dae.metrics.stats import format_p, paired_test, pearson
 from dae.run_folder import RunFolder
 from dae.schedule import ScheduleConfig
 
@@ -575,8 +575,8 @@ def seed_table(runs: dict, probes: dict) -> str:
 
 def mode_line(variants: dict, variant: str) -> str:
     """How well the end of stage 1 predicts the outcome: Pearson r between a DAE run's stage-1
-    test L1 and its final PSNR gap to the baseline of its seed ('' below three paired seeds, or
-    when either has no spread and r is undefined)."""
+    test L1 and its final PSNR gap to the baseline of its seed, with the p of no correlation
+    ('' below three paired seeds, or when either has no spread and r is undefined)."""
     base = variants.get("baseline", {})
     runs = variants[variant]
     seeds = [s for s in sorted(runs) if s in base and runs[s]["stage1_l1"] is not None]
@@ -584,10 +584,13 @@ def mode_line(variants: dict, variant: str) -> str:
         return ""
     weak = [runs[s]["stage1_l1"] for s in seeds]
     gap = [runs[s]["final_psnr"] - base[s]["final_psnr"] for s in seeds]
-    if np.ptp(weak) == 0 or np.ptp(gap) == 0:
+    r, p = pearson(weak, gap)
+    if math.isnan(r):
         return ""
-    r = float(np.corrcoef(weak, gap)[0, 1])
-    return f"{variant}: Pearson r(stage-1 L1, PSNR − baseline) = {r:+.2f} over {len(seeds)} seeds\n"
+    return (
+        f"{variant}: Pearson r(stage-1 L1, PSNR − baseline) = {r:+.2f} over {len(seeds)} seeds"
+        f" (p={format_p(p)})\n"
+    )
 
 
 def plot_probe(seeded: dict, path: Path, runs: dict | None = None) -> None:

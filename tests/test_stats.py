@@ -104,3 +104,21 @@ def test_holm_adjusts_by_rank_and_keeps_the_order():
     assert got[0] == pytest.approx(0.02) and math.isnan(got[1]) and got[2] == pytest.approx(0.04)
     assert stats.holm([0.6, 0.9]) == [1.0, 1.0]  # capped at 1
     assert stats.holm([]) == []
+
+
+def test_pearson_matches_r_cor_test_on_the_sleep_data():
+    # R: cor.test(DRUG1, DRUG2) gives r = 0.7951702, t = 3.7082, df = 8, p-value = 0.005965
+    r, p = stats.pearson(DRUG1, DRUG2)
+    assert r == pytest.approx(0.7951702, abs=1e-7) and p == pytest.approx(0.005965, abs=1e-6)
+    # three points: df = 1, the Cauchy, so p = 1 - 2 atan(|t|) / pi in closed form
+    r, p = stats.pearson([0.2, 0.3, 0.4], [0.0, -0.6, -0.9])
+    t = r * math.sqrt(1 / (1 - r * r))
+    assert r < -0.98 and p == pytest.approx(1 - 2 * math.atan(abs(t)) / math.pi, rel=1e-9)
+    assert p > 0.05  # so high an r over three seeds is not significant on its own
+    assert stats.pearson([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == (1.0, 0.0)
+    r, p = stats.pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])  # no spread: undefined, not an error
+    assert math.isnan(r) and math.isnan(p)
+    with pytest.raises(ValueError, match="at least 3"):
+        stats.pearson([1.0, 2.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="pair up"):
+        stats.pearson([1.0, 2.0, 3.0], [1.0, 2.0])

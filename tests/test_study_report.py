@@ -260,7 +260,7 @@ def test_mode_line_correlates_the_end_of_stage_1_with_the_gap(report, tmp_path):
         write_run(runs, f"c10-vq-dae-e-s{seed}", [0.5, weak, final], ["stage1"] * 2 + ["stage2"])
     variants = report.collect(runs)["c10-vq"]
     assert report.mode_line(variants, "dae-e").startswith(
-        "dae-e: Pearson r(stage-1 L1, PSNR − baseline) = -1.00 over 3 seeds"
+        "dae-e: Pearson r(stage-1 L1, PSNR − baseline) = -1.00 over 3 seeds (p=0)"
     )
     for run in variants["dae-e"].values():
         run["stage1_l1"] = 0.3  # no spread: r is undefined, so no line rather than "nan"
