@@ -150,12 +150,11 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
         raise ValueError(f"pearson: {len(x)} vs {len(y)} values; they must pair up")
     if len(x) < 3:
         raise ValueError(f"pearson: {len(x)} pairs; a correlation needs at least 3")
-    mx, my = statistics.fmean(x), statistics.fmean(y)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
-    if sxx == 0.0 or syy == 0.0:
+    try:
+        r = statistics.correlation(x, y)
+    except statistics.StatisticsError:  # a side with no spread
         return math.nan, math.nan
-    r = max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
+    r = max(-1.0, min(1.0, r))  # rounding can step just past +-1
     if abs(r) == 1.0:
         return r, 0.0
     return r, t_two_sided_p(r * math.sqrt((len(x) - 2) / (1.0 - r * r)), len(x) - 2)
