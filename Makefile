@@ -26,7 +26,8 @@ test: setup
 	DAE_DATA=$${DAE_DATA:-$(abspath ../shared/data)} $(BIN)/python -m pytest -n auto
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) runs
