@@ -30,6 +30,13 @@ import yaml
 
 from dae.config import from_dict
 from dae.files import atomic_write
+from dae.metrics.curves import (
+    HeldOutCurve,
+    final_stage_flatness,
+    flatness,
+    held_out_curve,
+    point_flatness,
+)
 from dae.metrics.mode import settled_since
 from dae.metrics.stats import format_p, paired_test, pearson
 from dae.run_folder import RunFolder
@@ -49,53 +56,10 @@ RUN = re.compile(
 )
 
 
-def test_curve(run: Path) -> tuple[list[int], list[float], list[float], list[str], list]:
+def test_curve(run: Path) -> HeldOutCurve:
     """(steps, test L1, test PSNR, stage, (step, test_latent_dims) where logged) of the rows that
     carry a held-out measurement."""
-    steps, l1, psnr, stages, dims = [], [], [], [], []
-    for row in RunFolder(run).read_metrics():
-        if "test_rec" in row:
-            steps.append(row["step"])
-            l1.append(row["test_rec"])
-            psnr.append(row["test_psnr"])
-            stages.append(row["stage"])
-            if "test_latent_dims" in row:
-                dims.append((row["step"], row["test_latent_dims"]))
-    return steps, l1, psnr, stages, dims
-
-
-def flatness(steps: list[int], l1: list[float], start: int = 0) -> float:
-    """Relative test-L1 improvement of the last 20 % of the steps after `start`: mean test L1 over
-    steps in (60 %, 80 %] of that span against the mean over (80 %, 100 %]. Windows, not single
-    points, because one 1,000-image measurement moves by a few percent from one log row to the
-    next."""
-    end = steps[-1]
-    lo, mid = start + 0.6 * (end - start), start + 0.8 * (end - start)
-    before = [v for s, v in zip(steps, l1) if lo < s <= mid]
-    last = [v for s, v in zip(steps, l1) if s > mid]
-    if not before or not last:  # too few test points to tell
-        return math.nan
-    return (np.mean(before) - np.mean(last)) / np.mean(before)
-
-
-def point_flatness(steps: list[int], l1: list[float], k: int = 3) -> float:
-    """The issue's criterion read point to point: relative test-L1 improvement from the `k` test
-    points nearest 80 % of the run to its last `k`. Unlike `flatness`, a drop that happens
-    before 80 % (as the cosine schedule anneals the lr) does not count against the last 20 %."""
-    if len(steps) < 2 * k:
-        return math.nan
-    mark = 0.8 * steps[-1]
-    near = sorted(range(len(steps)), key=lambda i: (abs(steps[i] - mark), steps[i]))[:k]
-    at_mark = np.mean([l1[i] for i in near])
-    return (at_mark - np.mean(l1[-k:])) / at_mark
-
-
-def final_stage_flatness(steps: list[int], l1: list[float], stages: list[str]) -> float:
-    """`flatness` over the final stage alone. DAE's stage-2 decoder starts from scratch halfway,
-    so the whole run's last 20 % holds much of its training; this asks whether that decoder has
-    converged. Equal to `flatness` for a one-stage (joint) run."""
-    start = max((s for s, g in zip(steps, stages) if g != stages[-1]), default=0)
-    return flatness(steps, l1, start)
+    return held_out_curve(RunFolder(run).read_metrics())
 
 
 def schedule_note(run: Path, variant: str) -> str:

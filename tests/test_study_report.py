@@ -5,7 +5,6 @@ by decoder width."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -37,38 +36,6 @@ def write_run(root: Path, name: str, l1: list[float], stages: list[str] | None =
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "model.safetensors").write_bytes(b"")  # only its presence marks a finished run
     return run
-
-
-def test_flatness_known_value(report):
-    steps = [100 * i for i in range(1, 11)]
-    l1 = [1, 1, 1, 1, 1, 1, 0.5, 0.5, 0.4, 0.4]
-    # windows (600, 800] -> steps 700, 800 (mean 0.5); (800, 1000] -> 900, 1000 (mean 0.4)
-    assert report.flatness(steps, l1) == pytest.approx(0.2)
-
-
-def test_point_flatness_reads_the_last_20_percent_point_to_point(report):
-    steps = [100 * i for i in range(1, 11)]
-    # a drop before 80 % (step 800) is the windows' gain, not the points'
-    l1 = [1, 1, 1, 1, 1, 1, 0.5, 0.4, 0.4, 0.4]
-    assert report.flatness(steps, l1) == pytest.approx(0.05 / 0.45)
-    # the 3 points nearest step 800 (700, 800, 900: mean 0.4333) against 800-1000 (mean 0.4)
-    assert report.point_flatness(steps, l1) == pytest.approx(1 - 0.4 / (1.3 / 3))
-    l1 = [1, 1, 1, 1, 1, 1, 1, 1, 0.5, 0.5]  # the drop after 80 % counts
-    assert report.point_flatness(steps, l1) == pytest.approx(1 - (2 / 3) / (2.5 / 3))
-    assert math.isnan(report.point_flatness(steps[:5], l1[:5]))  # too few points
-
-
-def test_final_stage_flatness_measures_the_last_stage_alone(report):
-    steps = [100 * i for i in range(1, 21)]
-    stages = ["stage1"] * 10 + ["stage2"] * 10
-    l1 = [0.5] * 10 + [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.2]
-    # whole run: (1200, 1600] -> 0.7, 0.6, 0.5, 0.4 (mean 0.55); (1600, 2000] -> mean 0.25
-    assert report.flatness(steps, l1) == pytest.approx(0.3 / 0.55)
-    # stage 2 spans (1000, 2000]: (1600, 1800] -> 0.3, 0.3; (1800, 2000] -> 0.2, 0.2
-    assert report.final_stage_flatness(steps, l1, stages) == pytest.approx(1 / 3)
-    # a one-stage run: the same as the whole run's
-    joint = ["joint"] * 20
-    assert report.final_stage_flatness(steps, l1, joint) == report.flatness(steps, l1)
 
 
 def test_report_pairs_by_seed(report, tmp_path):

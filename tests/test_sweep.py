@@ -266,3 +266,37 @@ def test_runs_whose_discriminator_gave_no_signal_are_named_under_the_table(tmp_p
         "tables and plots them):\n\n- dae-aux_width-0.5 seed 0: stage2 at chance over steps "
         "100–100 (d_loss 1, chance 1; logit real − fake 0)\n"
     )
+
+
+def test_report_says_which_runs_have_not_flattened(tmp_path):
+    from dae.sweep.report import markdown
+
+    runs = plan_runs(TOY, tmp_path, seeds=1, grid=parse_grid(["schedule.aux_width=0.5"]))
+    head = {"config": "toy", "seeds": 1, "protocol": "p", "budget": "b"}
+    for run in runs:
+        _fake_run(run, 0.1, 20.0, None)
+    md = markdown(summarize_sweep([run_record(r) for r in runs], head))
+    assert "Convergence not measured: no run logged held-out test rows" in md
+    assert "| baseline | 1000 | 1 | – |" in md
+
+    # held-out rows at steps 100..1000; the windows (600, 800] and (800, 1000] of the run
+    curves = {
+        "baseline": [1.0] * 6 + [0.5, 0.5, 0.5, 0.495],  # gain 0.5 %: flat
+        "dae-aux_width-0.5": [1.0] * 6 + [0.5, 0.5, 0.4, 0.4],  # gain 20 %: not flat
+    }
+    for run in runs:
+        rows = [
+            {"step": 100 * (i + 1), "stage": "joint", "test_rec": v, "test_psnr": 20.0}
+            for i, v in enumerate(curves[run.variant.name])
+        ]
+        (run.dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = [run_record(r) for r in runs]
+    assert records[0]["flatness"] == pytest.approx(0.0025 / 0.5)
+    assert records[1]["flatness"] == pytest.approx(0.2)
+    summary = summarize_sweep(records, head)
+    assert summary["table"]["dae-aux_width-0.5"]["max_flatness"] == pytest.approx(0.2)
+    md = markdown(summary)
+    assert "| baseline | 1000 | 1 | 0.5 % |" in md
+    assert "| dae-aux_width-0.5 | 1000 | 1 | 20.0 % |" in md
+    assert "Not flat: dae-aux_width-0.5 seed 0 (20.0 %);" in md
+    assert "baseline seed 0" not in md.split("Not flat:")[1].split("\n")[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
+from dae.metrics.curves import CONVERGED, final_stage_flatness, held_out_curve
 from dae.metrics.paired import EXCLUDED, add_holm, arrow, stat_cells, stat_table_head
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import paired_test, summarize
@@ -77,6 +78,7 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     return {
         "variant": run.variant.name,
         "weakness": run.variant.weakness,
+        "flatness": run_flatness(run.dir),
         "value": run.variant.value,
         "seed": run.seed,
         "steps": run.steps,
@@ -87,6 +89,18 @@ def run_record(run: SweepRun) -> dict[str, Any]:
         "proxy": proxy,
         "discriminator": discriminator,
     }
+
+
+def run_flatness(run_dir: Path) -> float | None:
+    """The relative test-L1 gain over the last 20 % of the run's final stage
+    (`dae.metrics.curves.final_stage_flatness`); None without enough held-out rows (a run trained
+    without `log.test_every`, or a copy without its metrics.jsonl)."""
+    folder = RunFolder(run_dir)
+    if not folder.metrics_path.is_file():
+        return None
+    curve = held_out_curve(folder.read_metrics())
+    flat = final_stage_flatness(curve.steps, curve.l1, curve.stages)
+    return None if math.isnan(flat) else flat
 
 
 def _by_seed(records: list[dict], variant: str, metric: str) -> dict[int, float]:
@@ -112,6 +126,8 @@ def summarize_sweep(records: list[dict[str, Any]], header: dict[str, Any]) -> di
     for variant in variants:
         first = next(r for r in records if r["variant"] == variant)
         row = {"weakness": first["weakness"], "value": first["value"], "metrics": {}}
+        flats = [r["flatness"] for r in records if r["variant"] == variant]
+        row["max_flatness"] = max((f for f in flats if f is not None), default=None)
         for metric in metrics:
             values = _by_seed(records, variant, metric)
             if values:
@@ -157,6 +173,40 @@ def _overrides_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _convergence_lines(summary: dict[str, Any]) -> list[str]:
+    """What the table's `last 20 %` column means, and the runs not flat by that criterion."""
+    runs = summary["runs"]
+    if not any(r.get("flatness") is not None for r in runs):
+        return [
+            "",
+            "Convergence not measured: no run logged held-out test rows (image presets log "
+            "them with `--set log.test_every=N`, a multiple of `train.log_every`), so the "
+            "table cannot say whether each run's test curve has flattened.",
+        ]
+    lines = [
+        "",
+        "last 20 %: the largest relative test-L1 gain, over seeds, in the last 20 % of each "
+        f"run's final stage (flat: under {100 * CONVERGED:g} %; `dae.metrics.curves`).",
+    ]
+    steep = [r for r in runs if r.get("flatness") is not None and r["flatness"] >= CONVERGED]
+    unmeasured = [r for r in runs if r.get("flatness") is None]
+    if steep:
+        lines.append(
+            "Not flat: "
+            + ", ".join(
+                f"{r['variant']} seed {r['seed']} ({100 * r['flatness']:.1f} %)" for r in steep
+            )
+            + "; their numbers may still move with more steps."
+        )
+    if unmeasured:
+        lines.append(
+            "Too few held-out rows to tell: "
+            + ", ".join(f"{r['variant']} seed {r['seed']}" for r in unmeasured)
+            + "."
+        )
+    return lines
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """Two tables: mean ± std per variant, and paired differences against the baseline."""
     metrics = summary["metrics"]
@@ -166,8 +216,10 @@ def markdown(summary: dict[str, Any]) -> str:
         f"Budget: {summary['budget']}. Mean ± std over seeds (↑ higher is better, ↓ lower).",
         "",
         *_overrides_lines(summary),
-        "| variant | steps | n | " + " | ".join(_metric_label(m, summary) for m in metrics) + " |",
-        "|---|---|---|" + "---|" * len(metrics),
+        "| variant | steps | n | last 20 % | "
+        + " | ".join(_metric_label(m, summary) for m in metrics)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(metrics),
     ]
     steps = {r["variant"]: r["steps"] for r in summary["runs"]}
     for variant, row in summary["table"].items():
@@ -176,7 +228,10 @@ def markdown(summary: dict[str, Any]) -> str:
             s = row["metrics"].get(m)
             cells.append(f"{s['mean']:.4g} ± {s['std']:.2g}" if s else "–")
         n = max((s["n"] for s in row["metrics"].values()), default=0)
-        lines.append(f"| {variant} | {steps[variant]} | {n} | " + " | ".join(cells) + " |")
+        flat = row.get("max_flatness")  # absent from a sweep.json written before it existed
+        flat = "–" if flat is None else f"{100 * flat:.1f} %"
+        lines.append(f"| {variant} | {steps[variant]} | {n} | {flat} | " + " | ".join(cells) + " |")
+    lines += _convergence_lines(summary)
     lines += [
         "",
         "Paired against the baseline (same seed): difference variant − baseline, mean ± std, "

@@ -1,0 +1,67 @@
+"""dae.metrics.curves: has a run's held-out test curve flattened (issue 13's criterion)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dae.metrics.curves import (
+    final_stage_flatness,
+    flatness,
+    held_out_curve,
+    point_flatness,
+)
+
+
+def test_held_out_curve_keeps_only_rows_with_a_test_measurement():
+    rows = [
+        {"step": 50, "stage": "stage1", "rec": 0.3},
+        {"step": 100, "stage": "stage1", "test_rec": 0.2, "test_psnr": 20.0},
+        {"step": 150, "stage": "stage1", "rec": 0.25},
+        {"step": 200, "stage": "stage2", "test_rec": 0.1, "test_psnr": 23.0, "test_latent_dims": 3},
+    ]
+    curve = held_out_curve(rows)
+    assert curve.steps == [100, 200]
+    assert curve.l1 == [0.2, 0.1]
+    assert curve.psnr == [20.0, 23.0]
+    assert curve.stages == ["stage1", "stage2"]
+    assert curve.dims == [(200, 3)]
+
+
+def test_flatness_known_value():
+    steps = [100 * i for i in range(1, 11)]
+    l1 = [1, 1, 1, 1, 1, 1, 0.5, 0.5, 0.4, 0.4]
+    # windows (600, 800] -> steps 700, 800 (mean 0.5); (800, 1000] -> 900, 1000 (mean 0.4)
+    assert flatness(steps, l1) == pytest.approx(0.2)
+
+
+def test_point_flatness_reads_the_last_20_percent_point_to_point():
+    steps = [100 * i for i in range(1, 11)]
+    # a drop before 80 % (step 800) is the windows' gain, not the points'
+    l1 = [1, 1, 1, 1, 1, 1, 0.5, 0.4, 0.4, 0.4]
+    assert flatness(steps, l1) == pytest.approx(0.05 / 0.45)
+    # the 3 points nearest step 800 (700, 800, 900: mean 0.4333) against 800-1000 (mean 0.4)
+    assert point_flatness(steps, l1) == pytest.approx(1 - 0.4 / (1.3 / 3))
+    l1 = [1, 1, 1, 1, 1, 1, 1, 1, 0.5, 0.5]  # the drop after 80 % counts
+    assert point_flatness(steps, l1) == pytest.approx(1 - (2 / 3) / (2.5 / 3))
+    assert math.isnan(point_flatness(steps[:5], l1[:5]))  # too few points
+
+
+def test_final_stage_flatness_measures_the_last_stage_alone():
+    steps = [100 * i for i in range(1, 21)]
+    stages = ["stage1"] * 10 + ["stage2"] * 10
+    l1 = [0.5] * 10 + [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.2]
+    # whole run: (1200, 1600] -> 0.7, 0.6, 0.5, 0.4 (mean 0.55); (1600, 2000] -> mean 0.25
+    assert flatness(steps, l1) == pytest.approx(0.3 / 0.55)
+    # stage 2 spans (1000, 2000]: (1600, 1800] -> 0.3, 0.3; (1800, 2000] -> 0.2, 0.2
+    assert final_stage_flatness(steps, l1, stages) == pytest.approx(1 / 3)
+    # a one-stage run: the same as the whole run's
+    joint = ["joint"] * 20
+    assert final_stage_flatness(steps, l1, joint) == flatness(steps, l1)
+
+
+def test_flatness_is_nan_without_enough_rows():
+    assert math.isnan(flatness([], []))
+    assert math.isnan(final_stage_flatness([], [], []))
+    assert math.isnan(flatness([100, 1000], [0.5, 0.4]))  # no row in (600, 800]
