@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from dae.metrics.curves import (
+    convergence,
     final_stage_flatness,
     flatness,
     held_out_curve,
     point_flatness,
 )
+from dae.metrics.report import write_report
+from dae.run_folder import RunFolder
 
 
 def test_held_out_curve_keeps_only_rows_with_a_test_measurement():
@@ -65,3 +69,45 @@ def test_flatness_is_nan_without_enough_rows():
     assert math.isnan(flatness([], []))
     assert math.isnan(final_stage_flatness([], [], []))
     assert math.isnan(flatness([100, 1000], [0.5, 0.4]))  # no row in (600, 800]
+
+
+def _write_run(path, l1, stages):
+    path.mkdir(parents=True)
+    rows = [
+        {"step": 100 * (i + 1), "stage": g, "test_rec": v, "test_psnr": 30 - 10 * v}
+        for i, (v, g) in enumerate(zip(l1, stages, strict=True))
+    ]
+    rows.insert(0, {"step": 50, "stage": stages[0], "rec": 1.0})  # a training row only
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_convergence_and_the_table_dae_report_writes(tmp_path):
+    joint, dae, short, none = (tmp_path / n for n in ("joint", "dae", "short", "none"))
+    _write_run(joint, [1.0] * 6 + [0.5, 0.5, 0.5, 0.495], ["joint"] * 10)
+    # stage 2 spans (1000, 2000]: its windows are flat though the whole run is not
+    _write_run(dae, [0.9] * 10 + [0.8, 0.6, 0.5, 0.45, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3],
+               ["stage1"] * 10 + ["stage2"] * 10)  # fmt: skip
+    _write_run(short, [0.5, 0.4], ["joint", "joint"])
+    none.mkdir()
+    (none / "metrics.jsonl").write_text(json.dumps({"step": 50, "rec": 0.1}) + "\n")
+
+    got = convergence(RunFolder(dae).read_metrics())
+    assert (got["step"], got["stage"], got["rows"], got["test_l1"]) == (2000, "stage2", 20, 0.3)
+    assert got["stage_flatness"] == pytest.approx(0.0) and got["flat"] is True
+    assert got["flatness"] == pytest.approx(1 - 0.3 / 0.4375)  # (1200, 1600] mean 0.4375
+    assert convergence(RunFolder(joint).read_metrics())["flat"] is True  # 0.5 % gain
+    assert convergence(RunFolder(short).read_metrics())["flat"] is None  # too few rows
+    assert convergence(RunFolder(none).read_metrics()) is None
+
+    md = write_report([joint, dae, short, none], tmp_path / "out").read_text()
+    table = [line for line in md.splitlines() if line.startswith(("| joint", "| dae", "| short"))]
+    assert table == [
+        "| joint | 1000 (joint) | 0.495 | 25.05 | 0.5 % | 0.5 % | 0.3 % | yes |",
+        "| dae | 2000 (stage2) | 0.3 | 27.00 | 0.0 % | 31.4 % | 18.2 % | yes |",
+        "| short | 200 (joint) | 0.4 | 26.00 | – | – | – | too few rows |",
+    ]
+    assert "| none |" not in md
+    _write_run(tmp_path / "steep", [1.0] * 6 + [0.5, 0.5, 0.4, 0.4], ["joint"] * 10)
+    md = write_report([tmp_path / "steep"], tmp_path / "out2").read_text()
+    assert "| steep | 1000 (joint) | 0.4 | 26.00 | 20.0 % | 20.0 % | 7.1 % | **no** |" in md
+    assert "## Convergence" not in write_report([none], tmp_path / "out3").read_text()

@@ -74,3 +74,24 @@ def final_stage_flatness(steps: list[int], l1: list[float], stages: list[str]) -
         return math.nan
     start = max((s for s, g in zip(steps, stages) if g != stages[-1]), default=0)
     return flatness(steps, l1, start)
+
+
+def convergence(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A run's last held-out row and the three readings of the criterion; None for a run that
+    logged no held-out row. `flat` judges the final stage (`final_stage_flatness`), None when it
+    holds too few rows to tell."""
+    curve = held_out_curve(rows)
+    if not curve.steps:
+        return None
+    stage = final_stage_flatness(curve.steps, curve.l1, curve.stages)
+    return {
+        "step": curve.steps[-1],
+        "stage": curve.stages[-1],
+        "test_l1": curve.l1[-1],
+        "test_psnr": curve.psnr[-1],
+        "rows": len(curve.steps),
+        "flatness": flatness(curve.steps, curve.l1),
+        "stage_flatness": stage,
+        "point_flatness": point_flatness(curve.steps, curve.l1),
+        "flat": None if math.isnan(stage) else bool(stage < CONVERGED),
+    }

@@ -1,7 +1,8 @@
 """`dae report RUN [RUN ...] --out DIR`: a Markdown table comparing runs, and the paper's plots.
 
 The tables: each run's `eval.json` metrics, two arms paired run by run (`--against`,
-dae/metrics/paired.py), each stage's discriminator verdict (`dae.metrics.discriminator`), and for
+dae/metrics/paired.py), whether each run's held-out test curve has flattened
+(`dae.metrics.curves`), each stage's discriminator verdict (`dae.metrics.discriminator`), and for
 VQ runs the step at which the commitment loss jumped (the better codebook mode of
 docs/results.md, `dae.metrics.mode`). The figures (dae/metrics/figures.py):
 loss curves across the DAE stages with the stages shaded (Figure 3), Lipschitz complexity (Figure
@@ -11,10 +12,12 @@ loss curves across the DAE stages with the stages shaded (Figure 3), Lipschitz c
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write
+from dae.metrics.curves import CONVERGED, convergence
 from dae.metrics.discriminator import (
     MIN_GAP,
     NEAR_CHANCE,
@@ -114,14 +117,54 @@ def _discriminator_lines(
     return [*lines, ""]
 
 
-def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
-    """The codebook-mode table of the VQ runs among `runs` (none: no lines)."""
-    modes = {}
+def _from_logs(runs: list[Path], read: Callable[[list[dict]], Any]) -> dict[Path, Any]:
+    """`read` of each run's metrics.jsonl rows, for the runs that have one and where it is not
+    None."""
+    got = {}
     for run in runs:
         if RunFolder(run).metrics_path.is_file():
-            mode = run_mode(RunFolder(run).read_metrics())
-            if mode is not None:
-                modes[run] = mode
+            value = read(RunFolder(run).read_metrics())
+            if value is not None:
+                got[run] = value
+    return got
+
+
+def _percent(v: float) -> str:
+    return "–" if v != v else f"{100 * v:.1f} %"  # NaN: too few held-out rows
+
+
+def _convergence_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
+    """Has each run's held-out test curve flattened? (none logged held-out rows: no lines)"""
+    convs = _from_logs(runs, convergence)
+    if not convs:
+        return []
+    lines = [
+        "## Convergence (held-out test curve, `log.test_every`)",
+        "",
+        "The relative test-L1 gain over the last 20 % of the steps: mean held-out L1 over "
+        "(60 %, 80 %] against (80 %, 100 %] of the final stage (a DAE run's stage-2 decoder is "
+        "judged on its own stage) and of the whole run, and point to point (the 3 rows nearest "
+        f"80 % of the run against the last 3). Flat: the final stage's gain under "
+        f"{100 * CONVERGED:g} % (`dae.metrics.curves`); a run that is not flat may still "
+        "improve with more steps.",
+        "",
+        "| run | last held-out step (stage) | test L1 | test PSNR | last 20 %, final stage "
+        "| whole run | point to point | flat |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    verdict = {True: "yes", False: "**no**", None: "too few rows"}
+    for run, c in convs.items():
+        lines.append(
+            f"| {labels[run]} | {c['step']} ({c['stage']}) | {c['test_l1']:.4g} | "
+            f"{c['test_psnr']:.2f} | {_percent(c['stage_flatness'])} | "
+            f"{_percent(c['flatness'])} | {_percent(c['point_flatness'])} | {verdict[c['flat']]} |"
+        )
+    return [*lines, ""]
+
+
+def _mode_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
+    """The codebook-mode table of the VQ runs among `runs` (none: no lines)."""
+    modes = _from_logs(runs, run_mode)
     if not modes:
         return []
     lines = [
@@ -191,6 +234,7 @@ def write_report(runs: list[Path], out: Path, paired: dict[str, Any] | None = No
         lines.append("")
     if paired is not None:
         lines += paired_lines(paired, labels)
+    lines += _convergence_lines(runs, labels)
     lines += _mode_lines(runs, labels)
     lines += _discriminator_lines(discriminator_verdicts(runs), labels)
     missing = [run for run, e in evals.items() if not e]

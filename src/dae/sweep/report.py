@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
-from dae.metrics.curves import CONVERGED, final_stage_flatness, held_out_curve
+from dae.metrics.curves import CONVERGED, convergence
 from dae.metrics.paired import EXCLUDED, add_holm, arrow, stat_cells, stat_table_head
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import paired_test, summarize
@@ -98,9 +98,8 @@ def run_flatness(run_dir: Path) -> float | None:
     folder = RunFolder(run_dir)
     if not folder.metrics_path.is_file():
         return None
-    curve = held_out_curve(folder.read_metrics())
-    flat = final_stage_flatness(curve.steps, curve.l1, curve.stages)
-    return None if math.isnan(flat) else flat
+    conv = convergence(folder.read_metrics())
+    return None if conv is None or conv["flat"] is None else conv["stage_flatness"]
 
 
 def _by_seed(records: list[dict], variant: str, metric: str) -> dict[int, float]:
