@@ -102,12 +102,37 @@ def test_convergence_and_the_table_dae_report_writes(tmp_path):
     md = write_report([joint, dae, short, none], tmp_path / "out").read_text()
     table = [line for line in md.splitlines() if line.startswith(("| joint", "| dae", "| short"))]
     assert table == [
-        "| joint | 1000 (joint) | 0.495 | 25.05 | 0.5 % | 0.5 % | 0.3 % | yes |",
-        "| dae | 2000 (stage2) | 0.3 | 27.00 | 0.0 % | 31.4 % | 18.2 % | yes |",
+        "| joint | 1000 (joint) | 0.495 | 25.05 | 0.50 % | 0.50 % | 0.33 % | yes |",
+        "| dae | 2000 (stage2) | 0.3 | 27.00 | 0.00 % | 31.43 % | 18.18 % | yes |",
         "| short | 200 (joint) | 0.4 | 26.00 | – | – | – | too few rows |",
     ]
     assert "| none |" not in md
     _write_run(tmp_path / "steep", [1.0] * 6 + [0.5, 0.5, 0.4, 0.4], ["joint"] * 10)
     md = write_report([tmp_path / "steep"], tmp_path / "out2").read_text()
-    assert "| steep | 1000 (joint) | 0.4 | 26.00 | 20.0 % | 20.0 % | 7.1 % | **no** |" in md
+    assert "| steep | 1000 (joint) | 0.4 | 26.00 | 20.00 % | 20.00 % | 7.14 % | **no** |" in md
     assert "## Convergence" not in write_report([none], tmp_path / "out3").read_text()
+
+
+def test_convergence_notes_say_flat_or_not_as_dae_train_prints_them(tmp_path):
+    from dae.metrics.report import convergence_notes
+
+    _write_run(tmp_path / "flat", [1.0] * 6 + [0.5, 0.5, 0.5, 0.495], ["joint"] * 10)
+    _write_run(tmp_path / "steep", [1.0] * 6 + [0.5, 0.5, 0.4, 0.4], ["stage2"] * 10)
+    _write_run(tmp_path / "short", [0.5, 0.4], ["joint", "joint"])
+    (tmp_path / "none").mkdir()
+    runs = [tmp_path / n for n in ("flat", "steep", "short", "none")]
+    assert [convergence_notes([r]) for r in runs] == [
+        [
+            "flat: held-out test L1 0.495 (PSNR 25.05) at step 1000; the last 20 % of its joint "
+            "steps gained 0.50 %: flat (under 2 %)"
+        ],
+        [
+            "steep: held-out test L1 0.4 (PSNR 26.00) at step 1000; the last 20 % of its stage2 "
+            "steps gained 20.00 %: not flat (2 % or more), more steps may still help"
+        ],
+        [
+            "short: held-out test L1 0.4 (PSNR 26.00) at step 200; too few held-out rows in its "
+            "final stage to tell whether it has converged"
+        ],
+        [],
+    ]

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported before training, not after: a run takes hours, and the code of an editable install
     # edited meanwhile must not break its last lines (the weights are written by then, but a
     # failed exit marks the run failed in scripts that check it).
-    from dae.metrics.report import discriminator_warnings
+    from dae.metrics.report import convergence_notes, discriminator_warnings
 
     kind, cfg = load_config(args.config, args.overrides)
     if kind.family != "autoencoder":
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"stopped after step {trainer.step} of {cfg.train.steps}; --resume continues {out}")
     elif trainer.dist.is_main:
         print(f"trained {cfg.train.steps} steps; run folder: {out}")
+        for text in convergence_notes([out]):
+            print(text)
         # A discriminator that sat at chance or won outright may have made the GAN term cost
         # compute for little: say so now, not when someone reads the log.
         for text in discriminator_warnings([out]):

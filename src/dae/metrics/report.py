@@ -83,6 +83,29 @@ def discriminator_warnings(runs: list[Path]) -> list[str]:
     ]
 
 
+def convergence_notes(runs: list[Path]) -> list[str]:
+    """One sentence per run with held-out rows: its last test L1 and whether its final stage's
+    test curve has flattened, so that `dae train` says so when a run ends."""
+    labels = run_labels(runs)
+    notes = []
+    for run, c in _from_logs(runs, convergence).items():
+        head = (
+            f"{labels[run]}: held-out test L1 {c['test_l1']:.4g} (PSNR {c['test_psnr']:.2f}) "
+            f"at step {c['step']}"
+        )
+        if c["flat"] is None:
+            tail = "too few held-out rows in its final stage to tell whether it has converged"
+        else:
+            gain = f"the last 20 % of its {c['stage']} steps gained {_percent(c['stage_flatness'])}"
+            tail = (
+                f"{gain}: flat (under {100 * CONVERGED:g} %)"
+                if c["flat"]
+                else f"{gain}: not flat ({100 * CONVERGED:g} % or more), more steps may still help"
+            )
+        notes.append(f"{head}; {tail}")
+    return notes
+
+
 def _discriminator_lines(
     verdicts: dict[Path, list[dict[str, Any]]], labels: dict[Path, str]
 ) -> list[str]:
@@ -130,7 +153,9 @@ def _from_logs(runs: list[Path], read: Callable[[list[dict]], Any]) -> dict[Path
 
 
 def _percent(v: float) -> str:
-    return "–" if v != v else f"{100 * v:.1f} %"  # NaN: too few held-out rows
+    return (
+        "–" if v != v else f"{100 * v:.2f} %"
+    )  # NaN: too few held-out rows; 2 decimals: 1.996 is flat, 2.004 not
 
 
 def _convergence_lines(runs: list[Path], labels: dict[Path, str]) -> list[str]:
