@@ -292,6 +292,9 @@ def test_report_says_which_runs_have_not_flattened(tmp_path):
         (run.dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     records = [run_record(r) for r in runs]
     assert records[0]["flatness"] == pytest.approx(0.0025 / 0.5)
+    assert records[0]["test_curve"] == [
+        [100 * (i + 1), v] for i, v in enumerate(curves["baseline"])
+    ]
     assert records[1]["flatness"] == pytest.approx(0.2)
     summary = summarize_sweep(records, head)
     assert summary["table"]["dae-aux_width-0.5"]["max_flatness"] == pytest.approx(0.2)
@@ -300,3 +303,26 @@ def test_report_says_which_runs_have_not_flattened(tmp_path):
     assert "| dae-aux_width-0.5 | 1000 | 1 | 20.0 % |" in md
     assert "Not flat: dae-aux_width-0.5 seed 0 (20.0 %);" in md
     assert "baseline seed 0" not in md.split("Not flat:")[1].split("\n")[0]
+
+
+def test_curves_figure_averages_the_seeds_held_out_rows(tmp_path):
+    from dae.sweep.figures import mean_curve, plot_test_curves
+
+    # a run cut short (seed 2) ends the mean at the last step every seed logged
+    steps, mean, (lo, hi) = mean_curve([[[100, 0.4], [200, 0.2]], [[100, 0.6], [200, 0.4]],
+                                        [[100, 0.5]]])  # fmt: skip
+    assert steps == [100] and mean == pytest.approx([0.5])
+    assert (lo.tolist(), hi.tolist()) == ([0.4], [0.6])
+    steps, mean, _ = mean_curve([[[100, 0.4], [200, 0.2]], [[100, 0.6], [200, 0.4]]])
+    assert steps == [100, 200] and mean == pytest.approx([0.5, 0.3])
+
+    summary = {"config": "toy", "runs": [{"variant": "baseline", "test_curve": []}]}
+    assert plot_test_curves(summary, tmp_path / "none.png") is False
+    assert not (tmp_path / "none.png").exists()
+    summary["runs"] += [
+        {"variant": v, "test_curve": [[100, 0.5 + s / 10], [200, 0.3]]}
+        for v in ("baseline", "dae-aux_width-0.5")
+        for s in range(2)
+    ]
+    assert plot_test_curves(summary, tmp_path / "curves.png") is True
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

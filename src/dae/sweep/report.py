@@ -1,8 +1,10 @@
-"""A sweep's table and plot, built from its run folders: `sweep.md`, `sweep.json`, `sweep.png`.
+"""A sweep's tables, built from its run folders: `sweep.md`, `sweep.json`, and the figures of
+dae/sweep/figures.py (`sweep.png`, `sweep_curves.png`).
 
-Every number comes from files the runs wrote (`eval.json`, `probe/probe.json`), so the report can
-be rebuilt from a copy of those small files alone (`dae sweep ... --report-only`), e.g. after a GPU
-machine sent back its results without the weights.
+Every number comes from files the runs wrote (`eval.json`, `probe/probe.json`, and
+`metrics.jsonl` for the held-out curves), so the report can be rebuilt from a copy of those small
+files alone (`dae sweep ... --report-only`), e.g. after a GPU machine sent back its results
+without the weights.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
-from dae.metrics.curves import CONVERGED, convergence
-from dae.metrics.paired import EXCLUDED, add_holm, arrow, stat_cells, stat_table_head
+from dae.metrics.curves import CONVERGED, convergence, held_out_curve
+from dae.metrics.paired import EXCLUDED, add_holm, stat_cells, stat_table_head
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import paired_test, summarize
 from dae.run_folder import RunFolder
+from dae.sweep.figures import metric_label, plot_proxy, plot_test_curves
 from dae.sweep.plan import BASELINE, SweepRun
 from dae.sweep.runner import PROBE_DIR
 
@@ -32,7 +35,6 @@ PROXY_SUFFIXES = (
     "denoising_loss",
 )
 FALLBACK_PROXY = "lipschitz/decoder"
-RECON_KEYS = ("psnr", "mse")  # x axis of the plot: the first present
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, float]:
@@ -78,7 +80,7 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     return {
         "variant": run.variant.name,
         "weakness": run.variant.weakness,
-        "flatness": run_flatness(run.dir),
+        **run_curve(run.dir),
         "value": run.variant.value,
         "seed": run.seed,
         "steps": run.steps,
@@ -91,15 +93,19 @@ def run_record(run: SweepRun) -> dict[str, Any]:
     }
 
 
-def run_flatness(run_dir: Path) -> float | None:
-    """The relative test-L1 gain over the last 20 % of the run's final stage
-    (`dae.metrics.curves.final_stage_flatness`); None without enough held-out rows (a run trained
-    without `log.test_every`, or a copy without its metrics.jsonl)."""
+def run_curve(run_dir: Path) -> dict[str, Any]:
+    """`test_curve`: the held-out rows as [step, test L1] (empty for a run trained without
+    `log.test_every`, or a copy without its metrics.jsonl), and `flatness`: the relative test-L1
+    gain over the last 20 % of the final stage (`dae.metrics.curves.final_stage_flatness`), None
+    with too few rows to tell."""
     folder = RunFolder(run_dir)
-    if not folder.metrics_path.is_file():
-        return None
-    conv = convergence(folder.read_metrics())
-    return None if conv is None or conv["flat"] is None else conv["stage_flatness"]
+    rows = folder.read_metrics() if folder.metrics_path.is_file() else []
+    conv = convergence(rows)
+    curve = held_out_curve(rows)
+    return {
+        "test_curve": [[s, v] for s, v in zip(curve.steps, curve.l1, strict=True)],
+        "flatness": None if conv is None or conv["flat"] is None else conv["stage_flatness"],
+    }
 
 
 def _by_seed(records: list[dict], variant: str, metric: str) -> dict[int, float]:
@@ -153,13 +159,6 @@ def summarize_sweep(records: list[dict[str, Any]], header: dict[str, Any]) -> di
     }
 
 
-def _metric_label(metric: str, summary: dict[str, Any]) -> str:
-    name = metric
-    if metric == "proxy":
-        name = "proxy " + "/".join(summary["proxy_sources"])
-    return name + arrow(name)
-
-
 def _overrides_lines(summary: dict[str, Any]) -> list[str]:
     """The `--set`s behind the table, so that settings the arms do not share are read beside it."""
     lines = []
@@ -175,7 +174,7 @@ def _overrides_lines(summary: dict[str, Any]) -> list[str]:
 def _convergence_lines(summary: dict[str, Any]) -> list[str]:
     """What the table's `last 20 %` column means, and the runs not flat by that criterion."""
     runs = summary["runs"]
-    if not any(r.get("flatness") is not None for r in runs):
+    if not any(r.get("test_curve") for r in runs):
         return [
             "",
             "Convergence not measured: no run logged held-out test rows (image presets log "
@@ -185,7 +184,8 @@ def _convergence_lines(summary: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "last 20 %: the largest relative test-L1 gain, over seeds, in the last 20 % of each "
-        f"run's final stage (flat: under {100 * CONVERGED:g} %; `dae.metrics.curves`).",
+        f"run's final stage (flat: under {100 * CONVERGED:g} %; `dae.metrics.curves`); "
+        "`sweep_curves.png` draws the held-out curves.",
     ]
     steep = [r for r in runs if r.get("flatness") is not None and r["flatness"] >= CONVERGED]
     unmeasured = [r for r in runs if r.get("flatness") is None]
@@ -216,7 +216,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         *_overrides_lines(summary),
         "| variant | steps | n | last 20 % | "
-        + " | ".join(_metric_label(m, summary) for m in metrics)
+        + " | ".join(metric_label(m, summary) for m in metrics)
         + " |",
         "|---|---|---|---|" + "---|" * len(metrics),
     ]
@@ -242,7 +242,7 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for variant, tests in summary["paired_vs_baseline"].items():
         for metric, t in tests.items():
-            label = _metric_label(metric, summary)
+            label = metric_label(metric, summary)
             lines.append(f"| {variant} | {label} | {stat_cells(label, t)} |")
     if not summary["proxy_sources"]:
         lines += ["", "No generation proxy: no probe results and no `lipschitz` evaluation."]
@@ -268,63 +268,19 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict[str, Any], path: Path) -> bool:
-    """Reconstruction quality vs the generation proxy, one line per weakness key; False if no data."""
-    table = summary["table"]
-    recon = next((k for k in RECON_KEYS if any(k in r["metrics"] for r in table.values())), None)
-    if recon is None or not summary["proxy_sources"]:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    groups: dict[str, list[tuple[Any, dict]]] = {}
-    for row in table.values():
-        if recon in row["metrics"] and "proxy" in row["metrics"]:
-            groups.setdefault(row["weakness"] or BASELINE, []).append(
-                (row["value"], row["metrics"])
-            )
-    for key, points in groups.items():
-        points.sort(key=lambda p: (p[0] is None, p[0]))
-        xs = [m[recon]["mean"] for _, m in points]
-        ys = [m["proxy"]["mean"] for _, m in points]
-        ax.errorbar(
-            xs,
-            ys,
-            xerr=[m[recon]["std"] for _, m in points],
-            yerr=[m["proxy"]["std"] for _, m in points],
-            marker="*" if key == BASELINE else "o",
-            markersize=12 if key == BASELINE else 6,
-            color="black" if key == BASELINE else None,
-            linestyle="none" if key == BASELINE else "-",
-            capsize=3,
-            label=key,
-        )
-        for (value, _), x, y in zip(points, xs, ys):
-            if value is not None:
-                ax.annotate(str(value), (x, y), textcoords="offset points", xytext=(4, 4))
-    ax.set_xlabel(_metric_label(recon, summary) + " (reconstruction)")
-    ax.set_ylabel(_metric_label("proxy", summary) + " (generation proxy)")
-    ax.set_title(f"{summary['config']}: mean ± std over {summary['seeds']} seeds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return True
-
-
 def write_report(out: Path, summary: dict[str, Any], log=print) -> None:
-    """`sweep.json`, `sweep.md` and (when there is a proxy and matplotlib) `sweep.png` in `out`."""
+    """`sweep.json`, `sweep.md` and, with matplotlib, `sweep.png` (when there is a generation
+    proxy) and `sweep_curves.png` (when runs logged held-out rows) in `out`."""
     write_json(out / "sweep.json", summary)
     atomic_write(out / "sweep.md", lambda p: p.write_text(markdown(summary)))
     wrote = ["sweep.json", "sweep.md"]
     try:
-        if plot(summary, out / "sweep.png"):
+        if plot_proxy(summary, out / "sweep.png"):
             wrote.append("sweep.png")
         else:
-            log("sweep: no plot (needs a reconstruction metric and a generation proxy)")
+            log("sweep: no sweep.png (needs a reconstruction metric and a generation proxy)")
+        if plot_test_curves(summary, out / "sweep_curves.png"):
+            wrote.append("sweep_curves.png")
     except ImportError:
-        log("sweep: matplotlib is missing; rebuild the plot elsewhere with --report-only")
+        log("sweep: matplotlib is missing; rebuild the plots elsewhere with --report-only")
     log(f"sweep: wrote {', '.join(str(out / w) for w in wrote)}")
