@@ -11,19 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dae.files import atomic_write
+from dae.plots import pyplot, save_png
 from dae.run_folder import RunFolder
 
 STAGE_COLOURS = {"stage1": "#fde9c9", "stage2": "#d9ecf9", "joint": "#ffffff"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def run_labels(runs: list[Path]) -> dict[Path, str]:
@@ -86,7 +77,7 @@ def plot_curves(
     mixed = len(set(kinds.values())) > 1
     if not panels:
         return False
-    plt = _plt()
+    plt = pyplot()
     labels = run_labels(runs)
     spans = {run: _stage_spans(rows) for run, rows in histories.items()}
     # Each model kind's panels shade the stages of its first two-stage run (a baseline first in the
@@ -141,8 +132,7 @@ def plot_curves(
     strip = 0.0 if spare else 0.13 * math.ceil(len(handles) / ncol) / (n_rows + 0.5)
     # and a strip above them for the title (matplotlib's tight_layout leaves it overlapping)
     fig.tight_layout(rect=(0, strip, 1, 1 - 0.35 / fig.get_figheight()))
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, out, layout=False)
     return True
 
 
@@ -156,7 +146,7 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
     books = {run: e["codebook"] for run, e in evals.items() if e and "codebook" in e}
     if not books:
         return False
-    plt = _plt()
+    plt = pyplot()
     labels = run_labels(list(evals))
     fig, (h_ax, e_ax, u_ax) = plt.subplots(1, 3, figsize=(14, 3.8))
     for i, (run, book) in enumerate(books.items()):
@@ -189,9 +179,7 @@ def plot_codebooks(evals: dict[Path, dict], out: Path) -> bool:
     u_ax.set_yscale("symlog")
     for ax in (h_ax, e_ax, u_ax):
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, out)
     return True
 
 
@@ -201,7 +189,7 @@ def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
     found = {run: e["diagnostics"] for run, e in evals.items() if e and e.get("diagnostics")}
     if not found:
         return False
-    plt = _plt()
+    plt = pyplot()
     labels = run_labels(list(evals))
     fig, (s_ax, c_ax, b_ax) = plt.subplots(1, 3, figsize=(15, 3.8))
     for i, (run, diag) in enumerate(found.items()):
@@ -238,9 +226,7 @@ def plot_diagnostics(evals: dict[Path, dict], out: Path) -> bool:
     for ax in (s_ax, c_ax, b_ax):
         if ax.get_legend_handles_labels()[0]:  # a run without this statistic draws no curve
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, out)
     return True
 
 
@@ -256,7 +242,7 @@ def plot_paired(paired: dict[str, Any], out: Path, max_panels: int = 12) -> bool
     ][:max_panels]
     if not metrics:
         return False
-    plt = _plt()
+    plt = pyplot()
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
@@ -277,7 +263,5 @@ def plot_paired(paired: dict[str, Any], out: Path, max_panels: int = 12) -> bool
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     fig.suptitle("runs − against, pair by pair (green: the first arm better)", fontsize=9)
-    fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, out)
     return True

@@ -5,21 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dae.files import atomic_write
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    _plt().close(fig)
+from dae.plots import pyplot, save_png
 
 
 def _label(entry: dict[str, Any]) -> str:
@@ -31,7 +17,7 @@ def _label(entry: dict[str, Any]) -> str:
 def plot_widths(summary: dict[str, Any], path: Path) -> None:
     """Test L1 and PSNR against decoder width (log x), one line per run: a better latent reaches a
     given error with a narrower decoder."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for entry in summary["runs"]:
         decoders = sorted(entry["decoders"], key=lambda d: d["width"])
@@ -49,14 +35,13 @@ def plot_widths(summary: dict[str, Any], path: Path) -> None:
     axes[0].legend(fontsize=8)
     steps = summary["config"]["steps"]
     fig.suptitle(f"Decoder probe: fresh decoders on frozen latents, {steps} steps each")
-    fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path, dpi=120)
 
 
 def plot_curves(summary: dict[str, Any], path: Path) -> None:
     """One panel per width: each run's training L1 (line; each point the mean of the preceding
     `curve_every` steps) and test L1 checkpoints (markers)."""
-    plt = _plt()
+    plt = pyplot()
     widths = summary["config"]["widths"]
     fig, axes = plt.subplots(1, len(widths), figsize=(4.5 * len(widths), 4), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -74,5 +59,4 @@ def plot_curves(summary: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path, dpi=120)

@@ -15,6 +15,7 @@ import torch
 from dae.config import from_dict, replace, to_dict
 from dae.files import atomic_write
 from dae.metrics.stats import format_p, paired_test
+from dae.plots import pyplot, save_png
 from dae.progress import progress_bar
 from dae.reproduce.toy import ToyExperimentConfig, toy_accuracies, train_toy
 
@@ -169,11 +170,7 @@ def write_outputs(out: Path, summary: dict[str, Any], figure_runs: list[dict[str
 
 def plot_latents(path: Path, runs: list[dict[str, Any]], titles: list[str]) -> None:
     """Side-by-side scatter of held-out 2-D latent means, coloured by cluster label."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4.6))
     for ax, run, title in zip(axes, runs, titles):
         z = torch.tensor(run["latent"])
@@ -187,6 +184,4 @@ def plot_latents(path: Path, runs: list[dict[str, Any]], titles: list[str]) -> N
         ax.set_ylabel("z2")
         ax.set_aspect("equal", adjustable="datalim")
     fig.suptitle("Toy mixture: 2-D latent means of held-out points (seed 0)")
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, path)

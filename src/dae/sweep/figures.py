@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from dae.files import atomic_write
 from dae.metrics.paired import arrow
+from dae.plots import pyplot, save_png
 from dae.sweep.plan import BASELINE
 
 RECON_KEYS = ("psnr", "mse")  # x axis of sweep.png: the first present
@@ -24,28 +24,13 @@ def metric_label(metric: str, summary: dict[str, Any]) -> str:
     return name + arrow(name)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    _pyplot().close(fig)
-
-
 def plot_proxy(summary: dict[str, Any], path: Path) -> bool:
     """Reconstruction quality vs the generation proxy, one line per weakness key; False if no data."""
     table = summary["table"]
     recon = next((k for k in RECON_KEYS if any(k in r["metrics"] for r in table.values())), None)
     if recon is None or not summary["proxy_sources"]:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     groups: dict[str, list[tuple[Any, dict]]] = {}
     for row in table.values():
@@ -76,7 +61,7 @@ def plot_proxy(summary: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel(metric_label("proxy", summary) + " (generation proxy)")
     ax.set_title(f"{summary['config']}: mean ± std over {summary['seeds']} seeds")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -97,7 +82,7 @@ def plot_test_curves(summary: dict[str, Any], path: Path) -> bool:
             by_variant.setdefault(r["variant"], []).append(r["test_curve"])
     if not by_variant:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for variant, curves in by_variant.items():
         steps, mean, (lo, hi) = mean_curve(curves)
@@ -111,5 +96,5 @@ def plot_test_curves(summary: dict[str, Any], path: Path) -> bool:
     ax.set_yscale("log")
     ax.set_title(f"{summary['config']}: mean over seeds, range shaded")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
     return True

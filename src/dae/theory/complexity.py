@@ -15,6 +15,7 @@ import torch
 from dae.config import check, replace, to_dict
 from dae.data.toy import make_toy_data
 from dae.files import atomic_write
+from dae.plots import pyplot, save_png
 from dae.reproduce.toy import ToyExperimentConfig
 from dae.theory.contrastive import ContrastiveConfig, train_contrastive
 from dae.theory.estimator import EstimatorConfig, distance_curve, noise_floor, smallest_complexity
@@ -158,11 +159,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 def plot_curves(summary: dict[str, Any], path: Path) -> None:
     """Distance vs complexity, one line per latent (best restart), band = restart range."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, curve in summary["curves"].items():
         pts = curve["points"]
@@ -191,9 +188,7 @@ def plot_curves(summary: dict[str, Any], path: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.set_title(f"Complexity-induced distance, {summary['dataset']}", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def aggregate(summaries: list[dict[str, Any]], epsilons: list[float]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from dae.config import replace, to_dict
 from dae.files import atomic_write
+from dae.plots import pyplot, save_png
 from dae.theory.linear_ae import LinearAEConfig, train_grid
 from dae.theory.oned import OneDConfig, closed_form_tv, run_oned, threshold
 
@@ -21,26 +22,11 @@ class TheoryConfig:
     oned: OneDConfig = field(default_factory=OneDConfig)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    _plt().close(fig)
-
-
 def plot_linear_ae(results: dict[str, dict[str, Any]], path: Path) -> None:
     """One heat-map per norm: excess error over PCA (relative), predicted boundaries on top."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5))
     axes = np.atleast_1d(axes)
     for ax, (norm, res) in zip(axes, results.items(), strict=False):
@@ -84,14 +70,14 @@ def plot_linear_ae(results: dict[str, dict[str, Any]], path: Path) -> None:
             fontsize=10,
         )
         ax.legend(fontsize=8, loc="lower left")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_oned(res: dict[str, Any], path: Path) -> None:
     """TV*(c) closed form, numerical points, uniform-latent line; and the 3/2 law near c*."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     a, c_star = res["half_width"], res["c_star"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
     cs = np.linspace(0.01, 1.3, 300) * c_star
@@ -116,7 +102,7 @@ def plot_oned(res: dict[str, Any], path: Path) -> None:
     right.set_ylabel("TV*")
     right.set_title(f"fitted exponent near c*: {res['exponent_near_threshold']:.3f}", fontsize=10)
     right.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def markdown_summary(summary: dict[str, Any]) -> str:
