@@ -104,9 +104,16 @@ def test_trained_encoder_probes_better_than_random_init(runs, tmp_path):
 
 def test_probe_is_deterministic_for_a_seed(runs, tmp_path):
     cfg = ProbeConfig(**{**to_dict(FAST), "widths": [0.5], "steps": 20, "curve_points": 2})
-    first = probe_runs([runs["vq"]], tmp_path / "a", cfg, quiet, plots=False)
+    lines: list[str] = []
+    first = probe_runs([runs["vq"]], tmp_path / "a", cfg, lines.append, plots=False)
     second = probe_runs([runs["vq"]], tmp_path / "b", cfg, quiet, plots=False)
     assert scores(first) == scores(second)
+    # the log line says how much test L1 moved over the last curve interval
+    (a, before), (b, last) = first["runs"][0]["decoders"][0]["curve"]["test_l1"]
+    assert (a, b) == (10, 20)
+    moved = "fell" if last <= before else "rose"
+    want = f"test L1 {moved} {100 * abs(before - last) / before:.1f} % from step 10 to 20 ("
+    assert any(want in line for line in lines), lines
     other = ProbeConfig(**{**to_dict(cfg), "seed": 1})
     third = probe_runs([runs["vq"]], tmp_path / "c", other, quiet, plots=False)
     assert scores(third) != scores(first)  # the seed matters, so equality above is not vacuous
@@ -314,3 +321,21 @@ def test_a_probe_json_is_replaced_only_by_a_probe_that_covers_it(runs, tmp_path,
     # the output folder may not be a probed run
     assert main(["probe", str(runs["kl"]), "--out", str(runs["kl"]), "--no-prior"]) == 1
     assert "is or contains the input run" in capsys.readouterr().err
+
+
+def test_last_gain_names_a_decoder_still_improving():
+    from dae.probe.runner import _last_gain
+
+    def result(curve):
+        return {"curve": {"test_l1": curve}}
+
+    assert _last_gain(result([[4000, 0.1]])) == ""  # one point: nothing to compare
+    assert _last_gain(result([[2000, 0.1], [4000, 0.099]])) == (
+        "; test L1 fell 1.0 % from step 2000 to 4000 (flat)"
+    )
+    assert _last_gain(result([[2000, 0.1], [4000, 0.09]])) == (
+        "; test L1 fell 10.0 % from step 2000 to 4000 (still improving: more --steps would move it)"
+    )
+    assert _last_gain(result([[2000, 0.1], [4000, 0.105]])) == (
+        "; test L1 rose 5.0 % from step 2000 to 4000 (no longer improving)"
+    )

@@ -20,6 +20,7 @@ from dae.config import to_dict
 from dae.data.images import LabelledImages, load_from_config, load_images
 from dae.errors import ConfigError, RunFolderError
 from dae.files import atomic_write
+from dae.metrics.curves import CONVERGED
 from dae.metrics.features import FeatureExtractor
 from dae.probe.config import ProbeConfig, recipe_hash
 from dae.probe.decoder import encode_images, probe_decoder
@@ -155,7 +156,7 @@ def probe_run(
             )
             save_result(path, hashes["decoder"], run, result)
         entry["decoders"].append(result)
-        log(f"{run.identity['name']} w={width:g}: " + _fmt(result["test"]))
+        log(f"{run.identity['name']} w={width:g}: " + _fmt(result["test"]) + _last_gain(result))
     if cfg.prior:
         path = folder / "prior.json"
         result = load_result(path, hashes["prior"], run)
@@ -247,6 +248,23 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def _prior_scores(prior: dict[str, Any]) -> dict[str, float]:
     keys = ("test_nll_per_token", "test_denoising_mse_mean")
     return {k: prior[k] for k in keys if k in prior}
+
+
+def _last_gain(result: dict[str, Any]) -> str:
+    """The decoder's test-L1 gain between its last two curve points: whether `--steps` was
+    enough (under 2 %: `dae.metrics.curves.CONVERGED`) or its score would still move."""
+    curve = result["curve"]["test_l1"]
+    if len(curve) < 2:
+        return ""
+    (a, before), (b, last) = curve[-2], curve[-1]
+    gain = (before - last) / before
+    verdict = (
+        "still improving: more --steps would move it"
+        if gain >= CONVERGED
+        else ("flat" if gain >= 0 else "no longer improving")
+    )
+    moved = f"fell {100 * gain:.1f} %" if gain >= 0 else f"rose {-100 * gain:.1f} %"
+    return f"; test L1 {moved} from step {a:g} to {b:g} ({verdict})"
 
 
 def _fmt(scores: dict[str, float]) -> str:
