@@ -63,6 +63,7 @@ def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch
     import yaml
 
     from dae.metrics import figures
+    from dae.plots import pyplot
 
     runs = []
     for name, kind, keys in [("vq-a", "vqgan", ("loss", "vq")), ("kl-b", "kl", ("loss", "kl"))]:
@@ -76,7 +77,7 @@ def test_report_curves_name_every_run_and_split_vq_from_kl(tmp_path, monkeypatch
     (tmp_path / "vq-c" / "config.yaml").write_text(yaml.safe_dump({"kind": "vqgan", "train": {}}))
     (tmp_path / "vq-c" / "metrics.jsonl").write_text('{"step": 1, "stage": "joint", "loss": 3.0}\n')
     runs.append(tmp_path / "vq-c")
-    plt = figures._plt()
+    plt = pyplot()
     closed = []
     monkeypatch.setattr(plt, "close", closed.append)
     assert figures.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
@@ -95,6 +96,7 @@ def test_report_curves_shade_each_kinds_panels_with_that_kinds_stages(tmp_path, 
     import yaml
 
     from dae.metrics import figures
+    from dae.plots import pyplot
 
     runs = []
     for name, kind, switch in [("vq-dae", "vqgan", 2), ("kl-dae", "kl", 4)]:
@@ -107,7 +109,7 @@ def test_report_curves_shade_each_kinds_panels_with_that_kinds_stages(tmp_path, 
         ]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         runs.append(run)
-    plt = figures._plt()
+    plt = pyplot()
     closed = []
     monkeypatch.setattr(plt, "close", closed.append)
     assert figures.plot_curves(runs, tmp_path / "c.png", "", None, "curves", log_y=False)
