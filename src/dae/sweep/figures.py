@@ -65,11 +65,13 @@ def plot_proxy(summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def mean_curve(curves: list[list[list[float]]]) -> tuple[list[float], list[float], list[float]]:
+def mean_curve(
+    curves: list[list[list[float]]],
+) -> tuple[list[float], list[float], list[np.ndarray]]:
     """Steps, mean and spread (min, max) over seeds of [step, value] curves, at the steps every
     curve logged (seeds of one variant log the same steps; a run cut short ends the mean early)."""
     common = sorted(set.intersection(*(set(s for s, _ in c) for c in curves)))
-    values = np.array([[dict((s, v) for s, v in c)[step] for step in common] for c in curves])
+    values = np.array([[by_step[step] for step in common] for by_step in map(dict, curves)])
     return common, values.mean(axis=0).tolist(), [values.min(axis=0), values.max(axis=0)]
 
 

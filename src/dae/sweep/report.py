@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dae.files import atomic_write, read_json, write_json
-from dae.metrics.curves import CONVERGED, convergence, held_out_curve
+from dae.metrics.curves import CONVERGED, final_stage_flatness, held_out_curve
 from dae.metrics.paired import EXCLUDED, add_holm, stat_cells, stat_table_head
 from dae.metrics.report import discriminator_verdicts
 from dae.metrics.stats import paired_test, summarize
@@ -99,12 +99,11 @@ def run_curve(run_dir: Path) -> dict[str, Any]:
     gain over the last 20 % of the final stage (`dae.metrics.curves.final_stage_flatness`), None
     with too few rows to tell."""
     folder = RunFolder(run_dir)
-    rows = folder.read_metrics() if folder.metrics_path.is_file() else []
-    conv = convergence(rows)
-    curve = held_out_curve(rows)
+    curve = held_out_curve(folder.read_metrics() if folder.metrics_path.is_file() else [])
+    flat = final_stage_flatness(curve.steps, curve.l1, curve.stages)
     return {
         "test_curve": [[s, v] for s, v in zip(curve.steps, curve.l1, strict=True)],
-        "flatness": None if conv is None or conv["flat"] is None else conv["stage_flatness"],
+        "flatness": None if math.isnan(flat) else flat,
     }
 
 
